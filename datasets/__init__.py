@@ -1,0 +1,1 @@
+"""Labeled images: importers for the formats engineers have, immutable snapshots, exports for training."""

@@ -1,0 +1,120 @@
+"""Pascal VOC XML importer (one ``.xml`` per image, ``<object><name>`` + ``<bndbox>``).
+
+Accepts the common layouts: ``annotations/`` + ``images/`` (NEU-DET), ``Annotations/`` +
+``JPEGImages/`` (VOC devkit), or XML files beside their images.
+"""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import cv2
+
+from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
+from inspection.errors import DatasetError
+from inspection.hashing import sha256_file
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_ANNOTATION_DIRS = ("annotations", "Annotations", "labels", "xml")
+_IMAGE_DIRS = ("images", "JPEGImages", "imgs", ".")
+
+
+def _find_annotation_files(root: Path) -> list[Path]:
+    for name in _ANNOTATION_DIRS:
+        folder = root / name
+        if folder.is_dir():
+            files = sorted(folder.rglob("*.xml"))
+            if files:
+                return files
+    return sorted(root.rglob("*.xml"))
+
+
+def _find_image(root: Path, xml_path: Path, filename: str | None) -> Path | None:
+    candidates: list[Path] = []
+    stems = [Path(filename).name] if filename else []
+    for folder in [xml_path.parent, *(root / d for d in _IMAGE_DIRS)]:
+        for name in stems:
+            candidates.append(folder / name)
+        for suffix in IMAGE_SUFFIXES:
+            candidates.append(folder / f"{xml_path.stem}{suffix}")
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _text(node: ET.Element | None, tag: str) -> str | None:
+    if node is None:
+        return None
+    child = node.find(tag)
+    return child.text.strip() if child is not None and child.text else None
+
+
+def _parse_one(root: Path, xml_path: Path) -> tuple[LabeledImage | None, list[ImportIssue]]:
+    issues: list[ImportIssue] = []
+    try:
+        tree = ET.parse(xml_path)
+    except (ET.ParseError, OSError) as exc:
+        return None, [ImportIssue(str(xml_path), f"XML does not parse: {exc}")]
+    ann = tree.getroot()
+    image_path = _find_image(root, xml_path, _text(ann, "filename"))
+    if image_path is None:
+        return None, [ImportIssue(str(xml_path), "no image file found for this annotation")]
+    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        return None, [ImportIssue(str(image_path), "image is unreadable or empty")]
+    height, width = image.shape[:2]
+    boxes: list[LabeledBox] = []
+    for index, obj in enumerate(ann.findall("object")):
+        name = _text(obj, "name")
+        bnd = obj.find("bndbox")
+        where = f"{xml_path}#object{index}"
+        if not name or bnd is None:
+            issues.append(ImportIssue(where, "object without <name> or <bndbox>"))
+            continue
+        try:
+            x1, y1, x2, y2 = (float(_text(bnd, t) or "nan") for t in ("xmin", "ymin", "xmax", "ymax"))
+        except ValueError:
+            issues.append(ImportIssue(where, "box coordinates are not numbers"))
+            continue
+        # VOC coordinates are 1-based inclusive pixels; tolerate one pixel of slack at the border.
+        if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
+            issues.append(ImportIssue(where, f"box ({x1},{y1},{x2},{y2}) lies outside the {width}x{height} image"))
+            continue
+        x1, y1 = max(0.0, x1), max(0.0, y1)
+        x2, y2 = min(float(width), x2), min(float(height), y2)
+        if x2 <= x1 or y2 <= y1:
+            issues.append(ImportIssue(where, f"degenerate box ({x1},{y1},{x2},{y2})"))
+            continue
+        boxes.append(LabeledBox(name.strip(), x1, y1, x2, y2))
+    labeled = LabeledImage(image_path.resolve(), width, height, tuple(boxes), sha256_file(image_path))
+    return labeled, issues
+
+
+def import_voc(root: Path) -> ImportResult:
+    """Read every VOC annotation under ``root``; skipped files and boxes are listed with a reason."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
+    xml_files = _find_annotation_files(root)
+    if not xml_files:
+        raise DatasetError(f"no Pascal VOC .xml annotations found under {root}")
+    images: list[LabeledImage] = []
+    skipped: list[ImportIssue] = []
+    seen: dict[str, Path] = {}
+    for xml_path in xml_files:
+        labeled, issues = _parse_one(root, xml_path)
+        skipped.extend(issues)
+        if labeled is None:
+            continue
+        if labeled.sha256 in seen:
+            skipped.append(ImportIssue(str(labeled.path), f"duplicate of {seen[labeled.sha256]}"))
+            continue
+        seen[labeled.sha256] = labeled.path
+        images.append(labeled)
+    log.info("VOC import of %s: %d images, %d issues", root, len(images), len(skipped))
+    return ImportResult(tuple(images), tuple(skipped))

@@ -1,0 +1,63 @@
+"""Typed records shared by every importer and exporter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class LabeledBox:
+    """One annotated defect in original image pixels (x1, y1) top-left, (x2, y2) bottom-right."""
+
+    class_name: str
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    def __post_init__(self) -> None:
+        if not self.class_name:
+            raise ValueError("LabeledBox.class_name must be a non-empty string")
+        coords = (self.x1, self.y1, self.x2, self.y2)
+        if not all(math.isfinite(c) for c in coords):
+            raise ValueError(f"LabeledBox coordinates must be finite numbers, got {coords}")
+        if self.x2 <= self.x1 or self.y2 <= self.y1:
+            raise ValueError(f"LabeledBox needs x2 > x1 and y2 > y1, got {coords}")
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    """An image file with its size and boxes; an empty ``boxes`` is a negative (defect-free) example."""
+
+    path: Path
+    width: int
+    height: int
+    boxes: tuple[LabeledBox, ...]
+    sha256: str
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"LabeledImage size must be positive, got {self.width}x{self.height}")
+        if len(self.sha256) != 64:
+            raise ValueError(f"LabeledImage.sha256 must be 64 hex characters, got {self.sha256!r}")
+
+
+@dataclass(frozen=True)
+class ImportIssue:
+    """Something an importer skipped, and why: importers never drop data silently."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    images: tuple[LabeledImage, ...]
+    skipped: tuple[ImportIssue, ...] = field(default_factory=tuple)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in order of first appearance sorted alphabetically, so ids are stable."""
+        return tuple(sorted({b.class_name for im in self.images for b in im.boxes}))

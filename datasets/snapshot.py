@@ -1,0 +1,146 @@
+"""Immutable dataset snapshots.
+
+A snapshot is a manifest of every image (by sha256) with its labels, a class map and a deterministic
+train / val split. Its id is the sha256 of that manifest, so the same data gives the same id wherever
+it lives on disk, and a model's metadata can name exactly the data that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from datasets.records import ImportResult, LabeledBox, LabeledImage
+from inspection.errors import DatasetError
+
+Split = Literal["train", "val"]
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SnapshotEntry:
+    image: LabeledImage
+    split: Split
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    classes: tuple[str, ...]
+    entries: tuple[SnapshotEntry, ...]
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        """Content hash of the manifest (images, labels, classes, split); paths are not part of it."""
+        canonical = json.dumps(self._content(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def split(self, name: Split) -> tuple[SnapshotEntry, ...]:
+        return tuple(e for e in self.entries if e.split == name)
+
+    def _content(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "images": sorted(
+                (
+                    {
+                        "sha256": e.image.sha256,
+                        "split": e.split,
+                        "size": [e.image.width, e.image.height],
+                        "boxes": [[b.class_name, round(b.x1, 2), round(b.y1, 2), round(b.x2, 2), round(b.y2, 2)]
+                                  for b in e.image.boxes],
+                    }
+                    for e in self.entries
+                ),
+                key=lambda item: str(item["sha256"]),
+            ),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "classes": list(self.classes),
+            "entries": [
+                {
+                    "path": str(e.image.path),
+                    "sha256": e.image.sha256,
+                    "width": e.image.width,
+                    "height": e.image.height,
+                    "split": e.split,
+                    "boxes": [[b.class_name, b.x1, b.y1, b.x2, b.y2] for b in e.image.boxes],
+                }
+                for e in self.entries
+            ],
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write ``<folder>/<id>/manifest.json`` (idempotent: the same content gives the same file)."""
+        target = Path(folder) / self.id
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / MANIFEST_NAME
+        path.write_text(json.dumps(self.to_json(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Snapshot:
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        try:
+            raw = json.loads(path.read_text())
+            entries = tuple(
+                SnapshotEntry(
+                    LabeledImage(
+                        Path(item["path"]), int(item["width"]), int(item["height"]),
+                        tuple(LabeledBox(str(b[0]), *map(float, b[1:5])) for b in item["boxes"]),
+                        str(item["sha256"]),
+                    ),
+                    item["split"],
+                )
+                for item in raw["entries"]
+            )
+            snapshot = cls(tuple(raw["classes"]), entries, raw.get("source", ""))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DatasetError(f"snapshot manifest {path} cannot be read: {exc}") from exc
+        if raw.get("id") and raw["id"] != snapshot.id:
+            raise DatasetError(f"snapshot manifest {path} was altered: id {raw['id']} != content {snapshot.id}")
+        return snapshot
+
+
+def _primary_class(image: LabeledImage) -> str:
+    counts = Counter(b.class_name for b in image.boxes)
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def build_snapshot(result: ImportResult, *, val_fraction: float = 0.2, seed: str = "qcline",
+                   classes: tuple[str, ...] | None = None, source: str = "") -> Snapshot:
+    """Split deterministically, stratified by each image's most frequent class.
+
+    Within a stratum images are ordered by ``sha256(seed + image sha256)`` and the first
+    ``round(n * val_fraction)`` go to val: the split depends only on content and seed, never on file
+    names, order on disk or a random generator's state.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not result.images:
+        raise DatasetError("cannot build a snapshot from zero images")
+    class_names = tuple(classes) if classes is not None else result.classes
+    unknown = {b.class_name for im in result.images for b in im.boxes} - set(class_names)
+    if unknown:
+        raise DatasetError(f"labels use classes missing from the class map: {sorted(unknown)}")
+    strata: dict[str, list[LabeledImage]] = defaultdict(list)
+    for image in result.images:
+        strata[_primary_class(image)].append(image)
+    split_of: dict[str, Split] = {}
+    for members in strata.values():
+        members.sort(key=lambda im: hashlib.sha256(f"{seed}:{im.sha256}".encode()).hexdigest())
+        n_val = round(len(members) * val_fraction)
+        for index, image in enumerate(members):
+            split_of[image.sha256] = "val" if index < n_val else "train"
+    entries = tuple(SnapshotEntry(im, split_of[im.sha256]) for im in result.images)
+    return Snapshot(class_names, entries, source)

@@ -1,0 +1,114 @@
+"""Pure judgement: detections + an order's profile -> a frame verdict; frame verdicts -> a unit verdict.
+
+No I/O and no model here, so every rule is a row in a parametrized test table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from inspection.profiles import InspectionProfile
+from inspection.types import DefectFinding, Detections, FrameVerdict, UnitVerdict, Verdict, worst
+
+
+def _judge_one(class_name: str, confidence: float, box: tuple[float, float, float, float],
+               frame_w: int, frame_h: int, profile: InspectionProfile) -> DefectFinding | None:
+    rule = profile.rule_for(class_name)
+    if rule.ignore or confidence < rule.review_threshold:
+        return None
+    if confidence < rule.confidence:
+        return DefectFinding(class_name, confidence, box, Verdict.REVIEW,
+                             f"{class_name} uncertain: confidence {confidence:.2f} in review band "
+                             f"[{rule.review_threshold:.2f}, {rule.confidence:.2f})")
+    if rule.critical:
+        return DefectFinding(class_name, confidence, box, Verdict.FAIL,
+                             f"{class_name} is critical for profile {profile.name}")
+    width, height = box[2] - box[0], box[3] - box[1]
+    if rule.max_area_fraction is not None and width * height > rule.max_area_fraction * frame_w * frame_h:
+        return DefectFinding(class_name, confidence, box, Verdict.FAIL,
+                             f"{class_name} covers {width * height / (frame_w * frame_h):.1%} of the frame, "
+                             f"over the {rule.max_area_fraction:.1%} tolerated")
+    if rule.max_length_px is not None and max(width, height) > rule.max_length_px:
+        return DefectFinding(class_name, confidence, box, Verdict.FAIL,
+                             f"{class_name} is {max(width, height):.0f} px long, over the "
+                             f"{rule.max_length_px:.0f} px tolerated")
+    return DefectFinding(class_name, confidence, box, Verdict.PASS, f"{class_name} counted")
+
+
+def _count_failures(findings: Sequence[DefectFinding], profile: InspectionProfile, scope: str) -> list[str]:
+    """Counted (not uncertain) defects of each class beyond the class's ``max_count``."""
+    counted = Counter(f.class_name for f in findings if f.outcome is not Verdict.REVIEW)
+    reasons = []
+    for class_name, count in sorted(counted.items()):
+        rule = profile.rule_for(class_name)
+        if not rule.critical and count > rule.max_count:
+            reasons.append(f"{count} {class_name} on the {scope}, {rule.max_count} tolerated by {profile.name}")
+    return reasons
+
+
+def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_id: str, order_id: str,
+          camera_id: str, captured_at: datetime, profile: InspectionProfile, model_sha256: str,
+          frame_sha256: str = "") -> FrameVerdict:
+    """Apply the order's profile to one frame's detections."""
+    findings: list[DefectFinding] = []
+    for i in range(len(detections)):
+        box = tuple(float(v) for v in detections.xyxy[i])
+        finding = _judge_one(detections.class_name(i), float(detections.confidence[i]),
+                             box, frame_width, frame_height, profile)  # type: ignore[arg-type]
+        if finding is not None:
+            findings.append(finding)
+    reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]
+    reasons += _count_failures(findings, profile, "frame")
+    verdict = Verdict.FAIL if reasons else Verdict.PASS
+    if verdict is Verdict.PASS:
+        reasons = [f.rule for f in findings if f.outcome is Verdict.REVIEW]
+        verdict = Verdict.REVIEW if reasons else Verdict.PASS
+    return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
+                        findings=tuple(findings), reasons=tuple(dict.fromkeys(reasons)),
+                        model_sha256=model_sha256, profile_hash=profile.content_hash,
+                        captured_at=captured_at, frame_sha256=frame_sha256)
+
+
+def failed_frame(*, unit_id: str, order_id: str, camera_id: str, captured_at: datetime, error: str,
+                 profile: InspectionProfile, model_sha256: str) -> FrameVerdict:
+    """A frame that could not be read still counts for its unit: a person must look (or it fails)."""
+    return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id,
+                        verdict=Verdict(profile.failed_frame_verdict), findings=(),
+                        reasons=(f"frame from {camera_id} unreadable: {error}",), model_sha256=model_sha256,
+                        profile_hash=profile.content_hash, captured_at=captured_at, error=error)
+
+
+def missing_views(frames: Sequence[FrameVerdict], profile: InspectionProfile) -> tuple[str, ...]:
+    """Required views without a readable frame yet."""
+    seen = {f.camera_id for f in frames if not f.error}
+    return tuple(v for v in profile.required_views if v not in seen)
+
+
+def roll_up(frames: Sequence[FrameVerdict], profile: InspectionProfile, *, closing: bool = False) -> UnitVerdict | None:
+    """The unit's verdict, or ``None`` while required views are still missing and the unit is open.
+
+    A unit is as bad as its worst frame, plus unit-wide counts (three tolerated-one-per-view scratches
+    are still three scratches). Closing a unit with views missing yields the profile's
+    ``missing_view_verdict`` and names the views.
+    """
+    if not frames:
+        if not closing:
+            return None
+        raise ValueError("cannot close a unit that has no frames")
+    unit_id, order_id = frames[0].unit_id, frames[0].order_id
+    missing = missing_views(frames, profile)
+    if missing and not closing:
+        return None
+    verdict = worst([f.verdict for f in frames])
+    reasons = [r for f in frames if f.verdict is not Verdict.PASS for r in f.reasons]
+    unit_counts = _count_failures([x for f in frames for x in f.findings], profile, "unit")
+    if unit_counts:
+        verdict = Verdict.FAIL
+        reasons += unit_counts
+    if missing:
+        verdict = worst([verdict, Verdict(profile.missing_view_verdict)])
+        reasons.append(f"unit closed without required views: {', '.join(missing)}")
+    return UnitVerdict(unit_id=unit_id, order_id=order_id, verdict=verdict, frames=tuple(frames),
+                       reasons=tuple(dict.fromkeys(reasons)), missing_views=missing, complete=not missing)

@@ -1,0 +1,1 @@
+"""Model packages (``model.onnx`` + ``metadata.json``) and, later, the registry of them."""

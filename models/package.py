@@ -1,0 +1,150 @@
+"""The model package: the one contract between training and the stations.
+
+A package is a folder with ``model.onnx`` and ``metadata.json``. Everything the runtime needs to use
+the model (class names, input size, letterbox padding, thresholds) travels in the metadata, and the
+metadata's ``sha256`` pins the exact ONNX bytes, checked before any session is created.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inspection.errors import ModelPackageError
+from inspection.hashing import sha256_file
+
+MODEL_FILE = "model.onnx"
+METADATA_FILE = "metadata.json"
+PACKAGE_FORMAT = "qcline-model/1"
+SUPPORTED_HEADS = ("yolov8",)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Detector-level thresholds; each order's profile may only ask for stricter confidence."""
+
+    confidence: float = 0.25
+    iou: float = 0.45
+    max_detections: int = 300
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ModelPackageError(f"thresholds.confidence must be in [0, 1], got {self.confidence}")
+        if not 0.0 < self.iou <= 1.0:
+            raise ModelPackageError(f"thresholds.iou must be in (0, 1], got {self.iou}")
+        if self.max_detections < 1:
+            raise ModelPackageError(f"thresholds.max_detections must be >= 1, got {self.max_detections}")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    name: str
+    classes: tuple[str, ...]
+    input_width: int
+    input_height: int
+    sha256: str
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    head: str = "yolov8"
+    pad_value: int = 114
+    dataset: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    format: str = PACKAGE_FORMAT
+
+    def __post_init__(self) -> None:
+        if not self.classes or any(not isinstance(c, str) or not c for c in self.classes):
+            raise ModelPackageError("metadata.classes must be a non-empty list of class names")
+        if len(set(self.classes)) != len(self.classes):
+            raise ModelPackageError(f"metadata.classes has duplicates: {list(self.classes)}")
+        if self.input_width < 32 or self.input_height < 32 or self.input_width % 32 or self.input_height % 32:
+            raise ModelPackageError(
+                f"metadata input size must be multiples of 32 >= 32, got {self.input_width}x{self.input_height}")
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ModelPackageError(f"metadata.sha256 must be 64 lowercase hex characters, got {self.sha256!r}")
+        if self.head not in SUPPORTED_HEADS:
+            raise ModelPackageError(f"metadata.head {self.head!r} is not one of {SUPPORTED_HEADS}")
+        if self.format != PACKAGE_FORMAT:
+            raise ModelPackageError(f"metadata.format {self.format!r} is not {PACKAGE_FORMAT!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        return data
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ModelMetadata:
+        if not isinstance(raw, dict):
+            raise ModelPackageError("metadata.json must hold a JSON object")
+        try:
+            thresholds = Thresholds(**raw.get("thresholds", {}))
+            return cls(
+                name=str(raw["name"]),
+                classes=tuple(raw["classes"]),
+                input_width=int(raw["input_width"]),
+                input_height=int(raw["input_height"]),
+                sha256=str(raw["sha256"]),
+                thresholds=thresholds,
+                head=str(raw.get("head", "yolov8")),
+                pad_value=int(raw.get("pad_value", 114)),
+                dataset=dict(raw.get("dataset", {})),
+                metrics=dict(raw.get("metrics", {})),
+                training=dict(raw.get("training", {})),
+                created_at=str(raw.get("created_at", "")),
+                format=str(raw.get("format", PACKAGE_FORMAT)),
+            )
+        except KeyError as exc:
+            raise ModelPackageError(f"metadata.json is missing the field {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ModelPackageError(f"metadata.json has a field of the wrong type: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ModelPackage:
+    path: Path
+    metadata: ModelMetadata
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @classmethod
+    def load(cls, path: Path | str, *, verify: bool = True) -> ModelPackage:
+        """Read and validate a package; with ``verify`` the ONNX bytes must match ``metadata.sha256``."""
+        folder = Path(path)
+        if folder.is_file() and folder.name in (MODEL_FILE, METADATA_FILE):
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ModelPackageError(f"model package {folder} is not a folder")
+        meta_path, model_path = folder / METADATA_FILE, folder / MODEL_FILE
+        for required in (meta_path, model_path):
+            if not required.is_file():
+                raise ModelPackageError(f"model package {folder} has no {required.name}")
+        try:
+            raw = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelPackageError(f"{meta_path} is not valid JSON: {exc}") from exc
+        metadata = ModelMetadata.from_json(raw)
+        if verify:
+            actual = sha256_file(model_path)
+            if actual != metadata.sha256:
+                raise ModelPackageError(
+                    f"{model_path} does not match its metadata: sha256 {actual} != {metadata.sha256} "
+                    "(corrupt or replaced file)")
+        return cls(folder, metadata)
+
+
+def write_package(folder: Path, onnx_path: Path, metadata: ModelMetadata) -> ModelPackage:
+    """Copy ``onnx_path`` into ``folder`` and write metadata whose sha256 is the copy's."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / MODEL_FILE
+    if Path(onnx_path).resolve() != target.resolve():
+        target.write_bytes(Path(onnx_path).read_bytes())
+    digest = sha256_file(target)
+    data = metadata.to_json()
+    data["sha256"] = digest
+    (folder / METADATA_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    return ModelPackage.load(folder)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Debian packages the test suite needs (real peers: video/RTSP tools, the browser). Idempotent; root only.
+set -euo pipefail
+packages=(
+  ffmpeg
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "missing Debian packages: ${missing[*]} (run this script as root to install them)" >&2
+    exit 0
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,52 @@
+"""Evaluate a model package on a dataset snapshot through the stations' own runtime (not ultralytics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from datasets.snapshot import Snapshot, Split
+from inspection.detector import OnnxDetector
+from inspection.errors import DatasetError
+from training.metrics import DetectionMetrics, ImageEval, evaluate_detections
+
+EVAL_CONFIDENCE = 0.001
+"""Score floor while evaluating: AP integrates the whole PR curve, as ``yolo val`` does (conf=0.001)."""
+
+
+def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
+                     progress: Callable[[int], None] | None = None) -> DetectionMetrics:
+    entries = snapshot.split(split)
+    if not entries:
+        raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images")
+    model_index = {name: i for i, name in enumerate(detector.class_names)}
+    unknown = set(snapshot.classes) - set(model_index)
+    if unknown:
+        raise DatasetError(f"snapshot classes {sorted(unknown)} are not in the model's {list(model_index)}")
+    evals: list[ImageEval] = []
+    batch = detector.max_batch
+    for start in range(0, len(entries), batch):
+        chunk = entries[start:start + batch]
+        images = []
+        for entry in chunk:
+            image = cv2.imread(str(entry.image.path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise DatasetError(f"cannot read {entry.image.path} (snapshot {snapshot.id[:12]})")
+            images.append(image)
+        for entry, dets in zip(chunk, detector.detect(images, confidence=EVAL_CONFIDENCE), strict=True):
+            boxes = entry.image.boxes
+            evals.append(ImageEval(
+                pred_xyxy=dets.xyxy.astype(np.float64), pred_conf=dets.confidence.astype(np.float64),
+                pred_cls=dets.class_id.astype(np.int64),
+                gt_xyxy=np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4),
+                gt_cls=np.array([model_index[b.class_name] for b in boxes], np.int64)))
+        if progress:
+            progress(len(chunk))
+    return evaluate_detections(evals, detector.class_names, detector.metadata.thresholds.confidence)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    return Snapshot.load(path)

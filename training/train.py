@@ -1,0 +1,93 @@
+"""Train an ultralytics detector from its yaml (no pretrained weights exist offline)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inspection.errors import TrainingError
+from training.offline import prepare_offline_ultralytics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_dir: Path
+    best_weights: Path
+    metrics: dict[str, float]
+    args: dict[str, Any]
+
+
+def _localise_data_yaml(data_yaml: Path) -> Path:
+    """Point ``path:`` at the yaml's own folder when the recorded one does not exist (moved dataset)."""
+    data = yaml.safe_load(data_yaml.read_text())
+    if not Path(str(data.get("path", ""))).is_dir():
+        data["path"] = str(data_yaml.parent.resolve())
+        data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))
+    return data_yaml
+
+
+def train_detector(
+    data_yaml: Path,
+    *,
+    model: str = "yolov8n.yaml",
+    epochs: int = 100,
+    imgsz: int = 256,
+    device: str = "cpu",
+    batch: int = 32,
+    project: Path = Path("runs"),
+    name: str = "train",
+    threads: int | None = None,
+    workers: int | None = None,
+    time_hours: float | None = None,
+    seed: int = 0,
+    **overrides: Any,
+) -> TrainResult:
+    """Run ``YOLO(model).train`` offline and return the best weights with their validation metrics.
+
+    ``threads`` fixes torch's CPU thread count in an ``on_train_start`` callback: ultralytics itself
+    sets ``cpu_count - 1`` threads, one on a 2-core machine, which is ~1.5x slower.
+    """
+    project = Path(project).resolve()
+    prepare_offline_ultralytics(project / ".ultralytics")
+    try:
+        import torch
+        from ultralytics import YOLO
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise TrainingError("training needs the [train] extra: pip install 'qcline[train]'") from exc
+
+    data_yaml = _localise_data_yaml(Path(data_yaml).resolve())
+    n_threads = threads or os.cpu_count() or 1
+
+    def _set_threads(_trainer: Any) -> None:
+        torch.set_num_threads(n_threads)
+
+    detector = YOLO(model)
+    detector.add_callback("on_train_start", _set_threads)
+    args: dict[str, Any] = {
+        "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "device": device, "batch": batch,
+        "project": str(project), "name": name, "exist_ok": True, "seed": seed, "deterministic": False,
+        "amp": False, "pretrained": False, "plots": True, "verbose": True,
+    }
+    if workers is not None:
+        args["workers"] = workers
+    if time_hours:
+        args["time"] = time_hours
+    args.update(overrides)
+    log.info("training %s on %s with %s", model, data_yaml, args)
+    try:
+        results = detector.train(**args)
+    except Exception as exc:
+        raise TrainingError(f"ultralytics training failed: {exc}") from exc
+    trainer = detector.trainer
+    best = Path(trainer.best) if trainer is not None else project / name / "weights" / "best.pt"
+    if not best.exists():
+        raise TrainingError(f"training finished without weights at {best}")
+    metrics = {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()}
+    return TrainResult(Path(trainer.save_dir) if trainer else project / name, best, metrics, args)
