@@ -1,0 +1,232 @@
+"""The station loop, wired from injected parts: a source, a detector, order lookups and sinks.
+
+Frames are batched for one forward pass, judged against each frame's own order profile, rolled up
+per unit, and handed to sinks. A sink that fails is logged and counted, never allowed to stop the line;
+a frame that cannot be read is recorded against its unit and the line goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from inspection.errors import QCError
+from inspection.profiles import InspectionProfile, Order
+from inspection.rules import failed_frame, judge, roll_up
+from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, SourceItem, UnitVerdict
+
+log = logging.getLogger(__name__)
+
+
+class Detector(Protocol):
+    @property
+    def model_sha256(self) -> str: ...
+
+    def detect(self, images: Sequence[object], confidence: float | None = None) -> list[Detections]: ...
+
+
+class Sink(Protocol):
+    """Receives every frame result and every unit verdict (e.g. the results store, metrics, a PLC)."""
+
+    def submit(self, result: FrameResult) -> None: ...
+
+    def submit_unit_verdict(self, verdict: UnitVerdict) -> None: ...
+
+
+class OrderResolver(Protocol):
+    """Looks up an order and its profile; binds a unit to its order (raising on a conflict)."""
+
+    def get_order(self, order_id: str) -> tuple[Order, InspectionProfile]: ...
+
+    def ensure_unit(self, unit_id: str, order_id: str) -> None: ...
+
+    def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]: ...
+
+
+@dataclass
+class InspectionSummary:
+    frames: int = 0
+    failed_frames: int = 0
+    duplicate_frames: int = 0
+    rejected_frames: int = 0
+    sink_errors: int = 0
+    batches: int = 0
+    unit_verdicts: dict[str, UnitVerdict] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _UnitState:
+    order_id: str
+    profile: InspectionProfile
+    frames: list[FrameVerdict]
+    seen: set[tuple[str, str]]
+    emitted: UnitVerdict | None = None
+
+
+class Inspector:
+    def __init__(self, detector: Detector, orders: OrderResolver, sinks: Sequence[Sink] = (), *,
+                 batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None) -> None:
+        self._detector = detector
+        self._pending_detector: Detector | None = None
+        self._swap_lock = threading.Lock()
+        self._orders = orders
+        self._sinks = list(sinks)
+        self.batch_size = max(1, batch_size)
+        self._on_unit_verdict = on_unit_verdict
+        self._units: dict[str, _UnitState] = {}
+        self.summary = InspectionSummary()
+
+    @property
+    def detector(self) -> Detector:
+        return self._detector
+
+    def swap_detector(self, detector: Detector) -> None:
+        """Queue a new (already verified and warmed-up) detector; it takes over at the next batch."""
+        with self._swap_lock:
+            self._pending_detector = detector
+
+    def _current_detector(self) -> Detector:
+        with self._swap_lock:
+            if self._pending_detector is not None:
+                log.info("switching model %s -> %s", self._detector.model_sha256[:12],
+                         self._pending_detector.model_sha256[:12])
+                self._detector, self._pending_detector = self._pending_detector, None
+            return self._detector
+
+    # -- per unit state ---------------------------------------------------------------------------
+    def _unit(self, unit_id: str, order_id: str) -> _UnitState:
+        state = self._units.get(unit_id)
+        if state is not None:
+            if state.order_id != order_id:
+                raise QCError(f"unit {unit_id} belongs to order {state.order_id}, not {order_id}")
+            return state
+        _, profile = self._orders.get_order(order_id)
+        self._orders.ensure_unit(unit_id, order_id)
+        history = self._orders.frame_verdicts(unit_id)
+        state = _UnitState(order_id, profile, list(history),
+                           {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
+        self._units[unit_id] = state
+        return state
+
+    # -- sinks ------------------------------------------------------------------------------------
+    def _emit(self, result: FrameResult) -> None:
+        for sink in self._sinks:
+            try:
+                sink.submit(result)
+            except Exception:  # a failing sink must never stop the line
+                self.summary.sink_errors += 1
+                log.exception("sink %s failed on a frame of unit %s", type(sink).__name__, result.verdict.unit_id)
+
+    def _emit_unit(self, verdict: UnitVerdict) -> None:
+        self.summary.unit_verdicts[verdict.unit_id] = verdict
+        for sink in self._sinks:
+            try:
+                sink.submit_unit_verdict(verdict)
+            except Exception:
+                self.summary.sink_errors += 1
+                log.exception("sink %s failed on unit verdict %s", type(sink).__name__, verdict.unit_id)
+        if self._on_unit_verdict is not None:
+            self._on_unit_verdict(verdict)
+
+    def _add(self, state: _UnitState, verdict: FrameVerdict, *, closing: bool = False) -> None:
+        state.frames.append(verdict)
+        unit_verdict = roll_up(state.frames, state.profile, closing=closing)
+        if unit_verdict is not None and unit_verdict != state.emitted:
+            state.emitted = unit_verdict
+            self._emit_unit(unit_verdict)
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _reject(self, item: SourceItem, reason: str) -> None:
+        self.summary.rejected_frames += 1
+        message = f"{item.source or item.camera_id} (unit {item.unit_id}, order {item.order_id}): {reason}"
+        self.summary.errors.append(message)
+        log.error("frame rejected: %s", message)
+
+    def _process_failure(self, item: FrameFailure) -> FrameResult | None:
+        try:
+            state = self._unit(item.unit_id, item.order_id)
+        except QCError as exc:
+            self._reject(item, str(exc))
+            return None
+        self.summary.failed_frames += 1
+        verdict = failed_frame(unit_id=item.unit_id, order_id=item.order_id, camera_id=item.camera_id,
+                               captured_at=item.captured_at, error=item.error, profile=state.profile,
+                               model_sha256=self._detector.model_sha256)
+        result = FrameResult(item, None, verdict)
+        self._emit(result)
+        self._add(state, verdict)
+        return result
+
+    def _process_batch(self, frames: list[Frame]) -> list[FrameResult]:
+        accepted: list[tuple[Frame, _UnitState]] = []
+        for frame in frames:
+            try:
+                state = self._unit(frame.unit_id, frame.order_id)
+            except QCError as exc:
+                self._reject(frame, str(exc))
+                continue
+            if (frame.camera_id, frame.sha256) in state.seen:
+                self.summary.duplicate_frames += 1
+                log.info("frame %s of unit %s already judged; skipped", frame.sha256[:12], frame.unit_id)
+                continue
+            state.seen.add((frame.camera_id, frame.sha256))
+            accepted.append((frame, state))
+        if not accepted:
+            return []
+        detector = self._current_detector()
+        detections = detector.detect([f.image for f, _ in accepted])
+        self.summary.batches += 1
+        results = []
+        for (frame, state), dets in zip(accepted, detections, strict=True):
+            verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
+                            order_id=frame.order_id, camera_id=frame.camera_id, captured_at=frame.captured_at,
+                            profile=state.profile, model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
+            result = FrameResult(frame, dets, verdict)
+            self.summary.frames += 1
+            self._emit(result)
+            self._add(state, verdict)
+            results.append(result)
+        return results
+
+    def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None) -> list[FrameResult]:
+        """Run every item through the line; returns the frame results in order of completion."""
+        results: list[FrameResult] = []
+        batch: list[Frame] = []
+        for item in items:
+            if isinstance(item, FrameFailure):
+                failure = self._process_failure(item)
+                results.extend([failure] if failure else [])
+                if progress:
+                    progress(1)
+                continue
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                results.extend(self._process_batch(batch))
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            results.extend(self._process_batch(batch))
+            if progress:
+                progress(len(batch))
+        return results
+
+    def close_unit(self, unit_id: str) -> UnitVerdict:
+        """Close a unit now: its verdict, naming required views that never arrived."""
+        state = self._units.get(unit_id)
+        if state is None or not state.frames:
+            raise QCError(f"unit {unit_id} has no frames in this run to close")
+        verdict = roll_up(state.frames, state.profile, closing=True)
+        assert verdict is not None
+        if verdict != state.emitted or not verdict.complete:
+            state.emitted = verdict
+            self._emit_unit(verdict)
+        return verdict
+
+    def close_open_units(self) -> list[UnitVerdict]:
+        """At the end of a replayed line: close every unit still waiting for views."""
+        return [self.close_unit(u) for u, s in self._units.items() if s.emitted is None or not s.emitted.complete]

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.metrics import ImageEval, evaluate_detections, match_predictions
+
+
+def img(preds: list[tuple[float, float, float, float, float, int]], gts: list[tuple[float, ...]]) -> ImageEval:
+    p = np.array(preds, np.float64).reshape(-1, 6)
+    g = np.array(gts, np.float64).reshape(-1, 5)
+    return ImageEval(p[:, :4], p[:, 4], p[:, 5].astype(np.int64), g[:, :4], g[:, 4].astype(np.int64))
+
+
+GT = (0, 0, 10, 10, 0)
+
+
+@pytest.mark.parametrize(
+    ("preds", "map50"),
+    [
+        ([(0, 0, 10, 10, 0.9, 0)], 1.0),                      # perfect
+        ([], 0.0),                                            # nothing found
+        ([(0, 0, 10, 10, 0.9, 1)], 0.0),                      # right box, wrong class
+        ([(20, 20, 30, 30, 0.9, 0)], 0.0),                    # wrong place
+        ([(0, 0, 10, 10, 0.9, 0), (0, 0, 10, 10, 0.8, 0)], 1.0),  # duplicate ranked below the hit
+    ],
+)
+def test_map_table(preds: list, map50: float) -> None:
+    metrics = evaluate_detections([img(preds, [GT])], ["a", "b"])
+    assert metrics.map50 == pytest.approx(map50, abs=0.01)
+
+
+def test_false_positive_ranked_first_lowers_ap() -> None:
+    metrics = evaluate_detections([img([(20, 20, 30, 30, 0.9, 0), (0, 0, 10, 10, 0.8, 0)], [GT])], ["a"])
+    assert 0.4 < metrics.map50 < 0.8
+
+
+def test_each_ground_truth_goes_to_the_most_confident_prediction() -> None:
+    # the low-confidence box overlaps better, but the confident one must take the match
+    tp = match_predictions(img([(0, 0, 10, 9, 0.9, 0), (0, 0, 10, 10, 0.3, 0)], [GT]))
+    assert tp[:, 0].tolist() == [True, False]
+
+
+def test_map50_95_penalises_loose_boxes() -> None:
+    loose = evaluate_detections([img([(0, 0, 10, 14, 0.9, 0)], [GT])], ["a"])
+    assert loose.map50 == pytest.approx(1.0, abs=0.01) and loose.map50_95 < 0.5
