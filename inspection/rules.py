@@ -37,14 +37,30 @@ def _judge_one(class_name: str, confidence: float, box: tuple[float, float, floa
     return DefectFinding(class_name, confidence, box, Verdict.PASS, f"{class_name} counted")
 
 
-def _count_failures(findings: Sequence[DefectFinding], profile: InspectionProfile, scope: str) -> list[str]:
-    """Counted (not uncertain) defects of each class beyond the class's ``max_count``."""
+def _over_count(findings: Sequence[DefectFinding], profile: InspectionProfile) -> dict[str, int]:
+    """Classes whose counted (not uncertain) defects exceed the class's ``max_count``, with the count."""
     counted = Counter(f.class_name for f in findings if f.outcome is not Verdict.REVIEW)
+    return {name: n for name, n in sorted(counted.items())
+            if not profile.rule_for(name).critical and n > profile.rule_for(name).max_count}
+
+
+def _count_reason(class_name: str, count: int, profile: InspectionProfile, scope: str) -> str:
+    return (f"{count} {class_name} on the {scope}, {profile.rule_for(class_name).max_count} "
+            f"tolerated by {profile.name}")
+
+
+def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfile) -> list[str]:
+    """One reason per uncertain class, not per box: an operator reads these on a busy line."""
+    uncertain: dict[str, list[float]] = {}
+    for f in findings:
+        if f.outcome is Verdict.REVIEW:
+            uncertain.setdefault(f.class_name, []).append(f.confidence)
     reasons = []
-    for class_name, count in sorted(counted.items()):
+    for class_name, confs in sorted(uncertain.items()):
         rule = profile.rule_for(class_name)
-        if not rule.critical and count > rule.max_count:
-            reasons.append(f"{count} {class_name} on the {scope}, {rule.max_count} tolerated by {profile.name}")
+        spread = f"{min(confs):.2f}" if len(confs) == 1 else f"{min(confs):.2f}-{max(confs):.2f}"
+        reasons.append(f"{class_name} uncertain: {len(confs)} at confidence {spread}, in the review band "
+                       f"[{rule.review_threshold:.2f}, {rule.confidence:.2f})")
     return reasons
 
 
@@ -60,10 +76,10 @@ def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_i
         if finding is not None:
             findings.append(finding)
     reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]
-    reasons += _count_failures(findings, profile, "frame")
+    reasons += [_count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()]
     verdict = Verdict.FAIL if reasons else Verdict.PASS
     if verdict is Verdict.PASS:
-        reasons = [f.rule for f in findings if f.outcome is Verdict.REVIEW]
+        reasons = _review_reasons(findings, profile)
         verdict = Verdict.REVIEW if reasons else Verdict.PASS
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
                         findings=tuple(findings), reasons=tuple(dict.fromkeys(reasons)),
@@ -103,7 +119,11 @@ def roll_up(frames: Sequence[FrameVerdict], profile: InspectionProfile, *, closi
         return None
     verdict = worst([f.verdict for f in frames])
     reasons = [r for f in frames if f.verdict is not Verdict.PASS for r in f.reasons]
-    unit_counts = _count_failures([x for f in frames for x in f.findings], profile, "unit")
+    # Unit-wide counts add a reason only where no single frame already failed on that class's count.
+    over_on_a_frame = {c for f in frames for c in _over_count(f.findings, profile)}
+    unit_counts = [_count_reason(c, n, profile, "unit")
+                   for c, n in _over_count([x for f in frames for x in f.findings], profile).items()
+                   if c not in over_on_a_frame]
     if unit_counts:
         verdict = Verdict.FAIL
         reasons += unit_counts

@@ -2,7 +2,11 @@
 # Debian packages the test suite needs (real peers: video/RTSP tools, the browser). Idempotent; root only.
 set -euo pipefail
 packages=(
-  ffmpeg
+  gir1.2-gst-rtsp-server-1.0
+  python3-gst-1.0
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly
 )
 missing=()
 for p in "${packages[@]}"; do

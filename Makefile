@@ -1,0 +1,41 @@
+# qcline: `make demo` (base install, no torch) and `make test` (train + dev extras, whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test lint typecheck bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamps re-run the install whenever pyproject.toml changes.
+$(VENV)/.base-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	touch $@ $(VENV)/.base-installed
+
+demo: $(VENV)/.base-installed
+	$(BIN)/qcline demo
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+test: $(VENV)/.dev-installed system-deps
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check inspection training datasets models api tests bench
+
+typecheck: $(VENV)/.dev-installed
+	$(BIN)/mypy inspection training datasets models api
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/inference.py
+
+clean:
+	rm -rf data runs test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The front doors: the ``qcline`` CLI now, the FastAPI service and review page later."""

@@ -1,0 +1,167 @@
+"""Opening the results database: URL normalisation, SQLite pragmas, and migrating to head.
+
+A station is an unattended process, so every way this can go wrong (bad URL, missing driver,
+unreachable server, failed migration) ends in one ``StoreError`` whose message says what to fix, with
+the password hidden; the third-party exception stays attached as ``__cause__`` for the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from inspection.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+"""Found next to this module, so migrations run from an installed package and from any cwd."""
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for another one (the API process, a report) before giving up."""
+
+_POSTGRES_ALIASES = ("postgres", "postgresql", "postgresql+psycopg2")
+
+
+def normalise_url(url: str) -> URL:
+    """Parse ``url``; a plain ``postgresql://`` or ``postgres://`` URL gets the installed psycopg 3 driver.
+
+    Operators paste URLs from their database's admin page; those never name the Python driver.
+    """
+    if not url or not url.strip():
+        raise StoreError("database URL is empty: set QC_DATABASE_URL or leave it unset for SQLite")
+    try:
+        parsed = make_url(url.strip())
+    except ArgumentError as e:
+        raise StoreError(f"database URL {url!r} does not parse: expected e.g. "
+                         f"sqlite:////path/qcline.db or postgresql://user@host:5432/db ({e})") from e
+    if parsed.drivername in _POSTGRES_ALIASES:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def describe(url: URL) -> str:
+    """The URL as it may appear in logs and error messages: password replaced by ``***``."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Per-connection SQLite settings: WAL so readers never block the line's writer, enforced FKs."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def create_store_engine(url: str) -> Engine:
+    """An ``Engine`` for ``url`` with the settings the results log relies on; no migration, no I/O
+    beyond creating the SQLite file's folder."""
+    parsed = normalise_url(url)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"database URL {describe(parsed)}: {backend!r} is not supported "
+                         "(use sqlite:////path/qcline.db or postgresql://user@host:5432/db)")
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            raise StoreError(f"SQLite URL {describe(parsed)} must name a file: the results log must "
+                             "survive a restart (e.g. sqlite:////var/lib/qcline/qcline.db)")
+        try:
+            Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder for SQLite database {database}: {e}") from e
+        kwargs = {}
+    elif backend == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError as e:
+        raise StoreError(f"database URL {describe(parsed)}: unsupported database or driver "
+                         f"{parsed.drivername!r} (use sqlite:/// or postgresql://)") from e
+    except ImportError as e:
+        raise StoreError(f"database URL {describe(parsed)}: the driver is not installed ({e})") from e
+    except ArgumentError as e:
+        raise StoreError(f"database URL {describe(parsed)} cannot be used: {e}") from e
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def alembic_config() -> Config:
+    """An Alembic ``Config`` built in code: no ``alembic.ini`` and no cwd assumptions."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database behind ``engine`` to ``revision`` (default: the newest)."""
+    _migrate(engine, revision, downgrade=False)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate down to ``revision`` (``"base"`` drops every table). For tests and rollbacks."""
+    _migrate(engine, revision, downgrade=True)
+
+
+def _migrate(engine: Engine, revision: str, *, downgrade: bool) -> None:
+    config = alembic_config()
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            if downgrade:
+                command.downgrade(config, revision)
+            else:
+                command.upgrade(config, revision)
+    except SQLAlchemyError as e:
+        raise StoreError(f"migrating {describe(engine.url)} to {revision} failed: {e}") from e
+    except Exception as e:  # alembic raises CommandError and plain errors for a broken history
+        raise StoreError(f"migrating {describe(engine.url)} to {revision} failed: "
+                         f"{type(e).__name__}: {e}") from e
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` for an empty database."""
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            row = connection.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    except SQLAlchemyError as e:
+        raise StoreError(f"cannot read the schema version of {describe(engine.url)}: {e}") from e
+    return None if row is None else str(row[0])
+
+
+def open_database(url: str) -> Engine:
+    """Connect to ``url``, check that it answers, and migrate it to head.
+
+    Raises ``StoreError`` naming the (password-less) URL when the database is unreachable or the URL is
+    unusable, instead of failing at the first frame with a driver traceback.
+    """
+    engine = create_store_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except SQLAlchemyError as e:
+        engine.dispose()
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        raise StoreError(f"cannot connect to the results database at {describe(engine.url)}: {reason}") from e
+    try:
+        upgrade(engine)
+    except StoreError:
+        engine.dispose()
+        raise
+    log.info("results database %s at revision %s", describe(engine.url), current_revision(engine))
+    return engine

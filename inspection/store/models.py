@@ -1,0 +1,189 @@
+"""Tables of the results log, as SQLAlchemy 2 typed declarative models.
+
+The schema is owned by the Alembic migrations in ``migrations/versions``; these models are how the code
+reads and writes it. ``tests/inspection/store/test_migrations.py`` checks that both agree, so a column
+added here without a migration fails a test instead of a station.
+
+Every timestamp is stored timezone-aware and read back as UTC (``UTCDateTime``): SQLite has no time zone
+type, and a naive datetime in an audit log is a bug waiting for daylight saving time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Deterministic constraint names, so later migrations can drop or alter them on every backend."""
+
+ID_LEN = 128
+SHA_LEN = 64
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+"""64-bit ids on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back in UTC, whatever the backend stores.
+
+    Naive datetimes are refused on the way in: guessing their zone would silently shift records.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored: make it timezone-aware (UTC)")
+        value = value.astimezone(UTC)
+        # SQLite stores text without an offset; keep it naive-UTC there so comparisons stay lexical.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class ProfileRow(Base):
+    """An inspection profile version, named by the sha256 of its canonical form (never updated)."""
+
+    __tablename__ = "profiles"
+
+    hash: Mapped[str] = mapped_column(String(SHA_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    body: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    customer_ref: Mapped[str] = mapped_column(String(256), default="")
+    product: Mapped[str] = mapped_column(String(256), default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    profile_name: Mapped[str] = mapped_column(String(ID_LEN))
+    profile_hash: Mapped[str] = mapped_column(ForeignKey("profiles.hash"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UnitRow(Base):
+    """One built unit of an order; ``verdict`` stays NULL until its views roll up or it is closed."""
+
+    __tablename__ = "units"
+
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    missing_views: Mapped[list[str]] = mapped_column(default=list)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InspectionRow(Base):
+    """One frame result. UNIQUE(unit, camera, frame sha256): replaying a frame never duplicates it."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        UniqueConstraint("unit_id", "camera_id", "frame_sha256"),
+        Index("ix_inspections_order_id_verdict", "order_id", "verdict"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    camera_id: Mapped[str] = mapped_column(String(ID_LEN))
+    captured_at: Mapped[datetime]
+    frame_sha256: Mapped[str] = mapped_column(String(SHA_LEN))
+    verdict: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(default=list)
+    model_sha256: Mapped[str] = mapped_column(String(SHA_LEN), default="")
+    profile_hash: Mapped[str] = mapped_column(String(SHA_LEN), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(Text, default="")
+    evidence_path: Mapped[str | None] = mapped_column(Text)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(SHA_LEN), index=True)
+    n_findings: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DetectionRow(Base):
+    """One judged finding of an inspection (a ``DefectFinding``), in the order the rules produced it."""
+
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("inspections.id", ondelete="CASCADE"),
+        index=True)
+    class_name: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    x1: Mapped[float] = mapped_column(Float)
+    y1: Mapped[float] = mapped_column(Float)
+    x2: Mapped[float] = mapped_column(Float)
+    y2: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    rule: Mapped[str] = mapped_column(Text, default="")
+
+
+class SourceStatsRow(Base):
+    """A snapshot of a frame source's counters; rows accumulate so a trend can be read back."""
+
+    __tablename__ = "source_stats"
+    __table_args__ = (Index("ix_source_stats_source_camera", "source", "camera_id", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(512))
+    camera_id: Mapped[str] = mapped_column(String(ID_LEN))
+    frames_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    frames_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    frames_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    reconnects: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,46 @@
+"""Shared pytest fixtures."""
+
+# --- postgres_url (results store tests) ----------------------------------------------------------------
+# Self-contained on purpose: other fixtures may be added below without touching this block.
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+QC_TEST_POSTGRES_URL_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database for this test session, dropped at the end.
+
+    The server comes from ``QC_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``);
+    its database is only used to run ``CREATE/DROP DATABASE``. Skips, saying how to fix it, when the
+    server is not reachable. Yields a plain ``postgresql://`` URL (the store adds the driver itself).
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(os.environ.get("QC_TEST_POSTGRES_URL", QC_TEST_POSTGRES_URL_DEFAULT))
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    shown = base.render_as_string(hide_password=True)
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.Error as e:
+        pytest.skip(f"PostgreSQL not reachable at {shown}: start it or set QC_TEST_POSTGRES_URL ({e})")
+    name = f"qcline_test_{secrets.token_hex(6)}"
+    try:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        yield base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        try:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            conn.close()
+
+
+# --- end postgres_url ------------------------------------------------------------------------------------
