@@ -66,9 +66,13 @@ def letterbox(image: Image, width: int, height: int, pad_value: int = 114) -> tu
     return image, Letterbox(gain, left, top, w, h)
 
 
-def pre_process(images: Sequence[Image], width: int, height: int,
-                pad_value: int = 114) -> tuple[npt.NDArray[np.float32], list[Letterbox]]:
-    """BGR uint8 images -> one ``[B, 3, H, W]`` float32 RGB tensor in [0, 1] and their letterboxes."""
+def pre_process(images: Sequence[Image], width: int, height: int, pad_value: int = 114, *,
+                buffers: _BatchBuffers | None = None) -> tuple[npt.NDArray[np.float32], list[Letterbox]]:
+    """BGR uint8 images -> one ``[B, 3, H, W]`` float32 RGB tensor in [0, 1] and their letterboxes.
+
+    ``buffers`` lets a long-running detector reuse its batch arrays: a fresh 16 MB array per batch costs
+    page faults that, measured here, tripled the pre-processing time.
+    """
     if not images:
         raise InvalidFrameError("pre_process needs at least one image")
     boxed, infos = [], []
@@ -76,9 +80,31 @@ def pre_process(images: Sequence[Image], width: int, height: int,
         fitted, info = letterbox(image, width, height, pad_value)
         boxed.append(fitted)
         infos.append(info)
-    # blobFromImages does BGR->RGB, scaling and HWC->NCHW in one C++ pass.
-    blob = cv2.dnn.blobFromImages(boxed, scalefactor=1.0 / 255.0, swapRB=True, crop=False)
-    return blob.astype(np.float32, copy=False), infos
+    shape = (len(boxed), height, width)
+    stacked, tensor = buffers.get(shape) if buffers is not None else _BatchBuffers.allocate(shape)
+    np.stack(boxed, out=stacked)
+    # One strided pass per channel does BGR->RGB, HWC->NCHW and /255 together; measured ~4x faster than
+    # cv2.dnn.blobFromImages here. Division (not multiplication by 1/255) keeps ultralytics' exact values.
+    for channel in range(3):
+        np.divide(stacked[..., 2 - channel], np.float32(255.0), out=tensor[:, channel], casting="unsafe")
+    return tensor, infos
+
+
+class _BatchBuffers(threading.local):
+    """Per-thread reusable (uint8 NHWC, float32 NCHW) arrays, one pair per batch shape."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[int, int, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]] = {}
+
+    @staticmethod
+    def allocate(shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+        batch, height, width = shape
+        return np.empty((batch, height, width, 3), np.uint8), np.empty((batch, 3, height, width), np.float32)
+
+    def get(self, shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+        if shape not in self.arrays:
+            self.arrays[shape] = self.allocate(shape)
+        return self.arrays[shape]
 
 
 def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbox], class_names: Sequence[str],
@@ -133,7 +159,9 @@ def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbo
 
 
 class OnnxDetector:
-    """Runs one model package; thread-safe for concurrent ``detect`` calls (onnxruntime sessions are)."""
+    """Runs one model package; thread-safe for concurrent ``detect`` calls (onnxruntime sessions are, and
+    the reusable batch arrays are per thread). A tensor from ``pre_process`` is only valid until the same
+    thread's next ``pre_process``."""
 
     def __init__(self, session: InferenceSessionLike, metadata: ModelMetadata, *, max_batch: int = 8) -> None:
         self._session = session
@@ -143,10 +171,11 @@ class OnnxDetector:
         self._input_name = inputs[0].name
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
-        self._lock = threading.Lock()
+        self._buffers = _BatchBuffers()
 
     @classmethod
-    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8) -> OnnxDetector:
+    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8,
+                     spin: bool = False) -> OnnxDetector:
         """Verify the package's sha256 on the very bytes that create the session, then open it."""
         package = ModelPackage.load(path, verify=False)
         model_bytes = package.model_path.read_bytes()
@@ -163,6 +192,10 @@ class OnnxDetector:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spin:
+            # Idle onnxruntime workers otherwise busy-wait after each run, stealing the cores that
+            # decoding, judging and the results writer need between forward passes.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
@@ -186,7 +219,7 @@ class OnnxDetector:
 
     def pre_process(self, images: Sequence[Image]) -> tuple[npt.NDArray[np.float32], list[Letterbox]]:
         meta = self.metadata
-        return pre_process(images, meta.input_width, meta.input_height, meta.pad_value)
+        return pre_process(images, meta.input_width, meta.input_height, meta.pad_value, buffers=self._buffers)
 
     def forward(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         if self._fixed_batch == 1 and tensor.shape[0] > 1:  # a static-batch export: one image per run

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from inspection.errors import QCError
+from inspection.errors import ConflictError, QCError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
 from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, SourceItem, UnitVerdict
@@ -37,13 +37,13 @@ class Sink(Protocol):
 
 
 class OrderResolver(Protocol):
-    """Looks up an order and its profile; binds a unit to its order (raising on a conflict)."""
+    """Looks up orders with their profiles, and what is already recorded about units."""
 
     def get_order(self, order_id: str) -> tuple[Order, InspectionProfile]: ...
 
-    def ensure_unit(self, unit_id: str, order_id: str) -> None: ...
-
-    def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]: ...
+    def unit_histories(self, unit_ids: Sequence[str]) -> dict[str, tuple[str, list[FrameVerdict]]]:
+        """For each known unit: its order id and the frame verdicts recorded so far."""
+        ...
 
 
 @dataclass
@@ -78,6 +78,8 @@ class Inspector:
         self.batch_size = max(1, batch_size)
         self._on_unit_verdict = on_unit_verdict
         self._units: dict[str, _UnitState] = {}
+        self._profiles: dict[str, InspectionProfile] = {}
+        self._history: dict[str, tuple[str, list[FrameVerdict]]] = {}
         self.summary = InspectionSummary()
 
     @property
@@ -98,18 +100,31 @@ class Inspector:
             return self._detector
 
     # -- per unit state ---------------------------------------------------------------------------
+    def _profile(self, order_id: str) -> InspectionProfile:
+        """Orders are looked up once per run, not once per frame: the hot path stays off the database."""
+        if order_id not in self._profiles:
+            self._profiles[order_id] = self._orders.get_order(order_id)[1]
+        return self._profiles[order_id]
+
+    def _load_units(self, items: Sequence[SourceItem]) -> None:
+        """Fetch the history of every unit in ``items`` this run has not met yet, in one store call."""
+        new = {item.unit_id for item in items if item.unit_id not in self._units}
+        if not new:
+            return
+        for unit_id, (order_id, history) in self._orders.unit_histories(sorted(new)).items():
+            self._history[unit_id] = (order_id, history)
+
     def _unit(self, unit_id: str, order_id: str) -> _UnitState:
         state = self._units.get(unit_id)
-        if state is not None:
-            if state.order_id != order_id:
-                raise QCError(f"unit {unit_id} belongs to order {state.order_id}, not {order_id}")
-            return state
-        _, profile = self._orders.get_order(order_id)
-        self._orders.ensure_unit(unit_id, order_id)
-        history = self._orders.frame_verdicts(unit_id)
-        state = _UnitState(order_id, profile, list(history),
-                           {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
-        self._units[unit_id] = state
+        if state is None:
+            recorded_order, history = self._history.pop(unit_id, (order_id, []))
+            if recorded_order != order_id:
+                raise ConflictError(f"unit {unit_id} belongs to order {recorded_order}, not {order_id}")
+            state = _UnitState(order_id, self._profile(order_id), list(history),
+                               {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
+            self._units[unit_id] = state
+        elif state.order_id != order_id:
+            raise ConflictError(f"unit {unit_id} belongs to order {state.order_id}, not {order_id}")
         return state
 
     # -- sinks ------------------------------------------------------------------------------------
@@ -147,6 +162,7 @@ class Inspector:
         log.error("frame rejected: %s", message)
 
     def _process_failure(self, item: FrameFailure) -> FrameResult | None:
+        self._load_units([item])
         try:
             state = self._unit(item.unit_id, item.order_id)
         except QCError as exc:
@@ -163,6 +179,7 @@ class Inspector:
 
     def _process_batch(self, frames: list[Frame]) -> list[FrameResult]:
         accepted: list[tuple[Frame, _UnitState]] = []
+        self._load_units(frames)
         for frame in frames:
             try:
                 state = self._unit(frame.unit_id, frame.order_id)

@@ -44,3 +44,19 @@ def postgres_url() -> Iterator[str]:
 
 
 # --- end postgres_url ------------------------------------------------------------------------------------
+
+
+# --- isolation from the developer's machine ------------------------------------------------------------
+# Ultralytics (parity test, training tests) must never reach the network or write into ~/.config.
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "0"
+
+
+@pytest.fixture(autouse=True)
+def _no_station_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A QC_* variable set in the developer's shell must not steer a test at their real database."""
+    for name in list(os.environ):
+        if name.startswith("QC_") and name != "QC_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "ultralytics"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))

@@ -54,6 +54,10 @@ class EvidenceStore:
 
     def put(self, data: bytes, suffix: str = ".jpg") -> str:
         """Store ``data`` and return its sha256; storing the same bytes again does nothing."""
+        return self.put_file(data, suffix)[0]
+
+    def put_file(self, data: bytes, suffix: str = ".jpg") -> tuple[str, Path]:
+        """Like ``put``, also returning the file's path (no directory scan needed)."""
         if not data:
             raise ValueError("evidence data is empty")
         suffix = suffix.lower() if suffix.startswith(".") else f".{suffix.lower()}"
@@ -62,7 +66,7 @@ class EvidenceStore:
         sha = sha256_bytes(data)
         target = self._folder(sha) / f"{sha}{suffix}"
         if target.exists():
-            return sha
+            return sha, target
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{sha[:8]}-", suffix=".tmp", dir=target.parent)
@@ -77,7 +81,7 @@ class EvidenceStore:
                 raise
         except OSError as e:
             raise StoreError(f"cannot write evidence frame {target}: {e}") from e
-        return sha
+        return sha, target
 
     def put_image(self, image: npt.NDArray[np.uint8]) -> tuple[str, Path]:
         """JPEG-encode (quality 95) a frame that has no original bytes (video, camera) and store it."""

@@ -271,31 +271,42 @@ class ResultsStore:
         ``closed=False`` records a provisional verdict and leaves the unit's status as it is, so a late
         re-roll-up never silently reopens a closed unit.
         """
+        self.record_unit_verdicts([(uv, closed)])
+
+    def record_unit_verdicts(self, verdicts: Sequence[tuple[UnitVerdict, bool]]) -> None:
+        """Several unit verdicts (each with its ``closed`` flag) in one transaction."""
+        if not verdicts:
+            return
         now = utcnow()
-        with self._session("recording a unit verdict") as session:
-            self._ensure_units(session, {uv.unit_id: uv.order_id})
-            values: dict[str, Any] = {
-                "verdict": uv.verdict.value, "reasons": list(uv.reasons),
-                "missing_views": list(uv.missing_views), "complete": uv.complete, "updated_at": now}
-            if closed:
-                values |= {"status": UNIT_CLOSED, "closed_at": now}
-            session.execute(update(UnitRow).where(UnitRow.id == uv.unit_id).values(**values))
-        log.debug("unit %s: %s%s", uv.unit_id, uv.verdict, " (closed)" if closed else "")
+        with self._session(f"recording {len(verdicts)} unit verdicts") as session:
+            self._ensure_units(session, {uv.unit_id: uv.order_id for uv, _ in verdicts})
+            rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+            for uv, closed in verdicts:
+                row = {"id": uv.unit_id, "verdict": uv.verdict.value, "reasons": list(uv.reasons),
+                       "missing_views": list(uv.missing_views), "complete": uv.complete, "updated_at": now}
+                rows[closed].append(row | ({"status": UNIT_CLOSED, "closed_at": now} if closed else {}))
+            for group in rows.values():  # ORM bulk UPDATE by primary key: one executemany per shape
+                if group:
+                    session.execute(update(UnitRow), group)
 
-    def release_unit_evidence(self, unit_id: str) -> list[str]:
-        """Detach the evidence of a unit's PASS frames (its verdict came out PASS); return their sha256s.
-
-        The caller deletes each file that no inspection references any more (``evidence_in_use``).
-        """
-        with self._session("releasing evidence of a PASS unit") as session:
+    def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
+        """Detach the evidence of PASS frames of units whose verdict came out PASS; return the sha256s of
+        files no inspection references any more, which the caller may delete. One transaction."""
+        if not unit_ids:
+            return []
+        with self._session("releasing evidence of PASS units") as session:
             rows = session.execute(
                 select(InspectionRow.id, InspectionRow.evidence_sha256)
-                .where(InspectionRow.unit_id == unit_id, InspectionRow.verdict == Verdict.PASS.value,
+                .where(InspectionRow.unit_id.in_(list(unit_ids)), InspectionRow.verdict == Verdict.PASS.value,
                        InspectionRow.evidence_sha256.is_not(None))).all()
-            if rows:
-                session.execute(update(InspectionRow).where(InspectionRow.id.in_([r[0] for r in rows]))
-                                .values(evidence_path=None, evidence_sha256=None))
-        return sorted({r[1] for r in rows if r[1]})
+            if not rows:
+                return []
+            session.execute(update(InspectionRow).where(InspectionRow.id.in_([r[0] for r in rows]))
+                            .values(evidence_path=None, evidence_sha256=None))
+            shas = sorted({r[1] for r in rows if r[1]})
+            still_used = set(session.scalars(select(InspectionRow.evidence_sha256).distinct()
+                                             .where(InspectionRow.evidence_sha256.in_(shas))))
+        return [sha for sha in shas if sha not in still_used]
 
     # -- frame results ----------------------------------------------------------------------------------
 
@@ -328,13 +339,13 @@ class ResultsStore:
                 frame = result.frame
                 error = v.error or (frame.error if isinstance(frame, FrameFailure) else "")
                 path = evidence_paths.get(index)
-                new_id = session.execute(stmt.values(
-                    unit_id=v.unit_id, order_id=v.order_id, camera_id=v.camera_id, captured_at=v.captured_at,
-                    frame_sha256=frame_key(result), verdict=v.verdict.value, reasons=list(v.reasons),
-                    model_sha256=v.model_sha256, profile_hash=v.profile_hash, error=error,
-                    source=frame.source, evidence_path=path,
-                    evidence_sha256=sha_of_path(path) if path else None,
-                    n_findings=len(v.findings), created_at=now)).scalar()
+                new_id = session.execute(stmt, {  # parameters, not .values(): the compiled form is cached
+                    "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
+                    "captured_at": v.captured_at, "frame_sha256": frame_key(result), "verdict": v.verdict.value,
+                    "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
+                    "error": error, "source": frame.source, "evidence_path": path,
+                    "evidence_sha256": sha_of_path(path) if path else None,
+                    "n_findings": len(v.findings), "created_at": now}).scalar()
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
                               frame_key(result)[:12], v.unit_id, v.camera_id)
@@ -352,13 +363,25 @@ class ResultsStore:
     def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]:
         """The unit's recorded frame verdicts (oldest first), rebuilt so a restarted station can roll up
         a unit whose frames arrived before the restart. Empty for a unit with no frames (or unknown)."""
-        with self._session("reading frame verdicts") as session:
-            rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id == unit_id)
+        history = self.unit_histories([unit_id])
+        return history[unit_id][1] if unit_id in history else []
+
+    def unit_histories(self, unit_ids: Sequence[str]) -> dict[str, tuple[str, list[FrameVerdict]]]:
+        """For each unit id that exists: its order id and recorded frame verdicts, in two queries for
+        the whole set, so a station meeting a batch of new units pays one round trip, not one per unit."""
+        wanted = sorted(set(unit_ids))
+        if not wanted:
+            return {}
+        with self._session("reading unit histories") as session:
+            units = dict(session.execute(select(UnitRow.id, UnitRow.order_id).where(UnitRow.id.in_(wanted))).all())
+            if not units:
+                return {}
+            rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = self._findings(session, [r.id for r in rows])
-        verdicts = []
+        histories: dict[str, tuple[str, list[FrameVerdict]]] = {u: (o, []) for u, o in units.items()}
         for r in rows:
-            verdicts.append(FrameVerdict(
+            histories[r.unit_id][1].append(FrameVerdict(
                 unit_id=r.unit_id, order_id=r.order_id, camera_id=r.camera_id, verdict=Verdict(r.verdict),
                 findings=tuple(DefectFinding(d.class_name, d.confidence, (d.x1, d.y1, d.x2, d.y2),
                                              Verdict(d.outcome), d.rule) for d in findings.get(r.id, [])),
@@ -366,7 +389,7 @@ class ResultsStore:
                 captured_at=r.captured_at,
                 frame_sha256="" if r.frame_sha256.startswith(FAILURE_KEY_PREFIX) else r.frame_sha256,
                 error=r.error))
-        return verdicts
+        return histories
 
     @staticmethod
     def _findings(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:

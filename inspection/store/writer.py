@@ -40,11 +40,9 @@ class ResultLog(Protocol):
     def record_frame_results(self, results: Sequence[FrameResult],
                              evidence_paths: Mapping[int, str] | None = None) -> int: ...
 
-    def record_unit_verdict(self, uv: UnitVerdict, *, closed: bool) -> None: ...
+    def record_unit_verdicts(self, verdicts: Sequence[tuple[UnitVerdict, bool]]) -> None: ...
 
-    def release_unit_evidence(self, unit_id: str) -> list[str]: ...
-
-    def evidence_in_use(self, sha256: str, *, include_pass: bool = False) -> bool: ...
+    def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -196,66 +194,67 @@ class BatchedResultWriter:
 
     def _run(self) -> None:
         batch: list[FrameResult] = []
+        units: list[_UnitVerdictItem] = []
         deadline = 0.0
         while True:
             try:
-                if batch:
+                if batch or units:
                     item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
                 else:
                     item = self._queue.get()
             except queue.Empty:
-                self._write_safely(batch)
-                batch = []
+                self._write_safely(batch, units)
+                batch, units = [], []
                 continue
             if item is _STOP:
-                self._write_safely(batch)
+                self._write_safely(batch, units)
                 return
             if isinstance(item, _FlushMarker):
-                self._write_safely(batch)
-                batch = []
+                self._write_safely(batch, units)
+                batch, units = [], []
                 item.done.set()
                 continue
+            if not batch and not units:
+                deadline = time.monotonic() + self.flush_interval_s
             if isinstance(item, _UnitVerdictItem):
-                self._write_safely(batch)  # the unit's frames first
-                batch = []
-                self._record_unit_verdict(item)
-                continue
-            if not isinstance(item, FrameResult):  # submit() checks; never let a stray item kill the thread
+                units.append(item)  # written after the batch's frames, in the same flush
+            elif isinstance(item, FrameResult):
+                batch.append(item)
+            else:  # submit() checks; never let a stray item kill the thread
                 log.error("results writer: ignoring unexpected queue item %r", item)
                 continue
-            if not batch:
-                deadline = time.monotonic() + self.flush_interval_s
-            batch.append(item)
-            if len(batch) >= self.batch_size:
-                self._write_safely(batch)
-                batch = []
+            if len(batch) + len(units) >= self.batch_size:
+                self._write_safely(batch, units)
+                batch, units = [], []
 
-    def _write_safely(self, batch: list[FrameResult]) -> None:
-        if not batch:
-            return
-        try:
-            self._write(batch)
-        except Exception:  # the thread must survive anything; _write already counts what it can
-            log.exception("results writer: unexpected error writing %d results", len(batch))
-            self._count("lost_results", len(batch))
+    def _write_safely(self, batch: list[FrameResult], units: Sequence[_UnitVerdictItem] = ()) -> None:
+        if batch:
+            try:
+                self._write(batch)
+            except Exception:  # the thread must survive anything; _write already counts what it can
+                log.exception("results writer: unexpected error writing %d results", len(batch))
+                self._count("lost_results", len(batch))
+        if units:
+            self._record_unit_verdicts(units)
 
-    def _record_unit_verdict(self, item: _UnitVerdictItem) -> None:
-        verdict = item.verdict
+    def _record_unit_verdicts(self, items: Sequence[_UnitVerdictItem]) -> None:
+        latest = {item.verdict.unit_id: item for item in items}  # a unit re-judged in one flush: last wins
         try:
-            self.store.record_unit_verdict(verdict, closed=item.closed)
-            self._count("unit_verdicts")
+            self.store.record_unit_verdicts([(i.verdict, i.closed) for i in latest.values()])
+            self._count("unit_verdicts", len(latest))
         except Exception as e:
             self._count("failed_writes")
-            log.error("verdict %s of unit %s NOT recorded: %s", verdict.verdict, verdict.unit_id, e)
+            log.error("verdicts of units %s NOT recorded: %s", sorted(latest), e)
             return
-        if verdict.verdict is not Verdict.PASS or self.keep_pass_frames:
+        if self.keep_pass_frames:
             return
+        passed = [u for u, i in latest.items() if i.verdict.verdict is Verdict.PASS]
         try:
-            for sha in self.store.release_unit_evidence(verdict.unit_id):
-                if not self.store.evidence_in_use(sha, include_pass=True) and self.store.evidence.delete(sha):
+            for sha in self.store.release_unit_evidence(passed):
+                if self.store.evidence.delete(sha):
                     self._count("evidence_released")
         except Exception as e:  # a file left behind costs disk, not correctness
-            log.error("cannot release evidence of PASS unit %s: %s", verdict.unit_id, e)
+            log.error("cannot release evidence of PASS units %s: %s", passed, e)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -272,8 +271,8 @@ class BatchedResultWriter:
             try:
                 suffix = _suffix_of(frame.data) if frame.data else None
                 if suffix is not None:
-                    sha = evidence.put(frame.data, suffix)
-                    paths[index] = str(evidence.path(sha))
+                    _sha, path = evidence.put_file(frame.data, suffix)
+                    paths[index] = str(path)
                 else:
                     _sha, path = evidence.put_image(frame.image)
                     paths[index] = str(path)

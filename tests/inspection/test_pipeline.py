@@ -1,0 +1,179 @@
+"""The station loop with injected fakes: batching, per-order judgement, roll-up, failures, sinks, swap."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from inspection.errors import NotFoundError
+from inspection.pipeline import Inspector
+from inspection.profiles import InspectionProfile, Order
+from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, UnitVerdict, Verdict
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+CLASSES = ("scratch", "knot")
+GLOSS = InspectionProfile.model_validate({"name": "gloss", "classes": {"scratch": {"critical": True}},
+                                         "required_views": ["top", "side"]})
+RUSTIC = InspectionProfile.model_validate({"name": "rustic", "classes": {"scratch": {"ignore": True}},
+                                          "required_views": ["top"]})
+
+
+class FakeDetector:
+    """Sees a scratch on every frame brighter than 128; records the batches it was given."""
+
+    def __init__(self, sha: str = "a" * 64) -> None:
+        self.model_sha256 = sha
+        self.batches: list[int] = []
+
+    def detect(self, images: Sequence[np.ndarray], confidence: float | None = None) -> list[Detections]:
+        self.batches.append(len(images))
+        out = []
+        for image in images:
+            if image.mean() > 128:
+                out.append(Detections(np.array([[1, 1, 5, 5]], np.float32), np.array([0.9], np.float32),
+                                      np.array([0], np.int64), CLASSES))
+            else:
+                out.append(Detections.empty(CLASSES))
+        return out
+
+
+class FakeOrders:
+    def __init__(self) -> None:
+        self.orders = {"O-GLOSS": GLOSS, "O-RUSTIC": RUSTIC}
+        self.history: dict[str, list[FrameVerdict]] = {}
+
+    def get_order(self, order_id: str) -> tuple[Order, InspectionProfile]:
+        if order_id not in self.orders:
+            raise NotFoundError(f"order {order_id!r} not found")
+        profile = self.orders[order_id]
+        return Order(id=order_id, profile=profile.name), profile
+
+    def unit_histories(self, unit_ids: Sequence[str]) -> dict[str, tuple[str, list[FrameVerdict]]]:
+        return {u: (h[0].order_id, h) for u, h in self.history.items() if u in unit_ids and h}
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.frames: list[FrameResult] = []
+        self.units: list[UnitVerdict] = []
+
+    def submit(self, result: FrameResult) -> None:
+        self.frames.append(result)
+
+    def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
+        self.units.append(verdict)
+
+
+class BrokenSink:
+    def submit(self, result: FrameResult) -> None:
+        raise RuntimeError("disk full")
+
+    def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
+        raise RuntimeError("disk full")
+
+
+def frame(unit: str, order: str, camera: str, value: int, seq: int = 0) -> Frame:
+    image = np.full((16, 16, 3), value, np.uint8)
+    image[0, 0, 0] = seq % 256  # distinct content per frame
+    return Frame(image, camera_id=camera, unit_id=unit, order_id=order, captured_at=NOW, source_seq=seq)
+
+
+def test_same_defect_judged_per_order_and_rolled_up_per_unit() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=3)
+    inspector.process([
+        frame("U1", "O-GLOSS", "top", 200, 1), frame("U1", "O-GLOSS", "side", 10, 2),
+        frame("U2", "O-RUSTIC", "top", 200, 3),
+        frame("U3", "O-GLOSS", "top", 10, 4), frame("U3", "O-GLOSS", "side", 10, 5),
+    ])
+    verdicts = {u.unit_id: u.verdict for u in sink.units}
+    assert verdicts == {"U1": Verdict.FAIL, "U2": Verdict.PASS, "U3": Verdict.PASS}
+    assert len(sink.frames) == 5
+    assert inspector.detector.batches == [3, 2]  # type: ignore[attr-defined]
+
+
+def test_unreadable_frames_are_recorded_and_the_line_goes_on() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    inspector.process([
+        FrameFailure("top", "U1", "O-RUSTIC", NOW, "cam1", "truncated JPEG"),
+        frame("U2", "O-RUSTIC", "top", 10, 1),
+    ])
+    assert [r.verdict.verdict for r in sink.frames] == [Verdict.REVIEW, Verdict.PASS]
+    assert sink.frames[0].detections is None and "truncated" in sink.frames[0].verdict.error
+    assert inspector.summary.failed_frames == 1 and inspector.summary.frames == 1
+
+
+def test_unknown_orders_are_rejected_without_stopping_the_line() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    inspector.process([frame("U1", "NOPE", "top", 10, 1), frame("U2", "O-RUSTIC", "top", 10, 2)])
+    assert inspector.summary.rejected_frames == 1
+    assert "NOPE" in inspector.summary.errors[0]
+    assert [u.unit_id for u in sink.units] == ["U2"]
+
+
+def test_a_unit_cannot_move_to_another_order() -> None:
+    inspector = Inspector(FakeDetector(), FakeOrders(), [ListSink()])
+    inspector.process([frame("U1", "O-RUSTIC", "top", 10, 1), frame("U1", "O-GLOSS", "top", 10, 2)])
+    assert inspector.summary.rejected_frames == 1 and "belongs to order" in inspector.summary.errors[0]
+
+
+def test_a_failing_sink_never_stops_the_line() -> None:
+    good = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [BrokenSink(), good])
+    inspector.process([frame("U1", "O-RUSTIC", "top", 10, i) for i in range(3)])
+    assert len(good.frames) == 3
+    assert inspector.summary.sink_errors >= 3
+
+
+def test_replayed_frames_are_not_judged_twice() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    same = frame("U1", "O-GLOSS", "top", 200, 1)
+    inspector.process([same, same])
+    assert len(sink.frames) == 1 and inspector.summary.duplicate_frames == 1
+
+
+def test_history_from_an_earlier_run_completes_a_unit() -> None:
+    orders = FakeOrders()
+    first = ListSink()
+    Inspector(FakeDetector(), orders, [first]).process([frame("U1", "O-GLOSS", "top", 10, 1)])
+    assert first.units == []  # side view still missing
+    orders.history["U1"] = [r.verdict for r in first.frames]
+    second = ListSink()
+    Inspector(FakeDetector(), orders, [second]).process([frame("U1", "O-GLOSS", "side", 10, 2)])
+    assert [u.verdict for u in second.units] == [Verdict.PASS]
+
+
+def test_closing_names_missing_views() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    inspector.process([frame("U1", "O-GLOSS", "top", 10, 1)])
+    [closed] = inspector.close_open_units()
+    assert closed.verdict is Verdict.REVIEW and closed.missing_views == ("side",)
+    assert sink.units == [closed]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_swap_takes_effect_between_batches_and_no_frame_is_lost_or_judged_twice(batch_size: int) -> None:
+    old, new = FakeDetector("a" * 64), FakeDetector("b" * 64)
+    sink = ListSink()
+    inspector = Inspector(old, FakeOrders(), [sink], batch_size=batch_size)
+
+    def frames():  # the swap arrives while frame 4 is being read
+        for i in range(10):
+            if i == 4:
+                inspector.swap_detector(new)
+            yield frame(f"U{i}", "O-RUSTIC", "top", 10, i)
+
+    inspector.process(frames())
+    shas = [r.verdict.model_sha256 for r in sink.frames]
+    assert len(shas) == 10 and len({r.verdict.unit_id for r in sink.frames}) == 10
+    assert shas == sorted(shas)  # once switched, never back
+    assert shas[-1] == "b" * 64
+    # a batch already formed before the swap request (frames 0-3) still runs on the old model
+    assert shas[0] == ("a" * 64 if batch_size <= 4 else "b" * 64)
