@@ -25,11 +25,11 @@ demo: $(VENV)/.base-installed
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: $(VENV)/.dev-installed system-deps
+test: $(VENV)/.dev-installed system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check inspection training datasets models api tests bench
+	$(BIN)/ruff check -q inspection training datasets models api tests bench
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy inspection training datasets models api

@@ -39,7 +39,8 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 log = logging.getLogger("qcline")
 
-DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
 ModelOption = Annotated[Path | None, typer.Option("--model", help="Model package folder (default: the bundled model).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
@@ -302,7 +303,8 @@ def models_build_default(
     out_dir: Annotated[Path, typer.Option("--out", help="Package folder to write.")] = Path("models/neu-det-yolov8n"),
     device: Annotated[str, typer.Option(help="cpu, or a CUDA device index such as 0.")] = "cpu",
     epochs: int = 85, finetune_epochs: int = 88, imgsz: int = 416, batch: int = 32,
-    work_dir: Annotated[Path, typer.Option(help="Scratch folder for the YOLO dataset and runs.")] = Path("runs/default"),
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for the YOLO dataset and runs.")] = Path(
+        "runs/default"),
 ) -> None:
     """Reproduce the bundled default model (see its MODEL_CARD.md)."""
     from training.default_model import build_default_model

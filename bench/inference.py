@@ -45,6 +45,7 @@ def _peak_rss_mb() -> float:
 def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
+    from api.station import StoreSink
     from inspection.detector import OnnxDetector
     from inspection.imageio import decode_image
     from inspection.pipeline import Inspector
@@ -52,7 +53,6 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> d
     from inspection.store.repository import ResultsStore
     from inspection.store.writer import BatchedResultWriter
     from inspection.types import Frame, FrameFailure, SourceItem
-    from api.station import StoreSink
 
     detector = OnnxDetector.from_package(model, threads=threads or None, max_batch=batch)
     detector.warmup()
@@ -72,7 +72,7 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> d
                 try:
                     yield Frame(decode_image(data), camera_id="top", unit_id=f"U{i}", order_id="BENCH",
                                 captured_at=now, source=str(path), source_seq=i, data=data)
-                except Exception as exc:  # noqa: BLE001 - counted as the line would
+                except Exception as exc:
                     yield FrameFailure("top", f"U{i}", "BENCH", now, str(path), str(exc), i)
 
         start = time.perf_counter()

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -57,12 +57,12 @@ def letterbox(image: Image, width: int, height: int, pad_value: int = 114) -> tu
     new_w, new_h = round(w * gain), round(h * gain)
     pad_w, pad_h = (width - new_w) / 2, (height - new_h) / 2
     if (w, h) != (new_w, new_h):
-        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        image = cast(Image, cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR))
     top, bottom = round(pad_h - 0.1), round(pad_h + 0.1)
     left, right = round(pad_w - 0.1), round(pad_w + 0.1)
     if top or bottom or left or right:
-        image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
-                                   value=(pad_value, pad_value, pad_value))
+        image = cast(Image, cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                               value=(pad_value, pad_value, pad_value)))
     return image, Letterbox(gain, left, top, w, h)
 
 
@@ -133,9 +133,9 @@ def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbo
     classes = class_all[image_idx, anchor_idx].astype(np.int64)
     xywh = cxcywh.copy()
     xywh[:, :2] -= cxcywh[:, 2:] / 2
-    keep = cv2.dnn.NMSBoxesBatched(xywh, scores, (image_idx * nc + classes).astype(np.int32),
+    kept = cv2.dnn.NMSBoxesBatched(xywh, scores, (image_idx * nc + classes).astype(np.int32),  # type: ignore[arg-type]
                                    score_threshold=confidence, nms_threshold=iou)
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    keep = np.asarray(kept, dtype=np.int64).reshape(-1)
     if keep.size == 0:
         return results
     keep = keep[np.argsort(-scores[keep], kind="stable")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -52,4 +54,4 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> npt.NDArray[np
         raise InvalidFrameError(f"image cannot be decoded: {exc}") from exc
     if image is None or image.size == 0:
         raise InvalidFrameError("image cannot be decoded (not a JPEG/PNG/BMP image, or corrupt)")
-    return image
+    return cast(npt.NDArray[np.uint8], image)

@@ -13,10 +13,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from inspection.errors import ConflictError, QCError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
-from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, SourceItem, UnitVerdict
+from inspection.types import (
+    Detections,
+    Frame,
+    FrameFailure,
+    FrameResult,
+    FrameVerdict,
+    SourceItem,
+    UnitVerdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +36,8 @@ class Detector(Protocol):
     @property
     def model_sha256(self) -> str: ...
 
-    def detect(self, images: Sequence[object], confidence: float | None = None) -> list[Detections]: ...
+    def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
+        ...
 
 
 class Sink(Protocol):

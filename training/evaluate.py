@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from datasets.snapshot import Snapshot, Split
 from inspection.detector import OnnxDetector
@@ -32,7 +34,7 @@ def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
         chunk = entries[start:start + batch]
         images = []
         for entry in chunk:
-            image = cv2.imread(str(entry.image.path), cv2.IMREAD_COLOR)
+            image = cast(npt.NDArray[np.uint8] | None, cv2.imread(str(entry.image.path), cv2.IMREAD_COLOR))
             if image is None:
                 raise DatasetError(f"cannot read {entry.image.path} (snapshot {snapshot.id[:12]})")
             images.append(image)

@@ -134,4 +134,4 @@ def evaluate_detections(images: Sequence[ImageEval], class_names: Sequence[str],
     return DetectionMetrics(
         map50=float(aps[:, 0].mean()), map50_95=float(aps.mean()), per_class=per_class,
         precision=float(np.mean(p_rows)) if p_rows else 0.0, recall=float(np.mean(r_rows)) if r_rows else 0.0,
-        images=len(images), instances=int(len(gt_cls)))
+        images=len(images), instances=len(gt_cls))

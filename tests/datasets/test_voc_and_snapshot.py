@@ -13,7 +13,8 @@ from tests.builders import write_image
 
 XML = """<annotation><filename>{name}</filename><size><width>100</width><height>50</height></size>
 {objects}</annotation>"""
-OBJ = "<object><name>{cls}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+OBJ = ("<object><name>{cls}</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
+       "<ymax>{y2}</ymax></bndbox></object>")
 
 
 def make_voc(root: Path, items: dict[str, list[tuple[str, float, float, float, float]]], seed: int = 0) -> Path:
