@@ -8,8 +8,9 @@ a frame that cannot be read is recorded against its unit and the line goes on.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -77,6 +78,48 @@ class _UnitState:
     frames: list[FrameVerdict]
     seen: set[tuple[str, str]]
     emitted: UnitVerdict | None = None
+
+
+_END = object()
+
+
+def prefetched(items: Iterable[SourceItem], depth: int) -> Iterator[SourceItem]:
+    """Read (and decode) the next frames in a background thread while the current batch runs.
+
+    onnxruntime releases the GIL during ``run``, so file reads and JPEG decoding overlap with the
+    forward pass. A source error is re-raised in the consumer, where it would have surfaced anyway.
+    """
+    buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            buffer.put(_END)
+        except BaseException as exc:  # handed to the consumer, never lost in the thread
+            buffer.put(exc)
+
+    thread = threading.Thread(target=produce, name="qcline-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class Inspector:
@@ -221,11 +264,13 @@ class Inspector:
             results.append(result)
         return results
 
-    def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None) -> list[FrameResult]:
+    def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
+                prefetch: bool = True) -> list[FrameResult]:
         """Run every item through the line; returns the frame results in order of completion."""
         results: list[FrameResult] = []
         batch: list[Frame] = []
-        for item in items:
+        source = prefetched(items, self.batch_size) if prefetch else iter(items)
+        for item in source:
             if isinstance(item, FrameFailure):
                 failure = self._process_failure(item)
                 results.extend([failure] if failure else [])

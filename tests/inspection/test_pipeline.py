@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from inspection.errors import NotFoundError
+from inspection.errors import NotFoundError, SourceError
 from inspection.pipeline import Inspector
 from inspection.profiles import InspectionProfile, Order
 from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, UnitVerdict, Verdict
@@ -170,10 +170,24 @@ def test_swap_takes_effect_between_batches_and_no_frame_is_lost_or_judged_twice(
                 inspector.swap_detector(new)
             yield frame(f"U{i}", "O-RUSTIC", "top", 10, i)
 
-    inspector.process(frames())
+    inspector.process(frames(), prefetch=False)  # the swap point must be deterministic here
     shas = [r.verdict.model_sha256 for r in sink.frames]
     assert len(shas) == 10 and len({r.verdict.unit_id for r in sink.frames}) == 10
     assert shas == sorted(shas)  # once switched, never back
     assert shas[-1] == "b" * 64
     # a batch already formed before the swap request (frames 0-3) still runs on the old model
     assert shas[0] == ("a" * 64 if batch_size <= 4 else "b" * 64)
+
+
+def test_prefetching_keeps_order_and_hands_source_errors_to_the_caller() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=2)
+    inspector.process(frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(7))
+    assert [r.verdict.unit_id for r in sink.frames] == [f"U{i}" for i in range(7)]
+
+    def broken():
+        yield frame("U9", "O-RUSTIC", "top", 10, 9)
+        raise SourceError("camera unplugged")
+
+    with pytest.raises(SourceError, match="unplugged"):
+        inspector.process(broken())
