@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_datasets import datasets_app
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
 from inspection.rules import roll_up
@@ -33,6 +34,7 @@ models_app = typer.Typer(help="Model packages.", no_args_is_help=True)
 app.add_typer(orders_app, name="orders")
 app.add_typer(units_app, name="units")
 app.add_typer(models_app, name="models")
+app.add_typer(datasets_app, name="datasets")
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -1,14 +1,31 @@
-"""Write a snapshot as an ultralytics YOLO dataset (images/, labels/, data.yaml)."""
+"""Write a snapshot as an ultralytics YOLO dataset (images/, labels/, data.yaml) or as COCO instances JSON."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from datasets.snapshot import Snapshot
+from datasets.snapshot import Snapshot, SnapshotEntry, write_atomic
+
+
+def _place_image(entry: SnapshotEntry, image_dir: Path, *, copy_images: bool) -> Path:
+    """Hard-link (or copy) the image under ``<stem>_<sha12><ext>``, so two sources with one name never collide."""
+    image = entry.image
+    image_dir.mkdir(parents=True, exist_ok=True)
+    target = image_dir / f"{Path(image.path).stem}_{image.sha256[:12]}{Path(image.path).suffix.lower()}"
+    if not target.exists():
+        try:
+            if copy_images:
+                raise OSError("copy requested")
+            os.link(image.path, target)
+        except OSError:
+            shutil.copyfile(image.path, target)
+    return target
 
 
 def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False) -> Path:
@@ -22,19 +39,10 @@ def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
     class_index = {name: i for i, name in enumerate(snapshot.classes)}
     for entry in snapshot.entries:
         image = entry.image
-        stem = f"{Path(image.path).stem}_{image.sha256[:12]}"
-        image_dir = out_dir / "images" / entry.split
+        target = _place_image(entry, out_dir / "images" / entry.split, copy_images=copy_images)
+        stem = target.stem
         label_dir = out_dir / "labels" / entry.split
-        image_dir.mkdir(parents=True, exist_ok=True)
         label_dir.mkdir(parents=True, exist_ok=True)
-        target = image_dir / f"{stem}{Path(image.path).suffix.lower()}"
-        if not target.exists():
-            try:
-                if copy_images:
-                    raise OSError("copy requested")
-                os.link(image.path, target)
-            except OSError:
-                shutil.copyfile(image.path, target)
         lines = []
         for box in image.boxes:
             cx = (box.x1 + box.x2) / 2 / image.width
@@ -52,3 +60,35 @@ def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
         "snapshot": snapshot.id,
     }, sort_keys=False))
     return data_yaml
+
+
+def export_coco(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False) -> Path:
+    """Write ``images/<split>/`` and ``annotations/instances_<split>.json``; return ``out_dir``.
+
+    Category ids are 1-based (COCO convention; 0 is background in many tools) in snapshot class order, so
+    ``import_coco`` reads back the same class map. ``file_name`` is ``<split>/<name>``, resolved by the
+    importer through the ``images/`` folder beside ``annotations/``. ``info.snapshot`` names the source.
+    """
+    out_dir = Path(out_dir).resolve()
+    categories = [{"id": i + 1, "name": name, "supercategory": "defect"} for i, name in enumerate(snapshot.classes)]
+    category_id = {name: i + 1 for i, name in enumerate(snapshot.classes)}
+    annotation_id = 0
+    for split in ("train", "val"):
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for image_id, entry in enumerate(snapshot.split(split), start=1):
+            target = _place_image(entry, out_dir / "images" / split, copy_images=copy_images)
+            image = entry.image
+            images.append({"id": image_id, "file_name": f"{split}/{target.name}", "width": image.width,
+                           "height": image.height, "sha256": image.sha256})
+            for box in image.boxes:
+                annotation_id += 1
+                w, h = box.x2 - box.x1, box.y2 - box.y1
+                annotations.append({"id": annotation_id, "image_id": image_id,
+                                    "category_id": category_id[box.class_name],
+                                    "bbox": [box.x1, box.y1, w, h], "area": w * h, "iscrowd": 0})
+        document = {"info": {"description": f"qcline snapshot {snapshot.id}", "snapshot": snapshot.id,
+                             "split": split},
+                    "images": images, "annotations": annotations, "categories": categories}
+        write_atomic(out_dir / "annotations" / f"instances_{split}.json", json.dumps(document))
+    return out_dir

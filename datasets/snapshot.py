@@ -3,13 +3,20 @@
 A snapshot is a manifest of every image (by sha256) with its labels, a class map and a deterministic
 train / val split. Its id is the sha256 of that manifest, so the same data gives the same id wherever
 it lives on disk, and a model's metadata can name exactly the data that made it.
+
+A snapshot composed from another records its ``parent`` id, and the id covers it: "the same images
+and labels, reached from another history" is a different snapshot. ``created_at`` is bookkeeping and
+deliberately not part of the id (importing the same data twice gives the same snapshot).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +39,8 @@ class Snapshot:
     classes: tuple[str, ...]
     entries: tuple[SnapshotEntry, ...]
     source: str = ""
+    parent: str | None = None
+    created_at: str = ""
 
     @property
     def id(self) -> str:
@@ -43,7 +52,10 @@ class Snapshot:
         return tuple(e for e in self.entries if e.split == name)
 
     def _content(self) -> dict[str, Any]:
+        # ``parent`` only when set, so ids of snapshots without one are what they always were.
+        parent = {"parent": self.parent} if self.parent else {}
         return {
+            **parent,
             "classes": list(self.classes),
             "images": sorted(
                 (
@@ -64,6 +76,8 @@ class Snapshot:
         return {
             "id": self.id,
             "source": self.source,
+            "parent": self.parent,
+            "created_at": self.created_at,
             "classes": list(self.classes),
             "entries": [
                 {
@@ -83,7 +97,7 @@ class Snapshot:
         target = Path(folder) / self.id
         target.mkdir(parents=True, exist_ok=True)
         path = target / MANIFEST_NAME
-        path.write_text(json.dumps(self.to_json(), indent=1))
+        write_atomic(path, json.dumps(self.to_json(), indent=1))
         return path
 
     @classmethod
@@ -104,12 +118,28 @@ class Snapshot:
                 )
                 for item in raw["entries"]
             )
-            snapshot = cls(tuple(raw["classes"]), entries, raw.get("source", ""))
+            snapshot = cls(tuple(raw["classes"]), entries, raw.get("source", ""), raw.get("parent") or None,
+                           str(raw.get("created_at") or ""))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"snapshot manifest {path} cannot be read: {exc}") from exc
         if raw.get("id") and raw["id"] != snapshot.id:
             raise DatasetError(f"snapshot manifest {path} was altered: id {raw['id']} != content {snapshot.id}")
         return snapshot
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file + rename in the same folder: readers see the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _primary_class(image: LabeledImage) -> str:
@@ -133,8 +163,15 @@ def build_snapshot(result: ImportResult, *, val_fraction: float = 0.2, seed: str
     unknown = {b.class_name for im in result.images for b in im.boxes} - set(class_names)
     if unknown:
         raise DatasetError(f"labels use classes missing from the class map: {sorted(unknown)}")
+    split_of = assign_splits(result.images, val_fraction=val_fraction, seed=seed)
+    entries = tuple(SnapshotEntry(im, split_of[im.sha256]) for im in result.images)
+    return Snapshot(class_names, entries, source)
+
+
+def assign_splits(images: Sequence[LabeledImage], *, val_fraction: float, seed: str = "qcline") -> dict[str, Split]:
+    """sha256 -> split, stratified by primary class, ordered by ``sha256(seed:sha)`` (see ``build_snapshot``)."""
     strata: dict[str, list[LabeledImage]] = defaultdict(list)
-    for image in result.images:
+    for image in images:
         strata[_primary_class(image)].append(image)
     split_of: dict[str, Split] = {}
     for members in strata.values():
@@ -142,5 +179,25 @@ def build_snapshot(result: ImportResult, *, val_fraction: float = 0.2, seed: str
         n_val = round(len(members) * val_fraction)
         for index, image in enumerate(members):
             split_of[image.sha256] = "val" if index < n_val else "train"
-    entries = tuple(SnapshotEntry(im, split_of[im.sha256]) for im in result.images)
-    return Snapshot(class_names, entries, source)
+    return split_of
+
+
+def compose_snapshot(parent: Snapshot, additions: ImportResult, *, val_fraction: float = 0.2, seed: str = "qcline",
+                     source: str = "") -> Snapshot:
+    """Parent entries (splits unchanged) + new images, split by the same rule as ``build_snapshot``.
+
+    An added image already in the parent (same sha256) replaces the parent's labels but keeps its split:
+    that is how corrected labels arrive, and moving it would leak a val image into train. The class map
+    is the parent's with new classes appended, so a class id never changes meaning between generations.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not additions.images:
+        raise DatasetError(f"nothing to add to snapshot {parent.id[:12]}: the import found zero images")
+    classes = parent.classes + tuple(c for c in additions.classes if c not in parent.classes)
+    added = {im.sha256: im for im in additions.images}
+    entries = [SnapshotEntry(added.pop(e.image.sha256, e.image), e.split) for e in parent.entries]
+    new_images = [im for im in additions.images if im.sha256 in added]
+    split_of = assign_splits(new_images, val_fraction=val_fraction, seed=seed)
+    entries += [SnapshotEntry(im, split_of[im.sha256]) for im in new_images]
+    return Snapshot(classes, tuple(entries), source, parent.id)

@@ -1,0 +1,129 @@
+"""``qcline datasets``: import labeled images into the dataset library, list / show snapshots, export them.
+
+Commands raise ``QCError`` subclasses and let the main CLI turn them into one line and an exit code, so
+this app stays usable (and testable) on its own. Human output goes to stdout through ``typer.echo``;
+``--json`` prints exactly one JSON object (or list) for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from datasets.formats import FORMATS
+from datasets.library import DatasetLibrary, summary
+from inspection.errors import ConfigError
+from inspection.settings import load_settings
+
+log = logging.getLogger(__name__)
+
+datasets_app = typer.Typer(help="Labeled image datasets: import (VOC, YOLO, COCO, labelme, archives), "
+                                "immutable snapshots, export for training.", no_args_is_help=True)
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+EXPORT_FORMATS = ("yolo", "coco")
+
+
+def _library(data_dir: Path | None) -> DatasetLibrary:
+    return DatasetLibrary(load_settings(data_dir=data_dir).data_dir / "datasets")
+
+
+def _emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, default=str))
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    value = value.strip().lower()
+    if value not in allowed:
+        raise ConfigError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+@datasets_app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="Dataset folder, COCO .json file, or .zip / .tar(.gz) archive.")],
+    fmt: Annotated[str, typer.Option("--format", help="voc, yolo, coco, labelme or auto.")] = "auto",
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of new images for val.")] = 0.2,
+    classes: Annotated[str | None, typer.Option(
+        "--classes", help="Comma-separated class names (YOLO: names of ids 0..n-1; others: classes to keep).")] = None,
+    parent: Annotated[str | None, typer.Option(
+        "--parent", help="Compose on this snapshot (id or prefix): its images and splits are kept.")] = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Import a dataset and register an immutable snapshot; every skipped file or box is listed with a reason."""
+    fmt = _choice(fmt, (*FORMATS, "auto"), "--format")
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    if classes is not None and not names:
+        raise ConfigError("--classes is empty: give comma-separated class names")
+    outcome = _library(data_dir).import_path(path, fmt, classes=names, val_fraction=val_fraction, parent=parent)
+    snapshot, result = outcome.snapshot, outcome.result
+    report = {
+        "snapshot": snapshot.id,
+        "images": len(snapshot.entries),
+        "train": len(snapshot.split("train")),
+        "val": len(snapshot.split("val")),
+        "classes": list(snapshot.classes),
+        "skipped": [{"path": issue.path, "reason": issue.reason} for issue in result.skipped],
+    }
+    if as_json:
+        _emit_json(report)
+        return
+    typer.echo(f"snapshot {snapshot.id}: {report['images']} images ({report['train']} train, {report['val']} val), "
+               f"classes {', '.join(snapshot.classes) or '-'}" + (f", parent {snapshot.parent[:12]}"
+                                                                   if snapshot.parent else ""))
+    if result.skipped:
+        typer.echo(f"skipped {len(result.skipped)}:")
+        for issue in result.skipped:
+            typer.echo(f"  {issue.path}: {issue.reason}")
+
+
+@datasets_app.command("list")
+def list_cmd(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """List the library's snapshots, oldest first."""
+    rows = _library(data_dir).list()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        typer.echo("no snapshots yet: import one with `qcline datasets import PATH`")
+    for row in rows:
+        parent = f" parent {row['parent'][:12]}" if row["parent"] else ""
+        typer.echo(f"{row['id'][:12]}  {row['created_at']}  train {row['images']['train']:>6}  "
+                   f"val {row['images']['val']:>6}  {','.join(row['classes'])}  {row['source']}{parent}")
+
+
+@datasets_app.command("show")
+def show_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Snapshot id or unique prefix.")],
+             data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Summary of one snapshot: splits, classes, boxes per class."""
+    snapshot = _library(data_dir).get(snapshot_id)
+    info = summary(snapshot)
+    info["boxes"] = {name: sum(b.class_name == name for e in snapshot.entries for b in e.image.boxes)
+                     for name in snapshot.classes}
+    info["negatives"] = sum(not e.image.boxes for e in snapshot.entries)
+    if as_json:
+        _emit_json(info)
+        return
+    for key, value in info.items():
+        typer.echo(f"{key}: {value}")
+
+
+@datasets_app.command("export")
+def export_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Snapshot id or unique prefix.")],
+               out: Annotated[Path, typer.Option("--out", help="Folder to write.")],
+               fmt: Annotated[str, typer.Option("--format", help="yolo or coco.")] = "yolo",
+               data_dir: DataDirOption = None) -> None:
+    """Write a snapshot as a YOLO (ultralytics) or COCO dataset."""
+    from datasets.export import export_coco, export_yolo
+
+    fmt = _choice(fmt, EXPORT_FORMATS, "--format")
+    snapshot = _library(data_dir).get(snapshot_id)
+    written = export_yolo(snapshot, out) if fmt == "yolo" else export_coco(snapshot, out)
+    typer.echo(str(written))
