@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.cli_datasets import datasets_app
+from api.cli_models import registry_app
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
 from inspection.rules import roll_up
@@ -35,6 +36,8 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(units_app, name="units")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
+for _command in registry_app.registered_commands:  # registry commands live under `qcline models` too
+    models_app.registered_commands.append(_command)
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -63,7 +63,7 @@ class Snapshot:
                         "sha256": e.image.sha256,
                         "split": e.split,
                         "size": [e.image.width, e.image.height],
-                        "boxes": [[b.class_name, round(b.x1, 2), round(b.y1, 2), round(b.x2, 2), round(b.y2, 2)]
+                        "boxes": [[b.class_name, *(round(float(v), 2) for v in (b.x1, b.y1, b.x2, b.y2))]
                                   for b in e.image.boxes],
                     }
                     for e in self.entries

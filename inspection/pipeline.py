@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -124,7 +125,8 @@ def prefetched(items: Iterable[SourceItem], depth: int) -> Iterator[SourceItem]:
 
 class Inspector:
     def __init__(self, detector: Detector, orders: OrderResolver, sinks: Sequence[Sink] = (), *,
-                 batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None) -> None:
+                 batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
+                 max_units: int = 10_000) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -132,7 +134,8 @@ class Inspector:
         self._sinks = list(sinks)
         self.batch_size = max(1, batch_size)
         self._on_unit_verdict = on_unit_verdict
-        self._units: dict[str, _UnitState] = {}
+        self._units: OrderedDict[str, _UnitState] = OrderedDict()
+        self.max_units = max_units
         self._profiles: dict[str, InspectionProfile] = {}
         self._history: dict[str, tuple[str, list[FrameVerdict]]] = {}
         self.summary = InspectionSummary()
@@ -178,9 +181,20 @@ class Inspector:
             state = _UnitState(order_id, self._profile(order_id), list(history),
                                {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
             self._units[unit_id] = state
+            self._forget_old_units()
         elif state.order_id != order_id:
             raise ConflictError(f"unit {unit_id} belongs to order {state.order_id}, not {order_id}")
         return state
+
+    def _forget_old_units(self) -> None:
+        """A station runs for months: keep at most ``max_units`` units in memory, dropping the oldest
+        *finished* ones first (a unit seen again is reloaded from the store's history)."""
+        excess = len(self._units) - self.max_units
+        if excess <= 0:
+            return
+        finished = [u for u, s in self._units.items() if s.emitted is not None and s.emitted.complete]
+        for unit_id in finished[:excess]:
+            del self._units[unit_id]
 
     # -- sinks ------------------------------------------------------------------------------------
     def _emit(self, result: FrameResult) -> None:
@@ -265,29 +279,28 @@ class Inspector:
         return results
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
-                prefetch: bool = True) -> list[FrameResult]:
-        """Run every item through the line; returns the frame results in order of completion."""
-        results: list[FrameResult] = []
+                prefetch: bool = True) -> InspectionSummary:
+        """Run every item through the line. Results go to the sinks, not into a list here: a live source
+        never ends, and holding every frame would grow without bound."""
         batch: list[Frame] = []
         source = prefetched(items, self.batch_size) if prefetch else iter(items)
         for item in source:
             if isinstance(item, FrameFailure):
-                failure = self._process_failure(item)
-                results.extend([failure] if failure else [])
+                self._process_failure(item)
                 if progress:
                     progress(1)
                 continue
             batch.append(item)
             if len(batch) >= self.batch_size:
-                results.extend(self._process_batch(batch))
+                self._process_batch(batch)
                 if progress:
                     progress(len(batch))
                 batch = []
         if batch:
-            results.extend(self._process_batch(batch))
+            self._process_batch(batch)
             if progress:
                 progress(len(batch))
-        return results
+        return self.summary
 
     def close_unit(self, unit_id: str) -> UnitVerdict:
         """Close a unit now: its verdict, naming required views that never arrived."""

@@ -187,3 +187,59 @@ class SourceStatsRow(Base):
     reconnects: Mapped[int] = mapped_column(BigInteger, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- model registry (migration 0002) ------------------------------------------------------------------------
+# Kept in the results database on purpose: an inspection's ``model_sha256`` and the registry row that says
+# when that model became champion, and on whose word, then live side by side for an auditor.
+
+
+class RegisteredModelRow(Base):
+    """One content-addressed model package (``sha256`` pins the ONNX bytes) and its lifecycle stage.
+
+    ``champion_lock`` is TRUE on the champion and NULL everywhere else: its UNIQUE constraint (NULLs never
+    collide) makes two champions impossible even when two promotions race, on SQLite and PostgreSQL alike,
+    without a backend-specific partial index.
+    """
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    sha256: Mapped[str] = mapped_column(String(SHA_LEN), unique=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    stage: Mapped[str] = mapped_column(String(16), index=True)
+    champion_lock: Mapped[bool | None] = mapped_column(Boolean, unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    previous_champion_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("registered_models.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelAuditRow(Base):
+    """Append-only: one row per stage change (registration included), with the evidence it was based on."""
+
+    __tablename__ = "model_audit"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("registered_models.id"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(ID_LEN), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegistrySettingRow(Base):
+    """Small registry-wide settings by key, e.g. ``holdout``: the frozen benchmark snapshot of the gate."""
+
+    __tablename__ = "registry_settings"
+
+    key: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

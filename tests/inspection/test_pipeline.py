@@ -191,3 +191,10 @@ def test_prefetching_keeps_order_and_hands_source_errors_to_the_caller() -> None
 
     with pytest.raises(SourceError, match="unplugged"):
         inspector.process(broken())
+
+
+def test_memory_stays_bounded_on_a_long_line() -> None:
+    inspector = Inspector(FakeDetector(), FakeOrders(), [ListSink()], max_units=3)
+    inspector.process((frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(50)), prefetch=False)
+    assert len(inspector._units) == 3
+    assert inspector.summary.frames == 50

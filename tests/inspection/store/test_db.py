@@ -7,12 +7,22 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from inspection.errors import StoreError
 from inspection.store import open_database
-from inspection.store.db import create_store_engine, current_revision, downgrade, normalise_url, upgrade
+from inspection.store.db import (
+    alembic_config,
+    create_store_engine,
+    current_revision,
+    downgrade,
+    normalise_url,
+    upgrade,
+)
 from inspection.store.models import Base
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 TABLES = {"profiles", "orders", "units", "inspections", "detections", "source_stats"}
 
@@ -70,7 +80,7 @@ def test_migrations_upgrade_downgrade_and_match_the_models(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
         assert set(inspect(engine).get_table_names()) >= TABLES
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -87,7 +97,7 @@ def test_migrations_upgrade_downgrade_and_match_the_models(db_url: str) -> None:
 def test_open_database_is_idempotent(db_url: str) -> None:
     for _ in range(2):
         engine = open_database(db_url)
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
         engine.dispose()
 
 
@@ -95,6 +105,6 @@ def test_migrations_run_from_any_cwd(db_url: str, tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     engine = open_database(db_url)
     try:
-        assert current_revision(engine) == "0001"
+        assert current_revision(engine) == HEAD
     finally:
         engine.dispose()

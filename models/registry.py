@@ -1,0 +1,563 @@
+"""The model registry: content-addressed packages, one champion, a promotion gate and an audit trail.
+
+Stations must only ever run a model that (a) is byte-for-byte the package that was evaluated and (b) was
+not worse than the model it replaced on the same frozen benchmark. So packages are stored under
+``<root>/<sha256>/`` (the folder name *is* the content), their stage lives in the results database next to
+the inspections that cite the same sha256, and every stage change leaves an audit row saying who, why,
+whether the gate was overridden, and on which numbers.
+
+Stages: ``candidate`` (registered, never served), ``champion`` (exactly one or none: what stations run),
+``retired`` (was champion once, or withdrawn). Records are never deleted: an inspection from last year
+must still resolve to its model.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError, StoreError
+from inspection.store.db import describe, open_database
+from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
+from models.package import ModelPackage
+
+if TYPE_CHECKING:
+    from datasets.snapshot import Snapshot, Split
+
+log = logging.getLogger(__name__)
+
+Stage = Literal["candidate", "champion", "retired"]
+STAGES: tuple[Stage, ...] = ("candidate", "champion", "retired")
+CANDIDATE: Stage = "candidate"
+CHAMPION: Stage = "champion"
+RETIRED: Stage = "retired"
+
+DetectionMetricsJSON = dict[str, Any]
+"""``training.metrics.DetectionMetrics.to_json()``: ``map50``, ``map50_95``, ``per_class`` {class: {ap50, ..}},
+optionally ``snapshot_id`` / ``split`` as ``evaluate_for_gate`` adds them."""
+
+MIN_SHA_PREFIX = 6
+"""Shorter hex strings are too likely to match several packages (and to be confused with numeric ids)."""
+
+HOLDOUT_KEY = "holdout"
+_EPS = 1e-9  # float slack so "exactly at the tolerance" passes, as the rule says it does
+
+
+class PromotionRefusedError(QCError):
+    """The promotion gate said no (the candidate is worse than the champion on the holdout), or the
+    request cannot be judged (no holdout metrics, ``force`` without a reason). The message lists every
+    failing check with both numbers so the engineer sees the whole picture in one go."""
+
+
+PromotionRefused = PromotionRefusedError
+"""Short alias (ruff's naming rule wants the ``Error`` suffix on the class itself)."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A registry record; ``path`` is the registry's own verified copy, never the folder it came from."""
+
+    id: int
+    stage: Stage
+    sha256: str
+    name: str
+    path: Path
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    previous_champion_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "stage": self.stage, "sha256": self.sha256, "name": self.name,
+                "path": str(self.path), "metrics": self.metrics, "lineage": self.lineage,
+                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
+                "previous_champion_id": self.previous_champion_id}
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One comparison of the gate: ``candidate >= champion - tolerance``."""
+
+    name: str
+    candidate: float | None
+    champion: float | None
+    passed: bool
+    detail: str = ""
+
+    def describe(self, tolerance: float) -> str:
+        if self.detail:
+            return f"{self.name}: {self.detail}"
+        cand = "missing" if self.candidate is None else f"{self.candidate:.4f}"
+        champ = "missing" if self.champion is None else f"{self.champion:.4f}"
+        return f"{self.name}: candidate {cand} < champion {champ} - tolerance {tolerance:.4f}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "candidate": self.candidate, "champion": self.champion, "passed": self.passed,
+                "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """What ``promote`` did and why; ``checks`` is empty when there was no champion to compare with."""
+
+    model_id: int
+    sha256: str
+    promoted: bool
+    forced: bool
+    previous_champion_id: int | None
+    tolerance: float
+    checks: tuple[GateCheck, ...] = ()
+    reason: str = ""
+    holdout_snapshot_id: str | None = None
+
+    @property
+    def failed_checks(self) -> tuple[GateCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_id": self.model_id, "sha256": self.sha256, "promoted": self.promoted, "forced": self.forced,
+                "previous_champion_id": self.previous_champion_id, "tolerance": self.tolerance,
+                "checks": [c.to_json() for c in self.checks], "reason": self.reason,
+                "holdout_snapshot_id": self.holdout_snapshot_id}
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The frozen benchmark snapshot every promotion is judged on."""
+
+    snapshot_id: str
+    manifest: Path | None = None
+    marked_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _number(raw: Any) -> float | None:
+    try:
+        return None if raw is None else float(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def gate_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any], *, tolerance: float,
+                holdout_snapshot_id: str | None = None) -> list[GateCheck]:
+    """Every check of the promotion gate; see ``ModelRegistry.promote`` for the rule.
+
+    Per-class checks run over the champion's classes: a class the champion was measured on and the
+    candidate has no number for counts as a failure, since "not measured" must not pass as "no worse".
+    """
+    checks: list[GateCheck] = []
+    if holdout_snapshot_id is not None:
+        for role, metrics in (("candidate", candidate), ("champion", champion)):
+            measured_on = metrics.get("snapshot_id")
+            if measured_on is not None and measured_on != holdout_snapshot_id:
+                checks.append(GateCheck(f"{role} holdout", None, None, False,
+                                        f"measured on snapshot {str(measured_on)[:12]}, not the frozen holdout "
+                                        f"{holdout_snapshot_id[:12]}"))
+    for key in ("map50", "map50_95"):
+        cand, champ = _number(candidate.get(key)), _number(champion.get(key))
+        passed = champ is None or (cand is not None and cand + _EPS >= champ - tolerance)
+        checks.append(GateCheck(key, cand, champ, passed))
+    cand_classes = candidate.get("per_class") or {}
+    for name, row in sorted((champion.get("per_class") or {}).items()):
+        champ = _number((row or {}).get("ap50"))
+        cand = _number((cand_classes.get(name) or {}).get("ap50"))
+        passed = champ is None or (cand is not None and cand + _EPS >= champ - tolerance)
+        checks.append(GateCheck(f"{name} ap50", cand, champ, passed))
+    return checks
+
+
+def _to_model(row: RegisteredModelRow) -> RegisteredModel:
+    return RegisteredModel(id=row.id, stage=row.stage,  # type: ignore[arg-type]
+                           sha256=row.sha256, name=row.name, path=Path(row.path), metrics=dict(row.metrics or {}),
+                           lineage=dict(row.lineage or {}), created_at=row.created_at, updated_at=row.updated_at,
+                           previous_champion_id=row.previous_champion_id)
+
+
+def _audit_json(row: ModelAuditRow) -> dict[str, Any]:
+    return {"id": row.id, "model_id": row.model_id, "from_stage": row.from_stage, "to_stage": row.to_stage,
+            "actor": row.actor, "reason": row.reason, "forced": row.forced, "metrics": row.metrics,
+            "at": row.at.isoformat()}
+
+
+class ModelRegistry:
+    """Registered model packages and their stages, in the results database; packages under ``root``.
+
+    Thread- and process-safe in the way the results store is: each call is one transaction, and the
+    invariants (one package per sha256, at most one champion) are UNIQUE constraints, so a race ends in
+    ``ConflictError`` instead of a second champion.
+    """
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self.engine = engine
+        self.root = Path(root)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, root: Path) -> ModelRegistry:
+        """Connect to ``url`` and migrate it to head (the registry tables come with migration 0002)."""
+        return cls(open_database(url), Path(root))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ModelRegistry({describe(self.engine.url)}, root={self.root})"
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        """One transaction: everything inside commits together or not at all (the champion included)."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError as e:
+            raise ConflictError(f"model registry: {action} conflicts with a concurrent change, "
+                                f"retry: {e.orig}") from e
+        except SQLAlchemyError as e:
+            raise StoreError(f"model registry ({describe(self.engine.url)}): {action} failed: {e}") from e
+
+    # -- registering -----------------------------------------------------------------------------------
+
+    def register(self, package_dir: Path | str, *, stage: Stage = CANDIDATE, lineage: dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, actor: str = "cli", reason: str = "") -> RegisteredModel:
+        """Verify the package and keep a copy under ``<root>/<sha256>/``; idempotent per sha256.
+
+        The copy is written to a temporary folder inside ``root``, verified again (the source could change
+        between the first check and the copy), then renamed into place, so ``<root>/<sha256>/`` is either
+        absent or complete. Registering the same bytes again returns the existing record unchanged.
+        ``stage="champion"`` bootstraps an empty registry and is refused once a champion exists: replacing
+        one goes through ``promote`` and its gate. ``metrics`` default to the package metadata's.
+        """
+        if stage not in STAGES:
+            raise ModelPackageError(f"stage {stage!r} is not one of {STAGES}")
+        package = ModelPackage.load(package_dir, verify=True)
+        sha = package.metadata.sha256
+        existing = self._find_sha(sha)
+        if existing is not None:
+            log.info("model %s already registered as id %d (%s)", sha[:12], existing.id, existing.stage)
+            return existing
+        stored = self._store_copy(package)
+        auto_lineage = {"source": str(Path(package_dir).resolve()), "package_name": package.metadata.name,
+                        "dataset": package.metadata.dataset, "training": package.metadata.training}
+        now = utcnow()
+        row = RegisteredModelRow(
+            sha256=sha, name=package.metadata.name, stage=stage, champion_lock=True if stage == CHAMPION else None,
+            path=str(stored), metrics=dict(package.metadata.metrics if metrics is None else metrics),
+            lineage={**auto_lineage, **(lineage or {})}, created_at=now, updated_at=now)
+        try:
+            with self._session(f"registering {sha[:12]}") as session:
+                if stage == CHAMPION and self._champion_row(session) is not None:
+                    raise ConflictError("a champion exists already: register as candidate and promote it "
+                                        "through the gate")
+                session.add(row)
+                session.flush()
+                session.add(ModelAuditRow(model_id=row.id, from_stage=None, to_stage=stage, actor=actor,
+                                          reason=reason or "registered", forced=False,
+                                          metrics={"registered": row.metrics}, at=now))
+        except ConflictError:
+            concurrent = self._find_sha(sha)  # the same package registered by someone else meanwhile
+            if concurrent is not None:
+                return concurrent
+            raise
+        log.info("registered model %s as id %d (%s) at %s", sha[:12], row.id, stage, stored)
+        return _to_model(row)
+
+    def _store_copy(self, package: ModelPackage) -> Path:
+        sha = package.metadata.sha256
+        target = self.root / sha
+        if target.is_dir():
+            try:
+                if ModelPackage.load(target, verify=True).metadata.sha256 == sha:
+                    return target  # a copy from an earlier attempt that crashed before its database row
+            except ModelPackageError:
+                pass
+            log.warning("registry copy %s is damaged; replacing it", target)
+            shutil.rmtree(target)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=self.root))
+        try:
+            staged = tmp / "package"
+            shutil.copytree(package.path, staged)
+            copied = ModelPackage.load(staged, verify=True)
+            if copied.metadata.sha256 != sha:
+                raise ModelPackageError(f"{package.path} changed while it was being registered")
+            try:
+                os.rename(staged, target)
+            except OSError:
+                if not target.is_dir():  # not "someone else was faster": a real error
+                    raise
+            ModelPackage.load(target, verify=True)
+        except OSError as e:
+            raise ModelPackageError(f"cannot copy {package.path} into the registry at {target}: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def _find_sha(self, sha: str) -> RegisteredModel | None:
+        with self._session("reading a model") as session:
+            row = session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.sha256 == sha)).first()
+            return None if row is None else _to_model(row)
+
+    def get(self, id_or_sha_prefix: int | str) -> RegisteredModel:
+        """By numeric id, or by a sha256 prefix of at least ``MIN_SHA_PREFIX`` hex characters.
+
+        A string that could be both (``"123456"``) and names two different models is ambiguous and raises
+        ``ConflictError``, as does a prefix that matches several packages: guessing could promote the
+        wrong model.
+        """
+        key = str(id_or_sha_prefix).strip().lower()
+        with self._session("reading a model") as session:
+            matches: dict[int, RegisteredModelRow] = {}
+            if key.isdigit():
+                row = session.get(RegisteredModelRow, int(key))
+                if row is not None:
+                    matches[row.id] = row
+            if len(key) >= MIN_SHA_PREFIX and all(c in "0123456789abcdef" for c in key):
+                for row in session.scalars(select(RegisteredModelRow)
+                                           .where(RegisteredModelRow.sha256.startswith(key, autoescape=True))
+                                           .limit(10)):
+                    matches[row.id] = row
+            if not matches:
+                raise NotFoundError(f"model {id_or_sha_prefix!r} is not registered (use an id or a sha256 "
+                                    f"prefix of at least {MIN_SHA_PREFIX} characters)")
+            if len(matches) > 1:
+                named = ", ".join(f"{r.id}:{r.sha256[:12]}" for r in sorted(matches.values(), key=lambda r: r.id))
+                raise ConflictError(f"model {id_or_sha_prefix!r} is ambiguous: it matches {named}")
+            return _to_model(next(iter(matches.values())))
+
+    def list(self) -> builtins.list[RegisteredModel]:
+        with self._session("listing models") as session:
+            return [_to_model(r) for r in session.scalars(select(RegisteredModelRow).order_by(RegisteredModelRow.id))]
+
+    @staticmethod
+    def _champion_row(session: Session) -> RegisteredModelRow | None:
+        return session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.stage == CHAMPION)
+                               .with_for_update()).first()
+
+    def champion(self) -> RegisteredModel | None:
+        with self._session("reading the champion") as session:
+            row = session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.stage == CHAMPION)).first()
+            return None if row is None else _to_model(row)
+
+    def audit(self, model_id: int | None = None) -> builtins.list[dict[str, Any]]:
+        """Audit rows, oldest first; of one model when ``model_id`` is given."""
+        with self._session("reading the audit log") as session:
+            query = select(ModelAuditRow).order_by(ModelAuditRow.id)
+            if model_id is not None:
+                query = query.where(ModelAuditRow.model_id == model_id)
+            return [_audit_json(r) for r in session.scalars(query)]
+
+    # -- the holdout -------------------------------------------------------------------------------------
+
+    def mark_holdout(self, snapshot_id: str, *, manifest: Path | None = None, actor: str = "cli") -> Holdout:
+        """Freeze the benchmark snapshot promotions are judged on (replacing the previous one).
+
+        Changing the holdout makes older gate numbers incomparable, which is why metrics that carry a
+        ``snapshot_id`` other than the holdout's fail the gate.
+        """
+        snapshot_id = snapshot_id.strip()
+        if not snapshot_id:
+            raise ConflictError("holdout snapshot id is empty")
+        now = utcnow()
+        value = {"snapshot_id": snapshot_id, "manifest": str(Path(manifest).resolve()) if manifest else None,
+                 "actor": actor}
+        with self._session("marking the holdout") as session:
+            row = session.get(RegistrySettingRow, HOLDOUT_KEY, with_for_update=True)
+            if row is None:
+                session.add(RegistrySettingRow(key=HOLDOUT_KEY, value=value, updated_at=now))
+            else:
+                row.value, row.updated_at = value, now
+        log.info("holdout snapshot is now %s (by %s)", snapshot_id[:12], actor)
+        return Holdout(snapshot_id, Path(value["manifest"]) if value["manifest"] else None, now, {"actor": actor})
+
+    def holdout(self) -> Holdout | None:
+        with self._session("reading the holdout") as session:
+            row = session.get(RegistrySettingRow, HOLDOUT_KEY)
+            if row is None:
+                return None
+            value = dict(row.value)
+            manifest = value.get("manifest")
+            return Holdout(str(value["snapshot_id"]), Path(manifest) if manifest else None, row.updated_at,
+                           {k: v for k, v in value.items() if k not in ("snapshot_id", "manifest")})
+
+    # -- stage changes ------------------------------------------------------------------------------------
+
+    def promote(self, model_id: int | str, *, holdout_metrics: Mapping[str, DetectionMetricsJSON] | None = None,
+                tolerance: float = 0.01, force: bool = False, reason: str = "",
+                actor: str = "cli") -> PromotionDecision:
+        """Make ``model_id`` the champion if it passes the gate; the old champion becomes ``retired``.
+
+        The gate, on the frozen holdout: the candidate passes when
+
+        * overall ``map50``    >= champion's ``map50``    - ``tolerance``, and
+        * overall ``map50_95`` >= champion's ``map50_95`` - ``tolerance``, and
+        * for every class of the champion: ``ap50`` >= champion's ``ap50`` - ``tolerance``;
+
+        so a model that trades one defect class for another is refused even when the average improves:
+        missing a class of defect the line used to catch is a recall regression the customer sees. Metrics
+        measured on another snapshot than the marked holdout fail too. ``holdout_metrics`` holds both
+        evaluations, keyed ``"candidate"`` and ``"champion"`` (or by their sha256). Refusal raises
+        ``PromotionRefusedError`` listing every failing check with both numbers.
+
+        With no champion yet, any candidate is promoted (nothing to compare with). ``force=True`` skips
+        the gate but needs a non-empty ``reason``; it is recorded in the audit with the checks it
+        overrode. Stage changes and their audit rows are one transaction: on any failure the champion is
+        untouched.
+        """
+        if tolerance < 0:
+            raise PromotionRefusedError(f"tolerance must be >= 0, got {tolerance}")
+        if force and not reason.strip():
+            raise PromotionRefusedError("a forced promotion needs a reason (it is recorded in the audit log)")
+        target = self.get(model_id)
+        holdout = self.holdout()
+        holdout_id = holdout.snapshot_id if holdout else None
+        with self._session(f"promoting model {target.id}") as session:
+            row = session.get(RegisteredModelRow, target.id, with_for_update=True)
+            assert row is not None  # records are never deleted
+            if row.stage == CHAMPION:
+                raise ConflictError(f"model {row.id} ({row.sha256[:12]}) is already the champion")
+            old = self._champion_row(session)
+            metrics_by_role = self._metrics_for(holdout_metrics, row, old)
+            checks: list[GateCheck] = []
+            if old is not None:
+                cand_m, champ_m = metrics_by_role.get("candidate"), metrics_by_role.get("champion")
+                if cand_m is None or champ_m is None:
+                    missing = [r for r, m in (("candidate", cand_m), ("champion", champ_m)) if m is None]
+                    checks = [GateCheck(f"{r} holdout metrics", None, None, False,
+                                        "missing: evaluate both models on the frozen holdout") for r in missing]
+                else:
+                    checks = gate_checks(cand_m, champ_m, tolerance=tolerance, holdout_snapshot_id=holdout_id)
+            failed = [c for c in checks if not c.passed]
+            if failed and not force:
+                lines = "\n  ".join(c.describe(tolerance) for c in failed)
+                raise PromotionRefusedError(
+                    f"model {row.id} ({row.sha256[:12]}) is not promoted over champion {old.id if old else '-'} "
+                    f"({old.sha256[:12] if old else '-'}): {len(failed)} of {len(checks)} checks failed "
+                    f"(tolerance {tolerance}):\n  {lines}")
+            decision = PromotionDecision(
+                model_id=row.id, sha256=row.sha256, promoted=True, forced=force,
+                previous_champion_id=old.id if old else None, tolerance=tolerance, checks=tuple(checks),
+                reason=reason, holdout_snapshot_id=holdout_id)
+            snapshot = {"gate": decision.to_json(), **{k: dict(v) for k, v in metrics_by_role.items()}}
+            now = utcnow()
+            if old is not None:
+                self._move(session, old, CHAMPION, RETIRED, now)
+                session.add(ModelAuditRow(model_id=old.id, from_stage=CHAMPION, to_stage=RETIRED, actor=actor,
+                                          reason=f"replaced by model {row.id}" + (f": {reason}" if reason else ""),
+                                          forced=force, metrics=snapshot, at=now))
+                session.flush()  # release the champion slot before the new champion takes it
+            from_stage = row.stage
+            self._move(session, row, from_stage, CHAMPION, now, previous_champion_id=old.id if old else None)
+            session.add(ModelAuditRow(model_id=row.id, from_stage=from_stage, to_stage=CHAMPION, actor=actor,
+                                      reason=reason, forced=force, metrics=snapshot, at=now))
+        log.info("model %d (%s) promoted to champion by %s%s; previous champion %s", decision.model_id,
+                 decision.sha256[:12], actor, " (FORCED)" if force else "", decision.previous_champion_id)
+        return decision
+
+    @staticmethod
+    def _metrics_for(holdout_metrics: Mapping[str, DetectionMetricsJSON] | None, candidate: RegisteredModelRow,
+                     champion: RegisteredModelRow | None) -> dict[str, DetectionMetricsJSON]:
+        found: dict[str, DetectionMetricsJSON] = {}
+        if not holdout_metrics:
+            return found
+        for role, row in (("candidate", candidate), ("champion", champion)):
+            value = holdout_metrics.get(role)
+            if value is None and row is not None:
+                value = holdout_metrics.get(row.sha256)
+            if value is not None:
+                found[role] = dict(value)
+        return found
+
+    @staticmethod
+    def _move(session: Session, row: RegisteredModelRow, from_stage: str, to_stage: Stage, now: datetime,
+              **extra: Any) -> None:
+        """Conditional update: it only applies if nobody changed the stage since we read it."""
+        result = session.execute(
+            update(RegisteredModelRow)
+            .where(RegisteredModelRow.id == row.id, RegisteredModelRow.stage == from_stage)
+            .values(stage=to_stage, champion_lock=True if to_stage == CHAMPION else None, updated_at=now, **extra)
+            .execution_options(synchronize_session="fetch"))
+        if getattr(result, "rowcount", 1) != 1:
+            raise ConflictError(f"model {row.id} is no longer {from_stage}: changed concurrently, retry")
+
+    def rollback(self, actor: str = "cli", reason: str = "") -> RegisteredModel:
+        """Put the champion's predecessor back as champion; the current one becomes ``retired``.
+
+        Each champion remembers whom it replaced, so repeated rollbacks walk back through the history.
+        Raises ``ConflictError`` when there is no champion or it replaced nobody.
+        """
+        with self._session("rolling back the champion") as session:
+            current = self._champion_row(session)
+            if current is None:
+                raise ConflictError("there is no champion to roll back")
+            if current.previous_champion_id is None:
+                raise ConflictError(f"champion {current.id} ({current.sha256[:12]}) has no previous champion "
+                                    "to roll back to")
+            previous = session.get(RegisteredModelRow, current.previous_champion_id, with_for_update=True)
+            assert previous is not None
+            now = utcnow()
+            note = reason or "rollback"
+            snapshot = {"rolled_back": current.sha256, "restored": previous.sha256}
+            self._move(session, current, CHAMPION, RETIRED, now)
+            session.add(ModelAuditRow(model_id=current.id, from_stage=CHAMPION, to_stage=RETIRED, actor=actor,
+                                      reason=f"rolled back: {note}", forced=False, metrics=snapshot, at=now))
+            session.flush()
+            from_stage = previous.stage
+            self._move(session, previous, from_stage, CHAMPION, now)
+            session.add(ModelAuditRow(model_id=previous.id, from_stage=from_stage, to_stage=CHAMPION, actor=actor,
+                                      reason=f"restored by rollback: {note}", forced=False, metrics=snapshot, at=now))
+            session.flush()
+            session.refresh(previous)
+            restored = _to_model(previous)
+        log.warning("rollback by %s: model %d (%s) is champion again (%s)", actor, restored.id,
+                    restored.sha256[:12], note)
+        return restored
+
+
+def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, split: Split = "val",
+                      threads: int | None = None) -> DetectionMetricsJSON:
+    """Holdout metrics of a registered model through the station runtime, tagged with the snapshot.
+
+    Loading through ``OnnxDetector.from_package`` re-verifies the sha256 of the registry copy, so the
+    numbers belong to exactly the bytes a station would run; ``snapshot_id`` lets the gate refuse numbers
+    measured on anything but the frozen holdout.
+    """
+    from inspection.detector import OnnxDetector
+    from training.evaluate import evaluate_package
+
+    detector = OnnxDetector.from_package(registry_model.path, threads=threads)
+    if detector.model_sha256 != registry_model.sha256:
+        raise ModelPackageError(f"registry copy {registry_model.path} holds {detector.model_sha256[:12]}, "
+                                f"not model {registry_model.id} ({registry_model.sha256[:12]})")
+    metrics = evaluate_package(detector, snapshot, split=split).to_json()
+    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256}
+
+
+__all__: Sequence[str] = (
+    "CANDIDATE", "CHAMPION", "RETIRED", "STAGES", "DetectionMetricsJSON", "GateCheck", "Holdout", "ModelRegistry",
+    "PromotionDecision", "PromotionRefused", "PromotionRefusedError", "RegisteredModel", "Stage", "evaluate_for_gate",
+    "gate_checks",
+)

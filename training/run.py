@@ -1,0 +1,84 @@
+"""``qcline train``: snapshot -> YOLO dataset -> ultralytics (offline) -> ONNX -> package -> candidate.
+
+A run's folder is named by a hash of its inputs (snapshot, base model, arguments), so running the same
+command again after an interruption finds ``weights/last.pt`` and resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets.export import export_yolo
+from datasets.snapshot import Snapshot
+from inspection.errors import TrainingError
+from models.package import ModelPackage, Thresholds
+from training.package import build_package
+from training.train import TrainResult, resume_detector, train_detector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    run_dir: Path
+    package: ModelPackage
+    int8_package: ModelPackage | None
+    resumed: bool
+    lineage: dict[str, Any]
+
+
+def run_id(snapshot_id: str, base: str, args: dict[str, Any]) -> str:
+    key = json.dumps({"snapshot": snapshot_id, "base": base, "args": args}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _base_weights(base: str | None, base_path: Path | None) -> str:
+    """An architecture yaml (from scratch) or the ``weights.pt`` kept beside a registered package."""
+    if base_path is None:
+        return base or "yolov8n.yaml"
+    weights = base_path / "weights.pt" if base_path.is_dir() else base_path
+    if not weights.is_file():
+        raise TrainingError(f"{base_path} has no weights.pt to fine-tune from; train from a yaml instead "
+                            "(--base yolov8n.yaml)")
+    return str(weights)
+
+
+def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = None, base_path: Path | None = None,
+                    base_model_id: int | None = None, epochs: int = 50, imgsz: int = 416, device: str = "cpu",
+                    batch: int = 16, int8: bool = False, name: str | None = None,
+                    thresholds: Thresholds | None = None, overrides: dict[str, Any] | None = None) -> TrainingRun:
+    """Train on ``snapshot``'s train split, evaluate on its val split through the runtime, package."""
+    weights = _base_weights(base, base_path)
+    args = {"epochs": epochs, "imgsz": imgsz, "batch": batch, **(overrides or {})}
+    run_dir = Path(runs_dir) / run_id(snapshot.id, weights if base_path is None else f"model:{base_model_id}", args)
+    data_yaml = export_yolo(snapshot, run_dir / "data")
+    weights_dir = run_dir / "train" / "weights"
+    resumed = (weights_dir / "last.pt").is_file()
+    result: TrainResult
+    if resumed:
+        log.info("found an earlier run of the same inputs in %s: resuming it", run_dir)
+        result = resume_detector(weights_dir / "last.pt", device=device, finished_best=weights_dir / "best.pt")
+    else:
+        result = train_detector(data_yaml, model=weights, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
+                                project=run_dir, name="train", **(overrides or {}))
+    lineage = {"dataset_snapshot": snapshot.id, "parent_model": base_model_id, "base": weights,
+               "training_args": {k: str(v) for k, v in result.args.items()}, "run_dir": str(run_dir),
+               "resumed": resumed}
+    package = build_package(result.best_weights, snapshot=snapshot, out_dir=run_dir / "package",
+                            name=name or f"qcline-{snapshot.id[:8]}-{imgsz}", imgsz=imgsz,
+                            training=lineage, thresholds=thresholds)
+    for curve in ("results.png", "PR_curve.png", "BoxPR_curve.png", "confusion_matrix.png"):
+        if (result.run_dir / curve).is_file():
+            shutil.copyfile(result.run_dir / curve, package.path / f"train_{curve}")
+    int8_package = None
+    if int8:
+        from training.quantize import quantize_package
+
+        int8_package = quantize_package(package, snapshot, out_dir=run_dir / "package-int8")
+    return TrainingRun(run_dir, package, int8_package, resumed, lineage)
