@@ -21,6 +21,7 @@ from rich.table import Table
 
 from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
+from api.cli_training import training_app
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
 from inspection.rules import roll_up
@@ -38,6 +39,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
 for _command in registry_app.registered_commands:  # registry commands live under `qcline models` too
     models_app.registered_commands.append(_command)
+app.registered_commands.extend(training_app.registered_commands)  # `qcline train`, `qcline evaluate`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
 out = Console(width=None if sys.stdout.isatty() else 160)

@@ -19,8 +19,9 @@ EVAL_CONFIDENCE = 0.001
 """Score floor while evaluating: AP integrates the whole PR curve, as ``yolo val`` does (conf=0.001)."""
 
 
-def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
-                     progress: Callable[[int], None] | None = None) -> DetectionMetrics:
+def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
+                     progress: Callable[[int], None] | None = None) -> list[ImageEval]:
+    """Run the station runtime over a split; predictions and ground truth per image, in model class ids."""
     entries = snapshot.split(split)
     if not entries:
         raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images")
@@ -47,6 +48,12 @@ def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
                 gt_cls=np.array([model_index[b.class_name] for b in boxes], np.int64)))
         if progress:
             progress(len(chunk))
+    return evals
+
+
+def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
+                     progress: Callable[[int], None] | None = None) -> DetectionMetrics:
+    evals = predict_snapshot(detector, snapshot, split=split, progress=progress)
     return evaluate_detections(evals, detector.class_names, detector.metadata.thresholds.confidence)
 
 

@@ -31,6 +31,21 @@ class TrainingRun:
     int8_package: ModelPackage | None
     resumed: bool
     lineage: dict[str, Any]
+    reused: bool = False
+
+
+def checkpoint_state(last: Path) -> str:
+    """``missing``, ``interrupted`` (optimizer state kept: resumable) or ``finished`` (ultralytics strips
+    the optimizer and sets epoch -1 when a run completes; resuming that would start a fresh run)."""
+    if not last.is_file():
+        return "missing"
+    import torch
+
+    try:
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise TrainingError(f"checkpoint {last} cannot be read ({exc}); delete the run folder to start over") from exc
+    return "interrupted" if ckpt.get("optimizer") is not None and ckpt.get("epoch", -1) >= 0 else "finished"
 
 
 def run_id(snapshot_id: str, base: str, args: dict[str, Any]) -> str:
@@ -59,11 +74,21 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     run_dir = Path(runs_dir) / run_id(snapshot.id, weights if base_path is None else f"model:{base_model_id}", args)
     data_yaml = export_yolo(snapshot, run_dir / "data")
     weights_dir = run_dir / "train" / "weights"
-    resumed = (weights_dir / "last.pt").is_file()
+    package_dir = run_dir / "package"
+    state = checkpoint_state(weights_dir / "last.pt")
+    if state == "finished" and (package_dir / "metadata.json").is_file():
+        log.info("%s already holds the finished run of these inputs; reusing its package", run_dir)
+        package = ModelPackage.load(package_dir)
+        int8_dir = run_dir / "package-int8"
+        int8_package = ModelPackage.load(int8_dir) if int8 and (int8_dir / "metadata.json").is_file() else None
+        return TrainingRun(run_dir, package, int8_package, False, dict(package.metadata.training), reused=True)
+    resumed = state == "interrupted"
     result: TrainResult
     if resumed:
-        log.info("found an earlier run of the same inputs in %s: resuming it", run_dir)
-        result = resume_detector(weights_dir / "last.pt", device=device, finished_best=weights_dir / "best.pt")
+        log.info("resuming the interrupted run in %s", run_dir)
+        result = resume_detector(weights_dir / "last.pt", device=device)
+    elif state == "finished":  # trained, but packaging did not complete
+        result = TrainResult(run_dir / "train", weights_dir / "best.pt", {}, {"reused": str(weights_dir)})
     else:
         result = train_detector(data_yaml, model=weights, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
                                 project=run_dir, name="train", **(overrides or {}))

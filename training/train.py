@@ -93,12 +93,8 @@ def train_detector(
     return TrainResult(Path(trainer.save_dir) if trainer else project / name, best, metrics, args)
 
 
-def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | None = None,
-                    finished_best: Path | None = None) -> TrainResult:
-    """Continue an interrupted ultralytics run from its ``last.pt`` (same data, schedule and folder).
-
-    A run that had in fact finished (ultralytics refuses to resume it) yields its ``best.pt`` as is.
-    """
+def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | None = None) -> TrainResult:
+    """Continue an interrupted ultralytics run from its ``last.pt`` (same data, schedule and folder)."""
     last_weights = Path(last_weights).resolve()
     run_dir = last_weights.parent.parent
     prepare_offline_ultralytics(run_dir.parent / ".ultralytics")
@@ -113,9 +109,6 @@ def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | N
     try:
         results = detector.train(resume=True, device=device)
     except Exception as exc:
-        if finished_best is not None and finished_best.is_file() and "nothing to resume" in str(exc):
-            log.info("%s had finished training; using its best weights", run_dir)
-            return TrainResult(run_dir, finished_best, {}, {"resume": str(last_weights), "finished": True})
         raise TrainingError(f"resuming {last_weights} failed: {exc}") from exc
     trainer = detector.trainer
     best = Path(trainer.best) if trainer is not None else run_dir / "weights" / "best.pt"

@@ -1,0 +1,122 @@
+"""``qcline train`` and ``qcline evaluate``: the engineer's half of the learning loop."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from api.cli_models import open_registry
+from inspection.errors import NotFoundError, QCError
+from inspection.settings import load_settings
+
+training_app = typer.Typer(help="Training and evaluation.", no_args_is_help=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
+
+
+def _snapshot(data_dir: Path, value: str) -> Any:
+    from datasets.library import DatasetLibrary
+    from datasets.snapshot import Snapshot
+
+    path = Path(value)
+    if path.exists():
+        return Snapshot.load(path)
+    return DatasetLibrary(data_dir / "datasets").get(value)
+
+
+def _model_path(registry: Any, value: str) -> tuple[Path, int | None]:
+    """A package folder on disk, or a registry id / sha256 prefix."""
+    path = Path(value)
+    if path.is_dir():
+        return path, None
+    try:
+        model = registry.get(value)
+    except NotFoundError:
+        raise NotFoundError(f"model {value!r} is neither a package folder nor a registered model id/sha") from None
+    return Path(model.path), int(model.id)
+
+
+@training_app.command("train")
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset snapshot id (qcline datasets list) or manifest path.")],
+    base: Annotated[str, typer.Option(help="Architecture yaml (from scratch), or a registered model / package "
+                                           "folder to fine-tune from its weights.pt.")] = "yolov8n.yaml",
+    epochs: int = 50, imgsz: int = 416, batch: int = 16,
+    device: Annotated[str, typer.Option(help="cpu, or a CUDA device index such as 0.")] = "cpu",
+    int8: Annotated[bool, typer.Option(help="Also make and register an int8-quantized variant.")] = False,
+    name: str | None = None, data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Train on a snapshot (offline), export ONNX, evaluate through the runtime, register a candidate.
+
+    Running the same command again after an interruption resumes the run.
+    """
+    from training.run import train_candidate
+
+    settings = load_settings(data_dir=data_dir)
+    snapshot = _snapshot(settings.data_dir, dataset)
+    with open_registry(settings) as registry:
+        base_path, base_id = (None, None) if base.endswith((".yaml", ".yml")) else _model_path(registry, base)
+        run = train_candidate(snapshot, runs_dir=settings.data_dir / "runs", base=base, base_path=base_path,
+                              base_model_id=base_id, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
+                              int8=int8, name=name)
+        candidate = registry.register(run.package.path, stage="candidate", lineage=run.lineage)
+        registered = [candidate]
+        if run.int8_package is not None:
+            registered.append(registry.register(run.int8_package.path, stage="candidate",
+                                                lineage={**run.lineage, "quantized_from_model": candidate.id}))
+    rows = [{"id": m.id, "sha256": m.sha256, "stage": m.stage, "path": str(m.path),
+             "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
+    if as_json:
+        sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
+                                     "reused": run.reused}) + "\n")
+        return
+    for row in rows:
+        typer.echo(f"candidate {row['id']} ({row['sha256'][:12]}): mAP@0.5 {row['map50']:.3f}, "
+                   f"mAP@0.5:0.95 {row['map50_95']:.3f} -> {row['path']}")
+    typer.echo(f"curves and weights: {run.run_dir / 'train'}")
+
+
+@training_app.command("evaluate")
+def evaluate(
+    model: Annotated[str, typer.Argument(help="Registered model id / sha256 prefix, or a package folder.")],
+    dataset: Annotated[str, typer.Option(help="Dataset snapshot id or manifest path.")],
+    split: Annotated[str, typer.Option(help="train or val.")] = "val",
+    out: Annotated[Path | None, typer.Option(help="Folder for pr_curve.png, confusion_matrix.png.")] = None,
+    threads: int = 0, data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
+    from inspection.detector import OnnxDetector
+    from training.evaluate import predict_snapshot
+    from training.metrics import evaluate_detections
+    from training.reports import write_evaluation_report
+
+    if split not in ("train", "val"):
+        raise QCError(f"--split must be train or val, got {split!r}")
+    settings = load_settings(data_dir=data_dir)
+    snapshot = _snapshot(settings.data_dir, dataset)
+    with open_registry(settings) as registry:
+        package_path, model_id = _model_path(registry, model)
+    detector = OnnxDetector.from_package(package_path, threads=threads or None)
+    images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
+    confidence = detector.metadata.thresholds.confidence
+    metrics = evaluate_detections(images, detector.class_names, confidence)
+    out_dir = out or settings.data_dir / "evaluations" / f"{detector.model_sha256[:12]}-{snapshot.id[:12]}-{split}"
+    report = write_evaluation_report(images, detector.class_names, out_dir, confidence=confidence,
+                                     title=detector.metadata.name)
+    result = {**metrics.to_json(), "model": detector.metadata.name, "model_id": model_id,
+              "model_sha256": detector.model_sha256, "snapshot": snapshot.id, "split": split,
+              "pr_curve": str(report.pr_curve), "confusion_matrix": str(report.confusion_matrix)}
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    typer.echo(f"{detector.metadata.name} on {snapshot.id[:12]}/{split}: mAP@0.5 {metrics.map50:.3f}, "
+               f"mAP@0.5:0.95 {metrics.map50_95:.3f}, P {metrics.precision:.3f}, R {metrics.recall:.3f}")
+    for cls, row in metrics.per_class.items():
+        typer.echo(f"  {cls:<20} AP@0.5 {row['ap50']:.3f}  AP@0.5:0.95 {row['ap50_95']:.3f}")
+    typer.echo(f"plots: {report.pr_curve}, {report.confusion_matrix}")

@@ -1,0 +1,51 @@
+"""``qcline train`` end to end on a tiny generated dataset: offline ultralytics, ONNX, package, candidate.
+
+Accuracy is not asserted (a few images, one epoch); the plumbing, lineage and resume are.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from api.cli import app
+from tests.datasets.test_voc_and_snapshot import make_voc
+
+pytest.importorskip("ultralytics", reason="training needs the [train] extra")
+
+
+@pytest.mark.slow
+def test_train_registers_a_candidate_with_lineage_and_a_rerun_reuses_it(tmp_path: Path) -> None:
+    items = {f"img{i}": [("blob", 10 + i, 10, 40 + i, 35)] for i in range(12)}
+    root = make_voc(tmp_path / "voc", items)
+    for i in range(12):  # a visible dark blob where the label says
+        path = root / "images" / f"img{i}.jpg"
+        image = cv2.imread(str(path))
+        cv2.rectangle(image, (10 + i, 10), (40 + i, 35), (0, 0, 0), -1)
+        cv2.imwrite(str(path), image)
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path / "data")]
+    imported = runner.invoke(app, ["datasets", "import", str(root), "--format", "voc", "--json", *data])
+    assert imported.exit_code == 0, imported.output
+    snapshot = json.loads(imported.stdout)["snapshot"]
+    args = ["train", "--dataset", snapshot, "--epochs", "1", "--imgsz", "64", "--batch", "4", "--json", *data]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    result = json.loads(first.stdout.strip().splitlines()[-1])
+    [candidate] = result["candidates"]
+    assert candidate["stage"] == "candidate" and Path(candidate["path"], "model.onnx").is_file()
+    assert (Path(result["run_dir"]) / "train" / "results.csv").is_file()
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json", *data]).stdout)
+    assert listed[0]["sha256"] == candidate["sha256"]
+    meta = json.loads(Path(candidate["path"], "metadata.json").read_text())
+    assert meta["dataset"]["snapshot"] == snapshot and "map50" in meta["metrics"]
+    again = runner.invoke(app, args)  # same inputs: the finished run is found, not trained again
+    assert again.exit_code == 0, again.output
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert second["reused"] is True and second["candidates"][0]["sha256"] == candidate["sha256"]
+    assert np.isfinite(candidate["map50"])
