@@ -75,9 +75,9 @@ def train(
         sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
                                      "reused": run.reused}) + "\n")
         return
-    for row in rows:
-        typer.echo(f"candidate {row['id']} ({row['sha256'][:12]}): mAP@0.5 {row['map50']:.3f}, "
-                   f"mAP@0.5:0.95 {row['map50_95']:.3f} -> {row['path']}")
+    for m in registered:
+        typer.echo(f"candidate {m.id} ({m.sha256[:12]}): mAP@0.5 {m.metrics.get('map50', float('nan')):.3f}, "
+                   f"mAP@0.5:0.95 {m.metrics.get('map50_95', float('nan')):.3f} -> {m.path}")
     typer.echo(f"curves and weights: {run.run_dir / 'train'}")
 
 
