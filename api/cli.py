@@ -6,6 +6,7 @@ or configuration, 3: an unknown id); a traceback is a bug.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
+from api.cli_review import review_app
 from api.cli_training import training_app
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
@@ -40,6 +42,7 @@ app.add_typer(datasets_app, name="datasets")
 for _command in registry_app.registered_commands:  # registry commands live under `qcline models` too
     models_app.registered_commands.append(_command)
 app.registered_commands.extend(training_app.registered_commands)  # `qcline train`, `qcline evaluate`
+app.add_typer(review_app, name="review")
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -126,7 +129,8 @@ def _unit_json(v: UnitVerdict) -> dict[str, Any]:
 
 def run_inspection(settings: Settings, *, manifest: Path | None, source: str | None, unit: str | None,
                    order: str | None, camera: str | None, close_units: bool | None,
-                   as_json: bool = False) -> list[UnitVerdict]:
+                   as_json: bool = False, model: Path | None = None,
+                   follow_champion: bool = False) -> list[UnitVerdict]:
     from api.station import open_station
     from inspection.sources import FrameSource, ManifestSource, open_source
 
@@ -143,10 +147,11 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
         src = open_source(source, unit_id=unit, order_id=order, camera_id=camera)
         label, camera_label = source, camera
     close = manifest is not None if close_units is None else close_units
-    with open_station(settings) as station, src:
+    with open_station(settings, model) as station, src:
         inspector = station.inspector()
         total = len(src) if hasattr(src, "__len__") else None  # type: ignore[arg-type]
-        with _progress() as progress:
+        following = station.following_champion(inspector) if follow_champion else contextlib.nullcontext()
+        with _progress() as progress, following:
             task = progress.add_task("inspecting", total=total)
             inspector.process(iter(src), progress=lambda n: progress.advance(task, n))
         if close:
@@ -181,11 +186,15 @@ def inspect(
     camera: Annotated[str | None, typer.Option(help="Camera / view id (with --source).")] = None,
     close_units: Annotated[bool | None, typer.Option("--close-units/--keep-open",
                                                       help="Close units at the end (default: for manifests).")] = None,
+    follow_champion: Annotated[bool, typer.Option(
+        help="Switch to each newly promoted champion between batches, without stopping.")] = False,
     model: ModelOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Inspect frames through the model, judge each unit against its order, log everything."""
-    run_inspection(_settings(data_dir, model), manifest=manifest, source=source, unit=unit, order=order,
-                   camera=camera, close_units=close_units, as_json=as_json)
+    """Inspect frames through the model (--model, else the registry's champion, else the bundled default),
+    judge each unit against its order, log everything."""
+    run_inspection(_settings(data_dir), manifest=manifest, source=source, unit=unit, order=order,
+                   camera=camera, close_units=close_units, as_json=as_json, model=model,
+                   follow_champion=follow_champion)
 
 
 # -- units ----------------------------------------------------------------------------------------------

@@ -127,3 +127,35 @@ def export_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Sn
     snapshot = _library(data_dir).get(snapshot_id)
     written = export_yolo(snapshot, out) if fmt == "yolo" else export_coco(snapshot, out)
     typer.echo(str(written))
+
+
+@datasets_app.command("build-from-reviews")
+def build_from_reviews_cmd(
+    parent: Annotated[str | None, typer.Option(
+        "--parent", help="Compose on this snapshot (id or prefix): its images and splits are kept.")] = None,
+    since: Annotated[int, typer.Option(
+        "--since", help="Only inspections whose latest review id is above this (the last build's end).")] = 0,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Turn operator reviews into a snapshot: confirmed findings, false alarms as negatives, corrections."""
+    from api.station import open_store
+    from datasets.from_reviews import build_from_reviews_report
+
+    settings = load_settings(data_dir=data_dir)
+    library = DatasetLibrary(settings.data_dir / "datasets")
+    with open_store(settings) as store:
+        built = build_from_reviews_report(store, library, parent=parent, since_id=since)
+    report = {
+        "snapshot": built.snapshot.id,
+        "images": len(built.snapshot.entries),
+        "reviews": len(built.review_ids),
+        "skipped": [{"path": issue.path, "reason": issue.reason} for issue in built.result.skipped],
+    }
+    if as_json:
+        _emit_json(report)
+        return
+    typer.echo(f"snapshot {built.snapshot.id}: {report['images']} images, {report['reviews']} reviews used "
+               f"({built.snapshot.source}), classes {', '.join(built.snapshot.classes) or '-'}")
+    for issue in built.result.skipped:
+        typer.echo(f"  skipped {issue.path}: {issue.reason}")

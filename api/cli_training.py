@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli_models import open_registry
 from inspection.errors import NotFoundError, QCError
-from inspection.settings import load_settings
+from inspection.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from models.registry import RegisteredModel
+    from training.run import TrainingRun
 
 training_app = typer.Typer(help="Training and evaluation.", no_args_is_help=True)
 
@@ -55,9 +60,27 @@ def train(
 
     Running the same command again after an interruption resumes the run.
     """
+    settings = load_settings(data_dir=data_dir)
+    with contextlib.redirect_stdout(sys.stderr):  # library prints must not mix into --json output
+        registered, run = _train(settings, dataset, base, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
+                                 int8=int8, name=name)
+    rows = [{"id": m.id, "sha256": m.sha256, "stage": m.stage, "path": str(m.path),
+             "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
+    if as_json:
+        sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
+                                     "reused": run.reused}) + "\n")
+        return
+    for m in registered:
+        typer.echo(f"candidate {m.id} ({m.sha256[:12]}): mAP@0.5 {m.metrics.get('map50', float('nan')):.3f}, "
+                   f"mAP@0.5:0.95 {m.metrics.get('map50_95', float('nan')):.3f} -> {m.path}")
+    typer.echo(f"curves and weights: {run.run_dir / 'train'}")
+
+
+def _train(settings: Settings, dataset: str, base: str, *, epochs: int, imgsz: int, batch: int, device: str,
+           int8: bool, name: str | None) -> tuple[list[RegisteredModel], TrainingRun]:
+    """Train, package and register (one candidate, two with ``int8``)."""
     from training.run import train_candidate
 
-    settings = load_settings(data_dir=data_dir)
     snapshot = _snapshot(settings.data_dir, dataset)
     with open_registry(settings) as registry:
         base_path, base_id = (None, None) if base.endswith((".yaml", ".yml")) else _model_path(registry, base)
@@ -69,16 +92,7 @@ def train(
         if run.int8_package is not None:
             registered.append(registry.register(run.int8_package.path, stage="candidate",
                                                 lineage={**run.lineage, "quantized_from_model": candidate.id}))
-    rows = [{"id": m.id, "sha256": m.sha256, "stage": m.stage, "path": str(m.path),
-             "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
-    if as_json:
-        sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
-                                     "reused": run.reused}) + "\n")
-        return
-    for m in registered:
-        typer.echo(f"candidate {m.id} ({m.sha256[:12]}): mAP@0.5 {m.metrics.get('map50', float('nan')):.3f}, "
-                   f"mAP@0.5:0.95 {m.metrics.get('map50_95', float('nan')):.3f} -> {m.path}")
-    typer.echo(f"curves and weights: {run.run_dir / 'train'}")
+    return registered, run
 
 
 @training_app.command("evaluate")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inspection.detector import OnnxDetector
+from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
 from inspection.settings import Settings
 from inspection.sources import FrameSource
@@ -48,6 +49,23 @@ class Station:
         return Inspector(self.detector, self.store, [StoreSink(self.writer)], batch_size=self.settings.batch_size,
                          on_unit_verdict=on_unit_verdict)
 
+    @contextmanager
+    def following_champion(self, inspector: Inspector, poll_interval_s: float = 2.0) -> Iterator[ModelWatcher]:
+        """Swap in each newly promoted champion between batches (verified, warmed up) while running."""
+        from models.registry import ModelRegistry
+
+        registry = ModelRegistry.open(self.settings.resolved_database_url, self.settings.data_dir / "models")
+        watcher = ModelWatcher(champion_lookup(registry), inspector.swap_detector,
+                               current_sha=self.detector.model_sha256, poll_interval_s=poll_interval_s,
+                               loader=lambda path: OnnxDetector.from_package(
+                                   path, threads=self.settings.threads or None, max_batch=self.settings.batch_size))
+        watcher.start()
+        try:
+            yield watcher
+        finally:
+            watcher.stop()
+            registry.close()
+
     def record_source(self, source: FrameSource, label: str, camera_id: str) -> None:
         stats = source.stats
         self.store.record_source_stats(label, camera_id, frames_read=stats.frames_read,
@@ -62,13 +80,27 @@ def open_store(settings: Settings) -> ResultsStore:
     return ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
 
 
+def station_model(settings: Settings, model: Path | None = None) -> Path:
+    """The package a station runs: ``--model`` if given, else the registry's champion, else the default."""
+    if model is not None:
+        return model
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry.open(settings.resolved_database_url, settings.data_dir / "models")
+    try:
+        champion = registry.champion()
+    finally:
+        registry.close()
+    return Path(champion.path) if champion is not None else settings.model_path
+
+
 @contextmanager
 def open_station(settings: Settings, model: Path | None = None) -> Iterator[Station]:
     """Open the store and the model, yield a station, and on exit flush every pending write."""
-    detector = OnnxDetector.from_package(model or settings.model_path, threads=settings.threads or None,
+    store = open_store(settings)
+    detector = OnnxDetector.from_package(station_model(settings, model), threads=settings.threads or None,
                                          max_batch=settings.batch_size)
     detector.warmup()
-    store = open_store(settings)
     writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                  keep_pass_frames=settings.keep_pass_frames)
     try:

@@ -29,7 +29,7 @@ from typing import Any
 from datasets.formats import import_dataset
 from datasets.formats.archive import DEFAULT_MAX_BYTES, import_archive, is_archive
 from datasets.records import ImportResult, LabeledImage
-from datasets.snapshot import MANIFEST_NAME, Snapshot, build_snapshot, compose_snapshot, write_atomic
+from datasets.snapshot import MANIFEST_NAME, Snapshot, SnapshotEntry, build_snapshot, compose_snapshot, write_atomic
 from inspection.errors import DatasetError, NotFoundError
 from inspection.hashing import sha256_file
 
@@ -140,6 +140,22 @@ class DatasetLibrary:
             shutil.rmtree(work, ignore_errors=True)
         log.info("registered snapshot %s (%d images)", stamped.id[:12], len(stamped.entries))
         return stamped
+
+    def without_classes(self, parent_id: str, dropped: Sequence[str], *, source: str = "") -> Snapshot:
+        """The parent with every box of ``dropped`` classes removed and the same train / val split: what
+        an engineer holds back to test whether the loop can teach a class the model never saw."""
+        parent = self.get(parent_id)
+        unknown = set(dropped) - set(parent.classes)
+        if unknown:
+            raise DatasetError(f"snapshot {parent.id[:12]} has no classes {sorted(unknown)}")
+        entries = tuple(
+            SnapshotEntry(LabeledImage(e.image.path, e.image.width, e.image.height,
+                                       tuple(b for b in e.image.boxes if b.class_name not in dropped),
+                                       e.image.sha256), e.split)
+            for e in parent.entries)
+        classes = tuple(c for c in parent.classes if c not in dropped)
+        return self._register(Snapshot(classes, entries, source or f"{parent.id[:12]} without {', '.join(dropped)}",
+                                       parent.id))
 
     def add(self, result: ImportResult, *, source: str, val_fraction: float = 0.2, parent: str | None = None,
             classes: Sequence[str] | None = None) -> Snapshot:

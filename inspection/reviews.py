@@ -11,7 +11,9 @@ from __future__ import annotations
 import enum
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from inspection.errors import QCError
 
@@ -26,6 +28,39 @@ class Decision(enum.StrEnum):
     CONFIRM = "confirm"          # the model's findings are right
     FALSE_ALARM = "false_alarm"  # there is no defect: a negative example
     CORRECT = "correct"          # the boxes below replace the model's
+
+    @classmethod
+    def parse(cls, text: str) -> Decision:
+        """A decision as people type it: ``confirm``, ``false-alarm`` / ``false_alarm``, ``correct``."""
+        key = str(text).strip().lower().replace("-", "_").replace(" ", "_")
+        try:
+            return cls(key)
+        except ValueError:
+            raise ReviewError(f"decision {text!r} must be one of {', '.join(d.value for d in cls)}") from None
+
+    @property
+    def labels_frame(self) -> bool:
+        """Whether the decision turns the frame into a labeled sample (so its evidence must be readable).
+
+        Every decision does today; a future "skip" / "unsure" would not.
+        """
+        return self in (Decision.CONFIRM, Decision.FALSE_ALARM, Decision.CORRECT)
+
+
+class Disposition(enum.StrEnum):
+    """What happens to a flagged unit after review."""
+
+    RELEASE = "release"
+    REWORK = "rework"
+    SCRAP = "scrap"
+
+    @classmethod
+    def parse(cls, text: str) -> Disposition:
+        key = str(text).strip().lower()
+        try:
+            return cls(key)
+        except ValueError:
+            raise ReviewError(f"disposition {text!r} must be one of {', '.join(d.value for d in cls)}") from None
 
 
 @dataclass(frozen=True)
@@ -77,3 +112,44 @@ class ReviewDecision:
             raise ReviewError(f"{self.decision.value} takes no boxes; use 'correct' to change them")
         if not self.actor.strip():
             raise ReviewError("a review needs the name of who decided (actor)")
+        if len(self.actor) > 128:
+            raise ReviewError("actor name is longer than 128 characters")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, default_actor: str = "cli") -> ReviewDecision:
+        """One JSONL line of ``qcline review file``: ``{"inspection_id", "decision", "boxes", "actor", "note"}``.
+
+        Every malformed field is a ``ReviewError`` naming it, so a batch file reports the line and moves on.
+        """
+        if not isinstance(data, Mapping):
+            raise ReviewError(f"a decision must be a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {"inspection_id", "decision", "boxes", "actor", "note"}
+        if unknown:
+            raise ReviewError(f"unknown field(s) {sorted(unknown)}")
+        raw_id = data.get("inspection_id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, int | str):
+            raise ReviewError(f"inspection_id must be an integer, got {raw_id!r}")
+        try:
+            inspection_id = int(raw_id)
+        except ValueError:
+            raise ReviewError(f"inspection_id must be an integer, got {raw_id!r}") from None
+        if "decision" not in data:
+            raise ReviewError("missing field 'decision'")
+        raw_boxes = data.get("boxes") or []
+        if not isinstance(raw_boxes, list):
+            raise ReviewError("boxes must be a list of [class, x1, y1, x2, y2]")
+        boxes = []
+        for raw in raw_boxes:
+            if not isinstance(raw, list) or len(raw) != 5 or not isinstance(raw[0], str) or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) for v in raw[1:]):
+                raise ReviewError(f"box {raw!r} must be [class, x1, y1, x2, y2] with numeric coordinates")
+            boxes.append(ReviewedBox(raw[0], *(float(v) for v in raw[1:])))
+        actor = data.get("actor", default_actor)
+        note = data.get("note", "")
+        if not isinstance(actor, str) or not isinstance(note, str):
+            raise ReviewError("actor and note must be strings")
+        return cls(inspection_id, Decision.parse(str(data["decision"])), tuple(boxes), actor, note)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"inspection_id": self.inspection_id, "decision": self.decision.value,
+                "boxes": [b.to_json() for b in self.boxes], "actor": self.actor, "note": self.note}

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from inspection.errors import TrainingError
-from training.offline import prepare_offline_ultralytics
+from training.offline import prepare_offline_ultralytics, ultralytics_logs_to_stderr
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def export_onnx(weights: Path, *, imgsz: int, out_dir: Path, opset: int = 17, si
         from ultralytics import YOLO
     except ImportError as exc:  # pragma: no cover
         raise TrainingError("export needs the [train] extra: pip install 'qcline[train]'") from exc
+    ultralytics_logs_to_stderr()
     try:
         exported = YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=simplify,
                                              opset=opset, batch=1, device="cpu")

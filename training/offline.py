@@ -28,3 +28,15 @@ def prepare_offline_ultralytics(config_dir: Path) -> None:
         target = font_dir / name
         if not target.exists() and source.exists():
             shutil.copyfile(source, target)
+
+
+def ultralytics_logs_to_stderr() -> None:
+    """Ultralytics logs to stdout; a ``--json`` command's stdout must hold only its JSON."""
+    import logging
+    import sys
+
+    from ultralytics.utils import LOGGER
+
+    for handler in LOGGER.handlers:
+        if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)

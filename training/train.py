@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from inspection.errors import TrainingError
-from training.offline import prepare_offline_ultralytics
+from training.offline import prepare_offline_ultralytics, ultralytics_logs_to_stderr
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ def train_detector(
         from ultralytics import YOLO
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise TrainingError("training needs the [train] extra: pip install 'qcline[train]'") from exc
+    ultralytics_logs_to_stderr()
 
     data_yaml = _localise_data_yaml(Path(data_yaml).resolve())
     n_threads = threads or os.cpu_count() or 1

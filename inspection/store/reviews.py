@@ -1,0 +1,282 @@
+"""``ReviewService``: operator decisions and unit dispositions in the results store.
+
+Reviews live next to the inspections they judge, in the same database, so "which frames did a person look
+at, what did they say, and which model had flagged them" is one query, and an auditor sees the labels a
+dataset was built from beside the verdicts that produced them. Both tables are append-only.
+
+A decision that labels a frame is refused unless its evidence image can still be read: a label without the
+pixels it describes is useless as training data, and finding that out at dataset-build time, weeks later,
+is too late to ask the operator again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+from sqlalchemy import case, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from inspection.errors import NotFoundError
+from inspection.reviews import Disposition, ReviewDecision, ReviewError
+from inspection.store.evidence import sha_of_path
+from inspection.store.models import (
+    DetectionRow,
+    InspectionRow,
+    OrderRow,
+    ReviewRow,
+    UnitDispositionRow,
+    UnitRow,
+    utcnow,
+)
+from inspection.store.repository import ResultsStore
+from inspection.types import Verdict
+
+log = logging.getLogger(__name__)
+
+QUEUE_VERDICTS = (Verdict.FAIL.value, Verdict.REVIEW.value)
+"""Unit verdicts that need a person; FAIL ranks before REVIEW in the queue."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _review_dict(row: ReviewRow, *, duplicate: bool = False) -> dict[str, Any]:
+    size = [row.frame_width, row.frame_height] if row.frame_width and row.frame_height else None
+    return {"id": row.id, "inspection_id": row.inspection_id, "unit_id": row.unit_id, "decision": row.decision,
+            "boxes": [list(b) for b in row.boxes or ()], "frame_size": size, "actor": row.actor,
+            "note": row.note, "created_at": _iso(row.created_at), "duplicate": duplicate}
+
+
+def _finding_dict(d: DetectionRow) -> dict[str, Any]:
+    return {"class": d.class_name, "confidence": d.confidence, "box": [d.x1, d.y1, d.x2, d.y2],
+            "outcome": d.outcome, "rule": d.rule}
+
+
+def _check_actor(actor: str) -> str:
+    actor = (actor or "").strip()
+    if not actor:
+        raise ReviewError("a disposition needs the name of who decided (actor)")
+    if len(actor) > 128:
+        raise ReviewError("actor name is longer than 128 characters")
+    return actor
+
+
+class ReviewService:
+    """Record and read operator reviews and unit dispositions through a ``ResultsStore``.
+
+    Stateless apart from the store, so the CLI and the review page can each make one per request.
+    """
+
+    def __init__(self, store: ResultsStore) -> None:
+        self.store = store
+
+    # -- evidence ---------------------------------------------------------------------------------------
+
+    def evidence_file(self, evidence_path: str | None, evidence_sha256: str | None = None) -> Path | None:
+        """Where an inspection's evidence frame is now, or ``None`` if it is gone.
+
+        The recorded path is tried first; a relative data dir or a moved evidence folder can make it stale,
+        so the content address (sha256) is then looked up in the store's evidence folder.
+        """
+        if evidence_path and Path(evidence_path).is_file():
+            return Path(evidence_path)
+        sha = evidence_sha256 or (sha_of_path(evidence_path) if evidence_path else None)
+        if sha:
+            candidate = self.store.evidence.path(sha)
+            if candidate.is_file():
+                return candidate
+        return None
+
+    @staticmethod
+    def _frame_size(path: Path) -> tuple[int, int] | None:
+        """(width, height) of a readable image; ``None`` if it does not decode."""
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None or image.size == 0:
+            return None
+        return int(image.shape[1]), int(image.shape[0])
+
+    # -- reviews ----------------------------------------------------------------------------------------
+
+    def record(self, decision: ReviewDecision) -> dict[str, Any]:
+        """Append ``decision``; return the stored review as a dict (``"duplicate": True`` when it repeats).
+
+        Idempotent for double clicks and retried requests: if the inspection's latest review already says
+        the same thing (decision, boxes, actor), that row is returned and nothing is written. Concurrent
+        identical requests are serialised by a row lock on the inspection, so they cannot both insert.
+
+        Raises ``NotFoundError`` for an unknown inspection and ``ReviewError`` when the frame's evidence is
+        gone or unreadable (for decisions that label it) or a box reaches outside the frame.
+        """
+        with self.store._session("reading an inspection to review") as session:
+            row = session.get(InspectionRow, decision.inspection_id)
+            if row is None:
+                raise NotFoundError(f"inspection {decision.inspection_id} is not recorded")
+            evidence_path, evidence_sha = row.evidence_path, row.evidence_sha256
+        size: tuple[int, int] | None = None
+        if decision.decision.labels_frame:
+            path = self.evidence_file(evidence_path, evidence_sha)
+            if path is None:
+                raise ReviewError(
+                    f"inspection {decision.inspection_id}: its evidence frame "
+                    f"{'(' + evidence_path + ') ' if evidence_path else ''}is gone, so a "
+                    f"'{decision.decision.value}' decision cannot become a labeled sample; nothing recorded")
+            size = self._frame_size(path)
+            if size is None:
+                raise ReviewError(f"inspection {decision.inspection_id}: evidence frame {path} does not decode "
+                                  f"as an image, so it cannot become a labeled sample; nothing recorded")
+        if size is not None:
+            width, height = size
+            for box in decision.boxes:
+                if box.x2 > width or box.y2 > height:
+                    raise ReviewError(f"box {box.to_json()} reaches outside the {width}x{height} frame of "
+                                      f"inspection {decision.inspection_id}")
+        boxes = [b.to_json() for b in decision.boxes]
+        with self.store._session("recording a review") as session:
+            # A no-op write takes the row lock (PostgreSQL) / the write lock (SQLite) before the duplicate
+            # check, so two identical clicks arriving together are serialised instead of both inserted.
+            locked = session.execute(update(InspectionRow).where(InspectionRow.id == decision.inspection_id)
+                                     .values(n_findings=InspectionRow.n_findings)
+                                     .execution_options(synchronize_session=False))
+            if locked.rowcount == 0:  # type: ignore[attr-defined]
+                raise NotFoundError(f"inspection {decision.inspection_id} is not recorded")
+            latest = session.scalars(select(ReviewRow).where(ReviewRow.inspection_id == decision.inspection_id)
+                                     .order_by(ReviewRow.id.desc()).limit(1)).first()
+            if (latest is not None and latest.decision == decision.decision.value
+                    and latest.actor == decision.actor and [list(b) for b in latest.boxes or ()] == boxes):
+                log.info("review of inspection %d by %s repeats review %d: not recorded again",
+                         decision.inspection_id, decision.actor, latest.id)
+                return _review_dict(latest, duplicate=True)
+            unit_id = session.scalar(select(InspectionRow.unit_id).where(
+                InspectionRow.id == decision.inspection_id))
+            assert unit_id is not None  # locked above
+            review = ReviewRow(inspection_id=decision.inspection_id, unit_id=unit_id,
+                               decision=decision.decision.value, boxes=boxes,
+                               frame_width=size[0] if size else None, frame_height=size[1] if size else None,
+                               actor=decision.actor, note=decision.note, created_at=utcnow())
+            session.add(review)
+            session.flush()
+            result = _review_dict(review)
+        log.info("review %d: inspection %d %s by %s", result["id"], decision.inspection_id,
+                 decision.decision.value, decision.actor)
+        return result
+
+    def history(self, inspection_id: int) -> list[dict[str, Any]]:
+        """Every review of one inspection, oldest first (the audit trail of a changed mind)."""
+        with self.store._session("reading review history") as session:
+            if session.get(InspectionRow, inspection_id) is None:
+                raise NotFoundError(f"inspection {inspection_id} is not recorded")
+            rows = session.scalars(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id)
+                                   .order_by(ReviewRow.id))
+            return [_review_dict(r) for r in rows]
+
+    def latest_reviews(self, since_id: int = 0) -> list[dict[str, Any]]:
+        """The latest decision per inspection, for inspections whose latest review id is above ``since_id``.
+
+        Only the latest counts because an operator who changes their mind means the new label. Each row
+        carries what the dataset builder needs: the inspection's findings, its evidence (path resolved to
+        where the file is now, when it still exists), unit, order, camera and the model sha256 that judged it.
+        Ordered by review id.
+        """
+        if since_id < 0:
+            raise ReviewError(f"since must be a review id >= 0, got {since_id}")
+        latest_ids = select(func.max(ReviewRow.id)).group_by(ReviewRow.inspection_id).scalar_subquery()
+        with self.store._session("reading latest reviews") as session:
+            pairs = session.execute(
+                select(ReviewRow, InspectionRow).join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id)
+                .where(ReviewRow.id.in_(latest_ids), ReviewRow.id > since_id).order_by(ReviewRow.id)).all()
+            findings = self._findings(session, [r.inspection_id for r, _ in pairs])
+        out = []
+        for review, insp in pairs:
+            found = self.evidence_file(insp.evidence_path, insp.evidence_sha256)
+            out.append(_review_dict(review) | {
+                "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": _iso(insp.captured_at),
+                "verdict": insp.verdict, "model_sha256": insp.model_sha256,
+                "evidence_path": str(found) if found else insp.evidence_path,
+                "evidence_sha256": insp.evidence_sha256, "evidence_exists": found is not None,
+                "findings": [_finding_dict(d) for d in findings.get(insp.id, [])],
+            })
+        return out
+
+    @staticmethod
+    def _findings(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
+        grouped: dict[int, list[DetectionRow]] = defaultdict(list)
+        ids = sorted(set(inspection_ids))
+        for start in range(0, len(ids), 500):  # stay far below any bound-parameter limit
+            for d in session.scalars(select(DetectionRow).where(DetectionRow.inspection_id.in_(ids[start:start + 500]))
+                                     .order_by(DetectionRow.id)):
+                grouped[d.inspection_id].append(d)
+        return grouped
+
+    # -- dispositions -----------------------------------------------------------------------------------
+
+    def set_disposition(self, unit_id: str, disposition: Disposition | str, actor: str,
+                        note: str = "") -> dict[str, Any]:
+        """Record what happens to a unit (release / rework / scrap); it leaves the review queue.
+
+        Appended, never overwritten: a unit first sent to rework and later released keeps both rows.
+        """
+        value = disposition if isinstance(disposition, Disposition) else Disposition.parse(disposition)
+        actor = _check_actor(actor)
+        with self.store._session("recording a disposition") as session:
+            unit = session.get(UnitRow, unit_id)
+            if unit is None:
+                raise NotFoundError(f"unit {unit_id!r} has no record")
+            row = UnitDispositionRow(unit_id=unit_id, disposition=value.value, actor=actor, note=note or "",
+                                     at=utcnow())
+            session.add(row)
+            session.flush()
+            result = {"id": row.id, "unit_id": unit_id, "disposition": row.disposition, "actor": row.actor,
+                      "note": row.note, "at": _iso(row.at), "verdict": unit.verdict}
+        if unit.verdict not in QUEUE_VERDICTS:
+            log.warning("unit %s dispositioned %s although its verdict is %s", unit_id, value, unit.verdict)
+        log.info("unit %s: %s by %s", unit_id, value, actor)
+        return result
+
+    def dispositions(self, unit_id: str) -> list[dict[str, Any]]:
+        """The unit's dispositions, oldest first."""
+        with self.store._session("reading dispositions") as session:
+            rows = session.scalars(select(UnitDispositionRow).where(UnitDispositionRow.unit_id == unit_id)
+                                   .order_by(UnitDispositionRow.id))
+            return [{"id": r.id, "unit_id": r.unit_id, "disposition": r.disposition, "actor": r.actor,
+                     "note": r.note, "at": _iso(r.at)} for r in rows]
+
+    def queue(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Units waiting for a person: verdict FAIL or REVIEW and no disposition yet.
+
+        Ranked by severity (FAIL first), then the order's due date (earliest first, none last), then the
+        time the unit was opened, so the unit that blocks the most urgent shipment is at the top.
+        """
+        if limit < 1:
+            raise ReviewError(f"queue limit must be at least 1, got {limit}")
+        disposed = exists().where(UnitDispositionRow.unit_id == UnitRow.id)
+        reviewed = (select(ReviewRow.unit_id, func.count(func.distinct(ReviewRow.inspection_id)).label("n"))
+                    .group_by(ReviewRow.unit_id).subquery())
+        flagged = (select(InspectionRow.unit_id, func.count().label("n"))
+                   .where(InspectionRow.verdict != Verdict.PASS.value).group_by(InspectionRow.unit_id).subquery())
+        query = (
+            select(UnitRow, OrderRow, func.coalesce(flagged.c.n, 0), func.coalesce(reviewed.c.n, 0))
+            .join(OrderRow, OrderRow.id == UnitRow.order_id)
+            .outerjoin(flagged, flagged.c.unit_id == UnitRow.id)
+            .outerjoin(reviewed, reviewed.c.unit_id == UnitRow.id)
+            .where(UnitRow.verdict.in_(QUEUE_VERDICTS), ~disposed)
+            .order_by(case((UnitRow.verdict == Verdict.FAIL.value, 0), else_=1),
+                      case((OrderRow.due_date.is_(None), 1), else_=0), OrderRow.due_date,
+                      UnitRow.created_at, UnitRow.id)
+            .limit(limit))
+        with self.store._session("reading the review queue") as session:
+            rows = session.execute(query).all()
+            return [{"unit_id": u.id, "order_id": u.order_id, "customer_ref": o.customer_ref, "product": o.product,
+                     "due_date": o.due_date.isoformat() if o.due_date else None, "verdict": u.verdict,
+                     "reasons": list(u.reasons or ()), "status": u.status, "flagged_frames": int(n_flagged),
+                     "reviewed_frames": int(n_reviewed), "updated_at": _iso(u.updated_at)}
+                    for u, o, n_flagged, n_reviewed in rows]
+
+
+__all__ = ["QUEUE_VERDICTS", "ReviewService"]
