@@ -129,6 +129,18 @@ def export_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Sn
     typer.echo(str(written))
 
 
+@datasets_app.command("derive")
+def derive_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Parent snapshot id or prefix.")],
+               drop_class: Annotated[list[str], typer.Option("--drop-class", help="Class whose boxes to remove.")],
+               data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """A child snapshot without some classes' labels, same split: to test that reviews can teach them."""
+    snapshot = _library(data_dir).without_classes(snapshot_id, drop_class)
+    if as_json:
+        _emit_json({"snapshot": snapshot.id, "parent": snapshot.parent, "classes": list(snapshot.classes)})
+        return
+    typer.echo(f"{snapshot.id}  (parent {snapshot.parent}, classes {', '.join(snapshot.classes)})")
+
+
 @datasets_app.command("build-from-reviews")
 def build_from_reviews_cmd(
     parent: Annotated[str | None, typer.Option(

@@ -106,7 +106,7 @@ def evaluate(
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
     from inspection.detector import OnnxDetector
-    from training.evaluate import predict_snapshot
+    from training.evaluate import evaluation_classes, predict_snapshot
     from training.metrics import evaluate_detections
     from training.reports import write_evaluation_report
 
@@ -119,9 +119,10 @@ def evaluate(
     detector = OnnxDetector.from_package(package_path, threads=threads or None)
     images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
     confidence = detector.metadata.thresholds.confidence
-    metrics = evaluate_detections(images, detector.class_names, confidence)
+    classes = evaluation_classes(detector, snapshot)
+    metrics = evaluate_detections(images, classes, confidence)
     out_dir = out or settings.data_dir / "evaluations" / f"{detector.model_sha256[:12]}-{snapshot.id[:12]}-{split}"
-    report = write_evaluation_report(images, detector.class_names, out_dir, confidence=confidence,
+    report = write_evaluation_report(images, classes, out_dir, confidence=confidence,
                                      title=detector.metadata.name)
     result = {**metrics.to_json(), "model": detector.metadata.name, "model_id": model_id,
               "model_sha256": detector.model_sha256, "snapshot": snapshot.id, "split": split,

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 def ours(snapshot_dir: Path, model: Path, split: str, batch: int) -> dict[str, float]:
     from datasets.snapshot import Snapshot
     from inspection.detector import OnnxDetector
-    from training.evaluate import predict_snapshot
+    from training.evaluate import evaluation_classes, predict_snapshot
     from training.metrics import evaluate_detections
 
     snapshot = Snapshot.load(snapshot_dir)
@@ -30,7 +30,8 @@ def ours(snapshot_dir: Path, model: Path, split: str, batch: int) -> dict[str, f
     detector.warmup()
     start = time.perf_counter()
     images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
-    metrics = evaluate_detections(images, detector.class_names, detector.metadata.thresholds.confidence)
+    metrics = evaluate_detections(images, evaluation_classes(detector, snapshot),
+                                  detector.metadata.thresholds.confidence)
     elapsed = time.perf_counter() - start
     return {"ips": len(images) / elapsed, "map50": metrics.map50, "map50_95": metrics.map50_95, "images": len(images)}
 

@@ -19,16 +19,20 @@ EVAL_CONFIDENCE = 0.001
 """Score floor while evaluating: AP integrates the whole PR curve, as ``yolo val`` does (conf=0.001)."""
 
 
+def evaluation_classes(detector: OnnxDetector, snapshot: Snapshot) -> tuple[str, ...]:
+    """The model's classes, then any class only the snapshot labels: a model never taught a class is
+    scored on it (AP 0) instead of the class silently vanishing from the report."""
+    return detector.class_names + tuple(c for c in snapshot.classes if c not in detector.class_names)
+
+
 def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
                      progress: Callable[[int], None] | None = None) -> list[ImageEval]:
-    """Run the station runtime over a split; predictions and ground truth per image, in model class ids."""
+    """Run the station runtime over a split; predictions and ground truth per image, in the ids of
+    ``evaluation_classes``."""
     entries = snapshot.split(split)
     if not entries:
         raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images")
-    model_index = {name: i for i, name in enumerate(detector.class_names)}
-    unknown = set(snapshot.classes) - set(model_index)
-    if unknown:
-        raise DatasetError(f"snapshot classes {sorted(unknown)} are not in the model's {list(model_index)}")
+    model_index = {name: i for i, name in enumerate(evaluation_classes(detector, snapshot))}
     evals: list[ImageEval] = []
     batch = detector.max_batch
     for start in range(0, len(entries), batch):
@@ -54,7 +58,7 @@ def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
 def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
                      progress: Callable[[int], None] | None = None) -> DetectionMetrics:
     evals = predict_snapshot(detector, snapshot, split=split, progress=progress)
-    return evaluate_detections(evals, detector.class_names, detector.metadata.thresholds.confidence)
+    return evaluate_detections(evals, evaluation_classes(detector, snapshot), detector.metadata.thresholds.confidence)
 
 
 def load_snapshot(path: Path) -> Snapshot:

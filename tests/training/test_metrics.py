@@ -44,3 +44,19 @@ def test_each_ground_truth_goes_to_the_most_confident_prediction() -> None:
 def test_map50_95_penalises_loose_boxes() -> None:
     loose = evaluate_detections([img([(0, 0, 10, 14, 0.9, 0)], [GT])], ["a"])
     assert loose.map50 == pytest.approx(1.0, abs=0.01) and loose.map50_95 < 0.5
+
+
+def test_a_class_the_model_never_learned_scores_zero_instead_of_vanishing(tmp_path) -> None:
+    from datasets.records import LabeledBox, LabeledImage
+    from datasets.snapshot import Snapshot, SnapshotEntry
+    from inspection.detector import OnnxDetector
+    from tests.builders import Candidate, solid_image, tiny_package, write_image
+    from training.evaluate import evaluate_package
+
+    package = tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.9)], classes=("scratch", "dent"))
+    path = write_image(tmp_path / "white.png", solid_image(255))
+    boxes = (LabeledBox("scratch", 24, 24, 40, 40), LabeledBox("knot", 0, 0, 10, 10))
+    snapshot = Snapshot(("knot", "scratch"), (SnapshotEntry(LabeledImage(path, 64, 64, boxes, "a" * 64), "val"),))
+    metrics = evaluate_package(OnnxDetector.from_package(package), snapshot)
+    assert metrics.per_class["scratch"]["ap50"] > 0.9
+    assert metrics.per_class["knot"]["ap50"] == 0.0 and metrics.per_class["knot"]["instances"] == 1
