@@ -24,6 +24,7 @@ from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
 from api.cli_review import review_app
 from api.cli_training import training_app
+from api.station import station_model
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
 from inspection.rules import roll_up
@@ -265,7 +266,7 @@ def detect(
     from inspection.sources.files import expand_image_paths
 
     settings = _settings(model=model)
-    detector = OnnxDetector.from_package(model or settings.model_path, threads=settings.threads or None)
+    detector = OnnxDetector.from_package(station_model(settings, model), threads=settings.threads or None)
     files = expand_image_paths(paths)
     failures = 0
     batch: list[tuple[Path, Any]] = []
@@ -306,7 +307,7 @@ def demo(data_dir: DataDirOption = None) -> None:
     """Import the demo orders, replay the demo line through the default model, show unit verdicts."""
     settings = _settings(data_dir)
     err.print(f"[bold]qcline demo[/]: orders {DEMO_DIR / 'orders.yaml'}, line {DEMO_DIR / 'manifest.csv'}, "
-              f"model {settings.model_path.name}, database {settings.resolved_database_url}")
+              f"model {station_model(settings).name}, database {settings.resolved_database_url}")
     orders_import(DEMO_DIR / "orders.yaml", data_dir=data_dir)
     run_inspection(settings, manifest=DEMO_DIR / "manifest.csv", source=None, unit=None, order=None, camera=None,
                    close_units=True)
@@ -336,7 +337,7 @@ def models_show(model: ModelOption = None) -> None:
     """Print a package's metadata after verifying its sha256."""
     from models.package import ModelPackage
 
-    package = ModelPackage.load(model or _settings().model_path)
+    package = ModelPackage.load(station_model(_settings(), model))
     _print_json(package.metadata.to_json())
 
 

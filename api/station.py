@@ -15,7 +15,7 @@ from pathlib import Path
 from inspection.detector import OnnxDetector
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
-from inspection.settings import Settings
+from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.sources import FrameSource
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter
@@ -81,17 +81,23 @@ def open_store(settings: Settings) -> ResultsStore:
 
 
 def station_model(settings: Settings, model: Path | None = None) -> Path:
-    """The package a station runs: ``--model`` if given, else the registry's champion, else the default."""
+    """The package a station runs: ``--model``, else ``QC_MODEL_PATH``, else the registry's champion,
+    else the bundled default model."""
     if model is not None:
         return model
-    from models.registry import ModelRegistry
+    if settings.model_path is not None:
+        return settings.model_path
+    if settings.database_url or (settings.data_dir / "qcline.db").exists():  # never create a database here
+        from models.registry import ModelRegistry
 
-    registry = ModelRegistry.open(settings.resolved_database_url, settings.data_dir / "models")
-    try:
-        champion = registry.champion()
-    finally:
-        registry.close()
-    return Path(champion.path) if champion is not None else settings.model_path
+        registry = ModelRegistry.open(settings.resolved_database_url, settings.data_dir / "models")
+        try:
+            champion = registry.champion()
+        finally:
+            registry.close()
+        if champion is not None:
+            return Path(champion.path)
+    return DEFAULT_MODEL_DIR
 
 
 @contextmanager

@@ -22,7 +22,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset means SQLite (WAL) at <data_dir>/qcline.db. "
         "A plain postgresql://user@host:port/db URL is accepted.")
-    model_path: Path = Field(default=DEFAULT_MODEL_DIR, description="Model package folder the station runs.")
+    model_path: Path | None = Field(
+        default=None, description="Model package the station runs; unset means the registry's champion, or the "
+        "bundled default model when there is none.")
     threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")

@@ -18,20 +18,17 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError, StoreError
-from inspection.store.db import describe, open_database
+from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError
+from inspection.store.db import Database, describe, open_database
 from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
 from models.package import ModelPackage
 
@@ -194,7 +191,7 @@ def _audit_json(row: ModelAuditRow) -> dict[str, Any]:
             "at": row.at.isoformat()}
 
 
-class ModelRegistry:
+class ModelRegistry(Database):
     """Registered model packages and their stages, in the results database; packages under ``root``.
 
     Thread- and process-safe in the way the results store is: each call is one transaction, and the
@@ -202,40 +199,20 @@ class ModelRegistry:
     ``ConflictError`` instead of a second champion.
     """
 
+    label = "model registry"
+    integrity_is_conflict = True  # two promotions racing: the loser is told to retry
+
     def __init__(self, engine: Engine, root: Path) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.root = Path(root)
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, root: Path) -> ModelRegistry:
         """Connect to ``url`` and migrate it to head (the registry tables come with migration 0002)."""
         return cls(open_database(url), Path(root))
 
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"ModelRegistry({describe(self.engine.url)}, root={self.root})"
-
-    @contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        """One transaction: everything inside commits together or not at all (the champion included)."""
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except IntegrityError as e:
-            raise ConflictError(f"model registry: {action} conflicts with a concurrent change, "
-                                f"retry: {e.orig}") from e
-        except SQLAlchemyError as e:
-            raise StoreError(f"model registry ({describe(self.engine.url)}): {action} failed: {e}") from e
 
     # -- registering -----------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,24 @@ def _no_station_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
             monkeypatch.delenv(name)
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "ultralytics"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))
+
+
+# --- db_url: every store / registry test runs on SQLite and on PostgreSQL ------------------------------
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a SQLite file in ``tmp_path``, or the session's PostgreSQL database wiped clean."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'db' / 'qcline.db'}"
+    from sqlalchemy import create_engine
+
+    from inspection.store.db import normalise_url
+
+    url: str = request.getfixturevalue("postgres_url")
+    engine = create_engine(normalise_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        engine.dispose()
+    return url

@@ -8,16 +8,20 @@ the password hidden; the third-party exception stays attached as ``__cause__`` f
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
-from inspection.errors import StoreError
+from inspection.errors import ConflictError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -165,3 +169,46 @@ def open_database(url: str) -> Engine:
         raise
     log.info("results database %s at revision %s", describe(engine.url), current_revision(engine))
     return engine
+
+
+class Database:
+    """What every repository on the qcline database shares: an engine, one transaction per call, errors
+    wrapped once. Subclasses name themselves (``label``) so a failure says which part of the system broke;
+    ``integrity_is_conflict`` turns unique-constraint races into ``ConflictError`` ("retry") instead of
+    ``StoreError``."""
+
+    label = "database"
+    integrity_is_conflict = False
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        """Release pooled connections (the database itself stays as it is)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        """One transaction: everything inside commits together or not at all."""
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except IntegrityError as e:
+            if self.integrity_is_conflict:
+                raise ConflictError(f"{self.label}: {action} conflicts with a concurrent change, "
+                                    f"retry: {e.orig}") from e
+            raise StoreError(f"{self.label} ({describe(self.engine.url)}): {action} failed: {e}") from e
+        except SQLAlchemyError as e:
+            raise StoreError(f"{self.label} ({describe(self.engine.url)}): {action} failed: {e}") from e

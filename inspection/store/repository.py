@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import Engine, case, distinct, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
-from inspection.store.db import describe, open_database
+from inspection.store.db import Database, describe, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
     DetectionRow,
@@ -108,49 +105,26 @@ def _finding_dict(d: DetectionRow) -> dict[str, Any]:
             "outcome": d.outcome, "rule": d.rule}
 
 
-class ResultsStore:
+class ResultsStore(Database):
     """The results log: orders and profiles, units, per-frame inspections, findings and source stats.
 
     Thread-safe: each call uses its own session/connection from the engine's pool, so the batched writer
     thread and the API's request threads can share one store.
     """
 
+    label = "results database"
+
     def __init__(self, engine: Engine, evidence: EvidenceStore) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.evidence = evidence
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
     def open(cls, url: str, evidence_dir: Path) -> ResultsStore:
         """Connect to ``url``, migrate it to head, and keep evidence frames under ``evidence_dir``."""
         return cls(open_database(url), EvidenceStore(Path(evidence_dir)))
 
-    def close(self) -> None:
-        """Release pooled connections (the database itself stays as it is)."""
-        self.engine.dispose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"ResultsStore({describe(self.engine.url)}, evidence={self.evidence.root})"
-
-    @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @contextmanager
-    def _session(self, action: str) -> Iterator[Session]:
-        """One transaction; database errors become ``StoreError`` naming what was being done."""
-        try:
-            with self._sessions.begin() as session:
-                yield session
-        except SQLAlchemyError as e:
-            raise StoreError(f"results database ({describe(self.engine.url)}): {action} failed: {e}") from e
 
     # -- orders and profiles ---------------------------------------------------------------------------
 

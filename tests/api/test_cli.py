@@ -39,11 +39,11 @@ def run(args: list[str], env: dict[str, str], check_code: int | None = 0) -> sub
     return done
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def line(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, object]:
-    env = {**os.environ, "QC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(Path(__file__).parents[2])}
-    if request.param == "postgresql":
-        env["QC_DATABASE_URL"] = request.getfixturevalue("postgres_url")
+@pytest.fixture
+def line(db_url: str, tmp_path: Path) -> dict[str, object]:
+    """A line on each backend (``db_url``: SQLite, and a wiped PostgreSQL with no other test's champion)."""
+    env = {**os.environ, "QC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(Path(__file__).parents[2]),
+           "QC_DATABASE_URL": db_url}
     package = tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.9)], classes=("scratch", "dent"))
     env["QC_MODEL_PATH"] = str(package)
     frames = tmp_path / "frames"

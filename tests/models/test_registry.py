@@ -32,21 +32,6 @@ BOX = Candidate(32, 32, 20, 20, 0, 0.9)
 DENT = Candidate(20, 20, 10, 10, 1, 0.8)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'db' / 'qcline.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_engine(normalise_url(url))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-    finally:
-        engine.dispose()
-    return url
-
-
 @pytest.fixture
 def registry(db_url: str, tmp_path: Path) -> Iterator[ModelRegistry]:
     reg = ModelRegistry.open(db_url, tmp_path / "registry")
