@@ -103,7 +103,7 @@ def test_swap_between_batches_judges_every_frame_once(packages: dict[str, Path],
             watcher.check_once()  # the poll happens while the line is reading frames
             yield white(i)
 
-    inspector.process(frames())
+    inspector.process(frames(), prefetch=False)  # polls inside the source: their timing must be exact
     assert_switched_once(sink, 12, sha(packages["old"]), sha(packages["new"]))
     assert loader.loaded == [packages["new"]]  # loaded once, not on every poll
     stats = watcher.stats()
