@@ -52,7 +52,7 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> d
     from inspection.profiles import InspectionProfile, Order, OrderBook
     from inspection.store.repository import ResultsStore
     from inspection.store.writer import BatchedResultWriter
-    from inspection.types import Frame, FrameFailure, SourceItem
+    from inspection.types import Frame, FrameFailure
 
     detector = OnnxDetector.from_package(model, threads=threads or None, max_batch=batch)
     detector.warmup()
@@ -81,8 +81,6 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> d
         elapsed = time.perf_counter() - start
         written = writer.stats.written
         store.close()
-    items: list[SourceItem] = []
-    del items
     return {"fps": len(files) / elapsed, "seconds": elapsed, "written": written, "peak_rss_mb": _peak_rss_mb()}
 
 
