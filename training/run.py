@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,8 @@ def _base_weights(base: str | None, base_path: Path | None) -> str:
 def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = None, base_path: Path | None = None,
                     base_model_id: int | None = None, epochs: int = 50, imgsz: int = 416, device: str = "cpu",
                     batch: int = 16, int8: bool = False, name: str | None = None,
-                    thresholds: Thresholds | None = None, overrides: dict[str, Any] | None = None) -> TrainingRun:
+                    thresholds: Thresholds | None = None, overrides: dict[str, Any] | None = None,
+                    callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainingRun:
     """Train on ``snapshot``'s train split, evaluate on its val split through the runtime, package."""
     weights = _base_weights(base, base_path)
     args = {"epochs": epochs, "imgsz": imgsz, "batch": batch, **(overrides or {})}
@@ -91,7 +93,7 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
         result = TrainResult(run_dir / "train", weights_dir / "best.pt", {}, {"reused": str(weights_dir)})
     else:
         result = train_detector(data_yaml, model=weights, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
-                                project=run_dir, name="train", **(overrides or {}))
+                                project=run_dir, name="train", callbacks=callbacks, **(overrides or {}))
     lineage = {"dataset_snapshot": snapshot.id, "parent_model": base_model_id, "base": weights,
                "training_args": {k: str(v) for k, v in result.args.items()}, "run_dir": str(run_dir),
                "resumed": resumed}

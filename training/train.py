@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,14 @@ def train_detector(
     workers: int | None = None,
     time_hours: float | None = None,
     seed: int = 0,
+    callbacks: dict[str, Callable[[Any], None]] | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Run ``YOLO(model).train`` offline and return the best weights with their validation metrics.
 
     ``threads`` fixes torch's CPU thread count in an ``on_train_start`` callback: ultralytics itself
-    sets ``cpu_count - 1`` threads, one on a 2-core machine, which is ~1.5x slower.
+    sets ``cpu_count - 1`` threads, one on a 2-core machine, which is ~1.5x slower. ``callbacks`` adds
+    ultralytics callbacks by event name (progress reporting, a stop request).
     """
     project = Path(project).resolve()
     prepare_offline_ultralytics(project / ".ultralytics")
@@ -71,6 +74,8 @@ def train_detector(
 
     detector = YOLO(model)
     detector.add_callback("on_train_start", _set_threads)
+    for event, callback in (callbacks or {}).items():
+        detector.add_callback(event, callback)
     args: dict[str, Any] = {
         "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "device": device, "batch": batch,
         "project": str(project), "name": name, "exist_ok": True, "seed": seed, "deterministic": False,

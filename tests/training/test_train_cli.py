@@ -49,3 +49,28 @@ def test_train_registers_a_candidate_with_lineage_and_a_rerun_reuses_it(tmp_path
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["reused"] is True and second["candidates"][0]["sha256"] == candidate["sha256"]
     assert np.isfinite(candidate["map50"])
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
+    from datasets.formats.voc import import_voc
+    from datasets.snapshot import build_snapshot
+    from inspection.errors import TrainingError
+    from training.run import checkpoint_state, train_candidate
+
+    snapshot = build_snapshot(import_voc(make_voc(tmp_path / "voc", {f"i{i}": [("blob", 5, 5, 30, 30)]
+                                                                        for i in range(8)})), val_fraction=0.25)
+
+    def power_cut(trainer: object) -> None:
+        if getattr(trainer, "epoch", 0) == 0:
+            raise KeyboardInterrupt("power cut after the first epoch")
+
+    kwargs = {"runs_dir": tmp_path / "runs", "epochs": 2, "imgsz": 64, "batch": 4}
+    with pytest.raises((TrainingError, KeyboardInterrupt)):
+        train_candidate(snapshot, callbacks={"on_model_save": power_cut}, **kwargs)  # type: ignore[arg-type]
+    [last] = (tmp_path / "runs").glob("*/train/weights/last.pt")
+    assert checkpoint_state(last) == "interrupted"
+    run = train_candidate(snapshot, **kwargs)  # type: ignore[arg-type]
+    assert run.resumed and checkpoint_state(last) == "finished"
+    assert len((run.run_dir / "train" / "results.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert (run.package.path / "model.onnx").is_file()
