@@ -74,3 +74,23 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert run.resumed and checkpoint_state(last) == "finished"
     assert len((run.run_dir / "train" / "results.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     assert (run.package.path / "model.onnx").is_file()
+
+
+def test_adding_a_class_keeps_the_known_classes_head_rows(tmp_path: Path) -> None:
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    from training.run import expand_classes
+
+    old = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
+    torch.save({"model": old, "train_args": {}}, tmp_path / "old.pt")
+    out = expand_classes(tmp_path / "old.pt", ["dent", "scratch"], ["scratch", "dent", "knot"], tmp_path / "new.pt")
+    new = torch.load(out, weights_only=False)["model"]
+    assert new.names == {0: "scratch", 1: "dent", 2: "knot"}
+    before, after = old.state_dict(), new.state_dict()
+    head = [k for k in before if before[k].shape != after[k].shape]
+    assert head, "the class head should have grown"
+    for key in head:
+        assert torch.equal(after[key][0], before[key][1]) and torch.equal(after[key][1], before[key][0])
+    same = [k for k in before if k not in head]
+    assert all(torch.equal(before[k], after[k]) for k in same)
