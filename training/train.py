@@ -79,8 +79,12 @@ def train_detector(
     args: dict[str, Any] = {
         "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "device": device, "batch": batch,
         "project": str(project), "name": name, "exist_ok": True, "seed": seed, "deterministic": False,
-        "amp": False, "pretrained": False, "plots": True, "verbose": True,
+        "amp": False, "plots": True, "verbose": True,
     }
+    if str(model).endswith((".yaml", ".yml")):
+        # From an architecture only. Never pass pretrained=False with a .pt: ultralytics 8.4 then discards
+        # the loaded weights and trains from scratch (a fine-tune that silently is not one).
+        args["pretrained"] = False
     if workers is not None:
         args["workers"] = workers
     if time_hours:

@@ -94,3 +94,29 @@ def test_adding_a_class_keeps_the_known_classes_head_rows(tmp_path: Path) -> Non
         assert torch.equal(after[key][0], before[key][1]) and torch.equal(after[key][1], before[key][0])
     same = [k for k in before if k not in head]
     assert all(torch.equal(before[k], after[k]) for k in same)
+
+
+@pytest.mark.slow
+def test_fine_tuning_starts_from_the_base_weights(tmp_path: Path) -> None:
+    """With the learning rate at zero, a fine-tune must end where its base began: proof the weights were
+    loaded (ultralytics silently trains from scratch when told pretrained=False with a .pt)."""
+    import torch
+
+    from datasets.export import export_yolo
+    from datasets.formats.voc import import_voc
+    from datasets.snapshot import build_snapshot
+    from training.train import train_detector
+
+    snapshot = build_snapshot(import_voc(make_voc(tmp_path / "voc", {f"i{i}": [("blob", 5, 5, 30, 30)]
+                                                                        for i in range(8)})), val_fraction=0.25)
+    data = export_yolo(snapshot, tmp_path / "yolo")
+    base = train_detector(data, epochs=1, imgsz=64, batch=4, project=tmp_path / "runs", name="base")
+    frozen = {"optimizer": "SGD", "lr0": 0.0, "warmup_epochs": 0, "momentum": 0.0, "weight_decay": 0.0}
+    tuned = train_detector(data, model=str(base.best_weights), epochs=1, imgsz=64, batch=4,
+                           project=tmp_path / "runs", name="tuned", **frozen)
+
+    def first_conv(path: Path) -> torch.Tensor:
+        model = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        return next(p for n, p in model.named_parameters() if n.endswith("conv.weight")).float()
+
+    assert torch.equal(first_conv(base.best_weights), first_conv(tuned.best_weights))
