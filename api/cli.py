@@ -319,7 +319,7 @@ def models_build_default(
     data: Annotated[Path, typer.Option(help="NEU-DET style Pascal VOC folder.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Package folder to write.")] = Path("models/neu-det-yolov8n"),
     device: Annotated[str, typer.Option(help="cpu, or a CUDA device index such as 0.")] = "cpu",
-    epochs: int = 85, finetune_epochs: int = 88, imgsz: int = 416, batch: int = 32,
+    epochs: int = 88, imgsz: int = 416, batch: int = 32,
     work_dir: Annotated[Path, typer.Option(help="Scratch folder for the YOLO dataset and runs.")] = Path(
         "runs/default"),
 ) -> None:
@@ -327,7 +327,7 @@ def models_build_default(
     from training.default_model import build_default_model
 
     package = build_default_model(data, out_dir, work_dir=work_dir, device=device, imgsz=imgsz, epochs=epochs,
-                                  finetune_epochs=finetune_epochs, batch=batch)
+                                  batch=batch)
     metrics = package.metadata.metrics
     out.print(f"wrote {package.path}: mAP@0.5 {metrics['map50']:.3f}, mAP@0.5:0.95 {metrics['map50_95']:.3f}")
 
