@@ -285,29 +285,25 @@ class BatchedResultWriter:
 
     def _write(self, batch: list[FrameResult]) -> None:
         paths = self._store_evidence(batch)
-        try:
-            self._commit(batch, paths)
-            return
-        except (NotFoundError, ConflictError) as e:
-            # A result that contradicts the database (unknown order, unit under another order) would fail
-            # every retry: write the others one by one and give up only on the offenders.
-            log.error("results batch of %d rejected (%s); writing its results one by one", len(batch), e)
-        except Exception as e:
-            self._count("failed_writes")
-            log.error("writing %d results failed (%s); retrying once", len(batch), e)
-            if self.retry_delay_s:
-                time.sleep(self.retry_delay_s)
+        for attempt in (1, 2):  # a dropped connection gets one retry
             try:
                 self._commit(batch, paths)
                 return
-            except (NotFoundError, ConflictError) as e2:
-                log.error("results batch of %d rejected on retry (%s); writing one by one", len(batch), e2)
-            except Exception as e2:
+            except (NotFoundError, ConflictError) as e:
+                # A result that contradicts the database (unknown order, unit under another order) would fail
+                # every retry: write the others one by one and give up only on the offenders.
+                log.error("results batch of %d rejected (%s); writing its results one by one", len(batch), e)
+                break
+            except Exception as e:
                 self._count("failed_writes")
-                self._count("lost_results", len(batch))
-                log.error("writing %d results failed again (%s): results of units %s are NOT recorded",
-                          len(batch), e2, sorted({r.verdict.unit_id for r in batch}))
-                return
+                if attempt == 2:
+                    self._count("lost_results", len(batch))
+                    log.error("writing %d results failed again (%s): results of units %s are NOT recorded",
+                              len(batch), e, sorted({r.verdict.unit_id for r in batch}))
+                    return
+                log.error("writing %d results failed (%s); retrying once", len(batch), e)
+                if self.retry_delay_s:
+                    time.sleep(self.retry_delay_s)
         for index, result in enumerate(batch):
             single = {0: paths[index]} if index in paths else None
             try:
