@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from api.engineering import promote_on_holdout
 from inspection.errors import NotFoundError
 from inspection.settings import Settings, load_settings
 from models.registry import (
     CHAMPION,
     DetectionMetricsJSON,
     ModelRegistry,
-    PromotionRefusedError,
     RegisteredModel,
     evaluate_for_gate,
 )
@@ -162,22 +162,10 @@ def promote(
         raise typer.BadParameter("--split must be train or val")
     settings = _settings(data_dir)
     with open_registry(settings) as registry:
-        candidate = registry.get(model)
-        champion = registry.champion()
-        held = registry.holdout()
-        chosen = dataset or (str(held.manifest or held.snapshot_id) if held else None)
-        metrics: dict[str, DetectionMetricsJSON] = {}
-        if chosen is not None:
-            snapshot, _manifest = resolve_snapshot(chosen, settings, registry)
-            metrics["candidate"] = _evaluate(candidate, snapshot, split)
-            if champion is not None and champion.id != candidate.id:
-                metrics["champion"] = _evaluate(champion, snapshot, split)
-        elif champion is not None and not force:
-            raise PromotionRefusedError(
-                "no holdout to judge the candidate on: mark one with `qcline models holdout SNAPSHOT` or pass "
-                "--dataset (or --force with a --reason)")
-        decision = registry.promote(candidate.id, holdout_metrics=metrics or None, tolerance=tolerance,
-                                    force=force, reason=reason, actor=actor or _default_actor())
+        decision = promote_on_holdout(
+            registry, model, resolve=lambda value: resolve_snapshot(value, settings, registry)[0], dataset=dataset,
+            split=split, tolerance=tolerance, force=force, reason=reason, actor=actor or _default_actor(),
+            evaluate=_evaluate)
     if as_json:
         _print_json(decision.to_json())
         return

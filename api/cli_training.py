@@ -55,6 +55,8 @@ def train(
     int8: Annotated[bool, typer.Option(help="Also make and register an int8-quantized variant.")] = False,
     name: str | None = None, data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    progress_file: Annotated[Path | None, typer.Option(
+        help="Append one JSON line per finished epoch (epoch, epochs, metrics) here, for a job runner.")] = None,
 ) -> None:
     """Train on a snapshot (offline), export ONNX, evaluate through the runtime, register a candidate.
 
@@ -63,7 +65,7 @@ def train(
     settings = load_settings(data_dir=data_dir)
     with contextlib.redirect_stdout(sys.stderr):  # library prints must not mix into --json output
         registered, run = _train(settings, dataset, base, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
-                                 int8=int8, name=name)
+                                 int8=int8, name=name, progress_file=progress_file)
     rows = [{"id": m.id, "sha256": m.sha256, "stage": m.stage, "path": str(m.path),
              "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
     if as_json:
@@ -76,8 +78,23 @@ def train(
     typer.echo(f"curves and weights: {run.run_dir / 'train'}")
 
 
+def epoch_reporter(path: Path) -> dict[str, Any]:
+    """Ultralytics callbacks appending ``{"epoch", "epochs", "metrics"}`` to ``path`` after each epoch."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def on_fit_epoch_end(trainer: Any) -> None:
+        metrics = {str(k): round(float(v), 5) for k, v in (getattr(trainer, "metrics", None) or {}).items()
+                   if isinstance(v, int | float)}
+        line = {"epoch": int(trainer.epoch) + 1, "epochs": int(trainer.epochs), "metrics": metrics}
+        with path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+    return {"on_fit_epoch_end": on_fit_epoch_end}
+
+
 def _train(settings: Settings, dataset: str, base: str, *, epochs: int, imgsz: int, batch: int, device: str,
-           int8: bool, name: str | None) -> tuple[list[RegisteredModel], TrainingRun]:
+           int8: bool, name: str | None, progress_file: Path | None = None
+           ) -> tuple[list[RegisteredModel], TrainingRun]:
     """Train, package and register (one candidate, two with ``int8``)."""
     from training.run import train_candidate
 
@@ -86,7 +103,8 @@ def _train(settings: Settings, dataset: str, base: str, *, epochs: int, imgsz: i
         base_path, base_id = (None, None) if base.endswith((".yaml", ".yml")) else _model_path(registry, base)
         run = train_candidate(snapshot, runs_dir=settings.data_dir / "runs", base=base, base_path=base_path,
                               base_model_id=base_id, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
-                              int8=int8, name=name)
+                              int8=int8, name=name,
+                              callbacks=epoch_reporter(progress_file) if progress_file else None)
         candidate = registry.register(run.package.path, stage="candidate", lineage=run.lineage)
         registered = [candidate]
         if run.int8_package is not None:

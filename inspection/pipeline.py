@@ -7,6 +7,7 @@ a frame that cannot be read is recorded against its unit and the line goes on.
 
 from __future__ import annotations
 
+import enum
 import logging
 import queue
 import threading
@@ -18,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from inspection.errors import ConflictError, QCError
+from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
 from inspection.types import (
@@ -70,6 +71,28 @@ class InspectionSummary:
     batches: int = 0
     unit_verdicts: dict[str, UnitVerdict] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+
+
+class FrameStatus(enum.StrEnum):
+    JUDGED = "judged"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class FrameOutcome:
+    """What became of one submitted frame, for callers that answer per frame (the HTTP service).
+
+    ``result`` is set when the frame was judged; ``error`` says why it was rejected (unknown order, a unit
+    scanned against another order); a duplicate was already judged in this unit and is not judged again.
+    ``unit_verdict`` is the unit's verdict when this frame completed (or changed) it.
+    """
+
+    frame: Frame
+    status: FrameStatus
+    result: FrameResult | None = None
+    error: QCError | None = None
+    unit_verdict: UnitVerdict | None = None
 
 
 @dataclass
@@ -156,6 +179,15 @@ class Inspector:
                          self._pending_detector.model_sha256[:12])
                 self._detector, self._pending_detector = self._pending_detector, None
             return self._detector
+
+    def forget_orders(self, order_ids: Iterable[str] | None = None) -> None:
+        """Drop cached profiles (all, or of ``order_ids``) after orders were re-imported; units already in
+        progress keep the profile they started with."""
+        if order_ids is None:
+            self._profiles.clear()
+        else:
+            for order_id in order_ids:
+                self._profiles.pop(order_id, None)
 
     # -- per unit state ---------------------------------------------------------------------------
     def _profile(self, order_id: str) -> InspectionProfile:
@@ -247,36 +279,52 @@ class Inspector:
         return result
 
     def _process_batch(self, frames: list[Frame]) -> list[FrameResult]:
-        accepted: list[tuple[Frame, _UnitState]] = []
-        self._load_units(frames)
-        for frame in frames:
+        return [o.result for o in self.inspect_frames(frames) if o.result is not None]
+
+    def inspect_frames(self, frames: Sequence[Frame]) -> list[FrameOutcome]:
+        """Judge ``frames`` in one forward pass; one outcome per frame, in order.
+
+        Not thread-safe: one thread (a station loop, the service's batcher) owns an ``Inspector``.
+        """
+        outcomes: dict[int, FrameOutcome] = {}
+        accepted: list[tuple[int, Frame, _UnitState]] = []
+        try:
+            self._load_units(frames)
+        except QCError as exc:  # e.g. the store is down: every frame of the batch is refused, none lost silently
+            for frame in frames:
+                self._reject(frame, str(exc))
+            return [FrameOutcome(f, FrameStatus.REJECTED, error=exc) for f in frames]
+        for index, frame in enumerate(frames):
             try:
                 state = self._unit(frame.unit_id, frame.order_id)
             except QCError as exc:
                 self._reject(frame, str(exc))
+                outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
                 continue
             if (frame.camera_id, frame.sha256) in state.seen:
                 self.summary.duplicate_frames += 1
                 log.info("frame %s of unit %s already judged; skipped", frame.sha256[:12], frame.unit_id)
+                outcomes[index] = FrameOutcome(frame, FrameStatus.DUPLICATE)
                 continue
             state.seen.add((frame.camera_id, frame.sha256))
-            accepted.append((frame, state))
-        if not accepted:
-            return []
-        detector = self._current_detector()
-        detections = detector.detect([f.image for f, _ in accepted])
-        self.summary.batches += 1
-        results = []
-        for (frame, state), dets in zip(accepted, detections, strict=True):
-            verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
-                            order_id=frame.order_id, camera_id=frame.camera_id, captured_at=frame.captured_at,
-                            profile=state.profile, model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
-            result = FrameResult(frame, dets, verdict)
-            self.summary.frames += 1
-            self._emit(result)
-            self._add(state, verdict)
-            results.append(result)
-        return results
+            accepted.append((index, frame, state))
+        if accepted:
+            detector = self._current_detector()
+            detections = detector.detect([f.image for _, f, _ in accepted])
+            self.summary.batches += 1
+            for (index, frame, state), dets in zip(accepted, detections, strict=True):
+                verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
+                                order_id=frame.order_id, camera_id=frame.camera_id,
+                                captured_at=frame.captured_at, profile=state.profile,
+                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
+                result = FrameResult(frame, dets, verdict)
+                self.summary.frames += 1
+                self._emit(result)
+                before = state.emitted
+                self._add(state, verdict)
+                changed = state.emitted if state.emitted is not before else None
+                outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed)
+        return [outcomes[i] for i in range(len(frames))]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
                 prefetch: bool = True) -> InspectionSummary:
@@ -305,8 +353,14 @@ class Inspector:
     def close_unit(self, unit_id: str) -> UnitVerdict:
         """Close a unit now: its verdict, naming required views that never arrived."""
         state = self._units.get(unit_id)
-        if state is None or not state.frames:
-            raise QCError(f"unit {unit_id} has no frames in this run to close")
+        if state is None:  # not met in this run (e.g. the station restarted): its recorded frames count
+            history = self._orders.unit_histories([unit_id])
+            if unit_id not in history:
+                raise NotFoundError(f"unit {unit_id!r} has no record")
+            self._history[unit_id] = history[unit_id]
+            state = self._unit(unit_id, history[unit_id][0])
+        if not state.frames:
+            raise ConflictError(f"unit {unit_id!r} has no frames yet: nothing to judge")
         verdict = roll_up(state.frames, state.profile, closing=True)
         assert verdict is not None
         if verdict != state.emitted or not verdict.complete:

@@ -7,6 +7,7 @@ packages=(
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly
+  chromium
 )
 missing=()
 for p in "${packages[@]}"; do

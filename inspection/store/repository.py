@@ -405,6 +405,30 @@ class ResultsStore(Database):
                 "frames": frames,
             }
 
+    def find_inspection(self, unit_id: str, camera_id: str, frame_sha256: str) -> dict[str, Any] | None:
+        """The recorded judgement of one frame of a unit (the answer to a frame sent twice), or ``None``."""
+        with self._session("reading an inspection") as session:
+            row = session.scalars(select(InspectionRow).where(
+                InspectionRow.unit_id == unit_id, InspectionRow.camera_id == camera_id,
+                InspectionRow.frame_sha256 == frame_sha256)).first()
+            if row is None:
+                return None
+            findings = self._findings(session, [row.id]).get(row.id, [])
+            return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
+                    "captured_at": _iso(row.captured_at), "frame_sha256": row.frame_sha256,
+                    "verdict": row.verdict, "reasons": list(row.reasons or ()),
+                    "findings": [_finding_dict(d) for d in findings], "model_sha256": row.model_sha256,
+                    "profile_hash": row.profile_hash}
+
+    def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
+        """The most recently stored version of the profile called ``name``: (hash, profile)."""
+        with self._session("reading a profile by name") as session:
+            row = session.scalars(select(ProfileRow).where(ProfileRow.name == name)
+                                  .order_by(ProfileRow.created_at.desc(), ProfileRow.hash)).first()
+            if row is None:
+                raise NotFoundError(f"no profile named {name!r} is stored: send the profile itself")
+            return row.hash, _profile_from_row(row)
+
     def units_of_order(self, order_id: str) -> list[dict[str, Any]]:
         """Summary rows (id, status, verdict, complete, frames, times) of the order's units, by id."""
         with self._session("listing units") as session:

@@ -1,0 +1,188 @@
+"""API keys per role, stored hashed, and review page sessions.
+
+Roles are disjoint duties, not a ladder: a camera key can only send frames, so a key copied out of a
+camera's config cannot change a model. ``admin`` manages keys and may do everything else, so one person
+can recover a station whose other keys are lost.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from inspection.errors import NotFoundError, QCError
+from inspection.store.db import Database, open_database
+from inspection.store.models import ApiKeyRow, WebSessionRow, utcnow
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "qck_"
+SESSION_COOKIE = "qc_session"
+
+
+class Role(enum.StrEnum):
+    CAMERA = "camera"
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            raise QCError(f"role {text!r} must be one of {', '.join(r.value for r in cls)}") from None
+
+
+class AuthError(QCError):
+    """No credentials, or credentials that are unknown, revoked or expired (HTTP 401)."""
+
+
+class ForbiddenError(QCError):
+    """Valid credentials whose role may not do this (HTTP 403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name (recorded as the actor of reviews and promotions) and role."""
+
+    key_id: int
+    name: str
+    role: Role
+
+    def allowed(self, roles: frozenset[Role]) -> bool:
+        return self.role is Role.ADMIN or self.role in roles
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyService(Database):
+    """Create, list, revoke and check API keys; sign review-page sessions in and out.
+
+    A verified key is cached for ``cache_s`` seconds so a camera sending 30 frames a second does not cost a
+    database round trip per frame; a revocation therefore takes effect within ``cache_s``.
+    """
+
+    label = "key store"
+
+    def __init__(self, engine: Engine, *, cache_s: float = 5.0) -> None:
+        super().__init__(engine)
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str) -> ApiKeyService:
+        return cls(open_database(url))
+
+    # -- keys -------------------------------------------------------------------------------------------
+
+    def create(self, role: Role | str, name: str = "") -> tuple[str, dict[str, Any]]:
+        """A new key of ``role``: returns the secret (shown once, never stored) and its record."""
+        role = role if isinstance(role, Role) else Role.parse(role)
+        name = (name or f"{role.value}-key").strip()
+        if not 0 < len(name) <= 128:
+            raise QCError("a key name must be 1-128 characters")
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._session("creating an API key") as session:
+            row = ApiKeyRow(name=name, role=role.value, key_hash=hash_secret(secret), prefix=secret[:10],
+                            created_at=utcnow(), revoked_at=None)
+            session.add(row)
+            session.flush()
+            record = self._record(row)
+        log.info("API key %d (%s, role %s) created", record["id"], name, role.value)
+        return secret, record
+
+    @staticmethod
+    def _record(row: ApiKeyRow) -> dict[str, Any]:
+        return {"id": row.id, "name": row.name, "role": row.role, "prefix": row.prefix,
+                "created_at": row.created_at.isoformat(),
+                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._session("listing API keys") as session:
+            return [self._record(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
+
+    def revoke(self, key_id: int) -> dict[str, Any]:
+        """Revoke a key and end its review-page sessions. Revoking twice keeps the first time."""
+        with self._session("revoking an API key") as session:
+            row = session.get(ApiKeyRow, key_id)
+            if row is None:
+                raise NotFoundError(f"API key {key_id} does not exist")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            session.execute(delete(WebSessionRow).where(WebSessionRow.api_key_id == key_id))
+            record = self._record(row)
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
+        log.info("API key %d revoked", key_id)
+        return record
+
+    def authenticate(self, secret: str) -> Principal:
+        """The principal of a bearer key; ``AuthError`` if it is unknown or revoked."""
+        if not secret or len(secret) > 256:
+            raise AuthError("invalid API key")
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_s:
+            return cached[1]
+        with self._session("checking an API key") as session:
+            row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
+            if row is None or row.revoked_at is not None:
+                raise AuthError("invalid or revoked API key")
+            principal = Principal(row.id, row.name, Role(row.role))
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now, principal)
+        return principal
+
+    # -- review page sessions ---------------------------------------------------------------------------
+
+    def start_session(self, secret: str, hours: float) -> tuple[str, Principal]:
+        """Sign in with a key: a random session token for the cookie (its hash is stored)."""
+        principal = self.authenticate(secret)
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self._session("starting a session") as session:
+            session.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now))
+            session.add(WebSessionRow(token_hash=hash_secret(token), api_key_id=principal.key_id, created_at=now,
+                                      expires_at=now + timedelta(hours=hours)))
+        return token, principal
+
+    def session_principal(self, token: str) -> Principal:
+        if not token or len(token) > 256:
+            raise AuthError("not signed in")
+        with self._session("checking a session") as session:
+            found = session.execute(
+                select(WebSessionRow, ApiKeyRow).join(ApiKeyRow, ApiKeyRow.id == WebSessionRow.api_key_id)
+                .where(WebSessionRow.token_hash == hash_secret(token))).first()
+            if found is None:
+                raise AuthError("not signed in (or the session ended)")
+            web, key = found
+            if key.revoked_at is not None or web.expires_at < utcnow():
+                raise AuthError("the session has expired: sign in again")
+            return Principal(key.id, key.name, Role(key.role))
+
+    def end_session(self, token: str) -> None:
+        with self._session("ending a session") as session:
+            session.execute(delete(WebSessionRow).where(WebSessionRow.token_hash == hash_secret(token)))
+
+
+
+__all__ = ["KEY_PREFIX", "SESSION_COOKIE", "ApiKeyService", "AuthError", "ForbiddenError", "Principal", "Role",
+           "hash_secret"]

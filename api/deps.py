@@ -1,0 +1,55 @@
+"""FastAPI dependencies: the service context and the caller's role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Request
+
+from api.auth import SESSION_COOKIE, AuthError, ForbiddenError, Principal, Role
+from api.context import ServiceContext
+
+
+def context(request: Request) -> ServiceContext:
+    ctx: ServiceContext = request.app.state.context
+    return ctx
+
+
+def principal_of(request: Request) -> Principal:
+    """The caller from ``Authorization: Bearer <key>``, or from the review page's session cookie."""
+    ctx = context(request)
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise AuthError("Authorization must be 'Bearer <API key>'")
+        return ctx.keys.authenticate(secret.strip())
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        return ctx.keys.session_principal(token)
+    raise AuthError("missing credentials: send 'Authorization: Bearer <API key>' (create one with "
+                    "`qcline keys create --role ROLE`)")
+
+
+def require(*roles: Role) -> Callable[[Request], Principal]:
+    """A dependency admitting ``roles`` (and admin); 401 without valid credentials, 403 for other roles."""
+    allowed = frozenset(roles)
+
+    def dependency(request: Request) -> Principal:
+        principal = principal_of(request)
+        if not principal.allowed(allowed):
+            names = ", ".join(sorted(r.value for r in allowed | {Role.ADMIN}))
+            raise ForbiddenError(f"role {principal.role.value} may not do this (needs one of: {names})")
+        request.state.principal = principal
+        return principal
+
+    dependency.roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test and the docs
+    return dependency
+
+
+CAMERA = require(Role.CAMERA)
+LINE = require(Role.CAMERA, Role.OPERATOR)
+OPERATOR = require(Role.OPERATOR)
+READER = require(Role.OPERATOR, Role.ENGINEER)
+ENGINEER = require(Role.ENGINEER)
+ADMIN = require(Role.ADMIN)

@@ -1,0 +1,92 @@
+"""Idempotency keys: the first answer to a request is kept and replayed to its retries.
+
+A camera that times out and resends the same frame with the same ``Idempotency-Key`` gets the first
+answer back and nothing is stored twice. Reusing a key for a *different* request is refused (409), since
+replaying the wrong answer would silently mislabel a unit. Keys are scoped per API key, so two cameras
+choosing the same key never see each other's answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import Engine
+
+from inspection.errors import ConflictError, QCError
+from inspection.store.db import Database
+from inspection.store.models import IdempotencyRow, utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    status_code: int
+    body: dict[str, Any]
+
+
+class IdempotencyStore(Database):
+    label = "idempotency store"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[StoredAnswer]]] = {}
+
+    @staticmethod
+    def check_key(key: str) -> str:
+        key = key.strip()
+        if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
+            raise QCError(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
+        return key
+
+    def lookup(self, scope: str, key: str, request_hash: str) -> StoredAnswer | None:
+        with self._session("reading an idempotency key") as session:
+            row = session.get(IdempotencyRow, (scope, key))
+            if row is None:
+                return None
+            if row.request_hash != request_hash:
+                raise ConflictError(f"Idempotency-Key {key!r} was already used for a different request")
+            return StoredAnswer(row.status_code, dict(row.response))
+
+    def save(self, scope: str, key: str, request_hash: str, answer: StoredAnswer) -> None:
+        with self._session("storing an idempotency key") as session:
+            if session.get(IdempotencyRow, (scope, key)) is None:
+                session.add(IdempotencyRow(scope=scope, key=key, request_hash=request_hash,
+                                           status_code=answer.status_code, response=answer.body,
+                                           created_at=utcnow()))
+
+    def purge(self, older_than_hours: float) -> int:
+        cutoff = utcnow() - timedelta(hours=older_than_hours)
+        with self._session("purging idempotency keys") as session:
+            result = session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def count(self) -> int:
+        with self._session("counting idempotency keys") as session:
+            return int(session.scalar(select(func.count()).select_from(IdempotencyRow)) or 0)
+
+    # -- concurrent retries in this process ---------------------------------------------------------
+
+    def join_inflight(self, scope: str, key: str, request_hash: str) -> asyncio.Future[StoredAnswer] | None:
+        """The future of an identical request still being answered, if any (a retry racing the original)."""
+        found = self._inflight.get((scope, key))
+        if found is None:
+            return None
+        if found[0] != request_hash:
+            raise ConflictError(f"Idempotency-Key {key!r} is in use by a different request")
+        return found[1]
+
+    def begin(self, scope: str, key: str, request_hash: str) -> asyncio.Future[StoredAnswer]:
+        future: asyncio.Future[StoredAnswer] = asyncio.get_running_loop().create_future()
+        self._inflight[(scope, key)] = (request_hash, future)
+        return future
+
+    def end(self, scope: str, key: str) -> None:
+        self._inflight.pop((scope, key), None)

@@ -1,0 +1,101 @@
+"""Prometheus metrics of one service instance, on its own registry (two apps in one process, as in tests,
+never share counters).
+
+Label sets are bounded: cameras and defect classes are few, but a build-to-order line sees a new order
+every few units, so per-order series are kept for the most recent ``max_orders`` orders only; older ones
+are removed from the exposition (their totals stay in the results database, which is the record).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from inspection.pipeline import FrameOutcome, FrameStatus
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+
+class ServiceMetrics:
+    def __init__(self, *, max_orders: int = 500) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("qcline_frames", "Frames judged, by camera and frame verdict.",
+                              ["camera", "verdict"], registry=r)
+        self.order_verdicts = Counter("qcline_order_frame_verdicts", "Frame verdicts by order (recent orders).",
+                                      ["order", "verdict"], registry=r)
+        self.unit_verdicts = Counter("qcline_unit_verdicts", "Unit verdicts emitted, by verdict.", ["verdict"],
+                                     registry=r)
+        self.findings = Counter("qcline_findings", "Detections judged, by defect class and what the order's "
+                                "rule made of them.", ["defect_class", "outcome"], registry=r)
+        self.rejected = Counter("qcline_frames_rejected", "Frames refused, by reason.", ["reason"], registry=r)
+        self.dropped = Counter("qcline_frames_dropped", "Frames shed because the inference queue was full.",
+                               registry=r)
+        self.duplicates = Counter("qcline_frames_duplicate", "Frames already judged for their unit.", registry=r)
+        self.request_latency = Histogram("qcline_request_duration_seconds", "HTTP request latency by route.",
+                                         ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_latency = Histogram("qcline_inference_batch_seconds", "Forward pass and judging of one batch.",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram("qcline_queue_wait_seconds", "Time the oldest frame of a batch waited.",
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("qcline_batch_size", "Frames per forward pass.",
+                                    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
+        self.queue_depth = Gauge("qcline_queue_depth", "Frames waiting for inference.", registry=r)
+        self.model_info = Gauge("qcline_model_info", "The model in use (value 1).", ["sha256", "name"], registry=r)
+        self.model_swaps = Counter("qcline_model_swaps", "Hot swaps to a newly promoted model.", registry=r)
+        self.ready = Gauge("qcline_ready", "1 once the model is loaded and warmed up.", registry=r)
+        self._orders: OrderedDict[str, set[str]] = OrderedDict()
+        self._max_orders = max_orders
+        self._lock = threading.Lock()
+        self._model: tuple[str, str] | None = None
+
+    def bind_queue_depth(self, depth: Callable[[], float]) -> None:
+        self.queue_depth.set_function(depth)
+
+    def set_model(self, sha256: str, name: str) -> None:
+        with self._lock:
+            if self._model is not None:
+                self.model_info.remove(*self._model)
+            self._model = (sha256, name)
+            self.model_info.labels(sha256, name).set(1)
+
+    def _order_series(self, order_id: str, verdict: str) -> None:
+        with self._lock:
+            verdicts = self._orders.get(order_id)
+            if verdicts is None:
+                verdicts = self._orders[order_id] = set()
+                while len(self._orders) > self._max_orders:
+                    old, old_verdicts = self._orders.popitem(last=False)
+                    for v in old_verdicts:
+                        self.order_verdicts.remove(old, v)
+            else:
+                self._orders.move_to_end(order_id)
+            verdicts.add(verdict)
+            self.order_verdicts.labels(order_id, verdict).inc()
+
+    def observe_batch(self, outcomes: Sequence[FrameOutcome], seconds: float, waited: float) -> None:
+        judged = 0
+        for outcome in outcomes:
+            if outcome.status is FrameStatus.DUPLICATE:
+                self.duplicates.inc()
+            elif outcome.status is FrameStatus.REJECTED:
+                self.rejected.labels(type(outcome.error).__name__).inc()
+            elif outcome.result is not None:
+                judged += 1
+                verdict = outcome.result.verdict
+                self.frames.labels(verdict.camera_id, verdict.verdict.value).inc()
+                self._order_series(verdict.order_id, verdict.verdict.value)
+                for finding in verdict.findings:
+                    self.findings.labels(finding.class_name, finding.outcome.value).inc()
+                if outcome.unit_verdict is not None and outcome.unit_verdict.complete:
+                    self.unit_verdicts.labels(outcome.unit_verdict.verdict.value).inc()
+        if judged:
+            self.batch_latency.observe(seconds)
+            self.batch_size.observe(judged)
+            self.queue_wait.observe(max(0.0, waited))
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

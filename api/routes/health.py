@@ -1,0 +1,30 @@
+"""Liveness, readiness, Prometheus metrics: no key needed (probes and scrapers run inside the plant network)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from api.deps import context
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Ready once the model is loaded and warmed up (503 before)")
+async def readyz(request: Request) -> JSONResponse:
+    ctx = context(request)
+    state: dict[str, Any] = ctx.model_state()
+    return JSONResponse(state, status_code=200 if ctx.ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(context(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,81 @@
+"""Operators: the review queue, decisions on frames, and units' dispositions (the same ``ReviewService``
+the CLI uses, so a decision means the same thing whichever door it came through)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import Principal
+from api.deps import OPERATOR, READER, context
+from api.schemas import DispositionIn, ErrorOut, ReviewIn
+from inspection.errors import NotFoundError
+from inspection.reviews import Decision, ReviewDecision, ReviewedBox
+from inspection.store.models import InspectionRow
+
+router = APIRouter(prefix="/v1", tags=["operators"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)}
+
+
+@router.get("/reviews/queue", summary="Units waiting for a person, most urgent first", responses=ERRORS)
+async def review_queue(request: Request, _: Annotated[Principal, Depends(OPERATOR)],
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+    """FAIL before REVIEW, then the order's due date, then arrival."""
+    ctx = context(request)
+
+    def work() -> list[dict[str, Any]]:
+        ctx.writer.flush(timeout=5)
+        return ctx.reviews.queue(limit)
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/reviews", status_code=201, summary="Record a decision on one frame", responses=ERRORS)
+async def post_review(body: ReviewIn, request: Request,
+                      principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+    """``confirm`` keeps the model's boxes as labels, ``false_alarm`` makes the frame a negative example,
+    ``correct`` replaces the boxes. Sending the same decision twice (a double click) stores it once."""
+    decision = ReviewDecision(body.inspection_id, Decision.parse(body.decision),
+                              tuple(ReviewedBox(*box) for box in body.boxes), actor=principal.name, note=body.note)
+    return await run_in_threadpool(context(request).reviews.record, decision)
+
+
+@router.get("/inspections/{inspection_id}/reviews", summary="Every review of one frame", responses=ERRORS)
+async def review_history(inspection_id: int, request: Request,
+                         _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
+    return await run_in_threadpool(context(request).reviews.history, inspection_id)
+
+
+def evidence_path(request: Request, inspection_id: int) -> Path:
+    ctx = context(request)
+    with ctx.store._session("reading an inspection's evidence") as session:
+        row = session.execute(select(InspectionRow.evidence_path, InspectionRow.evidence_sha256)
+                              .where(InspectionRow.id == inspection_id)).first()
+    if row is None:
+        raise NotFoundError(f"inspection {inspection_id} is not recorded")
+    path = ctx.reviews.evidence_file(row[0], row[1])
+    if path is None:
+        raise NotFoundError(f"inspection {inspection_id} has no evidence frame (released after a PASS, or gone)")
+    return path
+
+
+@router.get("/inspections/{inspection_id}/image", summary="The frame an inspection judged",
+            response_class=FileResponse, responses=ERRORS)
+async def inspection_image(inspection_id: int, request: Request,
+                           _: Annotated[Principal, Depends(READER)]) -> FileResponse:
+    path = await run_in_threadpool(evidence_path, request, inspection_id)
+    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.post("/units/{unit_id}/disposition", status_code=201, summary="Release, rework or scrap a unit",
+             responses=ERRORS)
+async def set_disposition(unit_id: str, body: DispositionIn, request: Request,
+                          principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+    return await run_in_threadpool(context(request).reviews.set_disposition, unit_id, body.disposition,
+                                   principal.name, body.note)
