@@ -129,7 +129,10 @@ class FrameService:
         stored = await run_in_threadpool(store.lookup, scope, key, fingerprint)
         if stored is not None:
             return stored, True
-        future = store.begin(scope, key, fingerprint)
+        racing = store.join_inflight(scope, key, fingerprint)  # again: another retry may have begun meanwhile
+        if racing is not None:
+            return await asyncio.shield(racing), True
+        future = store.begin(scope, key, fingerprint)  # no await between this check and this claim
         try:
             try:
                 answer = StoredAnswer(200, await self._judge(request, principal))

@@ -18,7 +18,7 @@ _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 
 def _declared_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the header only (PNG IHDR, JPEG SOF), without decoding pixels."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[:2] == _JPEG_SOI:
         i = 2

@@ -1,7 +1,195 @@
-"""The review page (server-rendered; filled in below)."""
+"""The operators' review page: server-rendered HTML, a little vanilla JavaScript, no build step.
+
+``/review/login`` signs an operator in with an API key and sets the ``qc_session`` cookie (HttpOnly,
+SameSite=Strict); the page's JavaScript then calls the JSON API (``/v1/reviews``, ``/v1/units/.../disposition``)
+same-origin, authenticated by that cookie. ``/review`` is the queue, ``/review/units/{unit_id}`` one unit:
+the order's spec beside its frames, each with the findings' boxes drawn over the image and the decisions
+(confirm, false alarm, corrected boxes) an operator can take, all on the keyboard for a whole shift.
+
+Every piece of order or label text reaches the browser through Jinja autoescaping (HTML) or the ``tojson``
+filter (the ``unit-data`` block: ``<``, ``>``, ``&`` and ``'`` escaped as ``\\u003c`` ...), never unescaped.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import logging
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import SESSION_COOKIE, AuthError, Principal, Role
+from api.deps import context, principal_of
+from api.routes.orders import unit_full_record
+from inspection.errors import NotFoundError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "web" / "templates"
+templates = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=jinja2.StrictUndefined,
+    trim_blocks=True, lstrip_blocks=True))
+
+REVIEWERS = frozenset({Role.OPERATOR})
+"""Who may use the page (admins too: ``Principal.allowed`` admits them)."""
+
+CLASS_NAME = re.compile(r"^[A-Za-z0-9 _.\-]{1,64}$")
+"""A class name an operator may pick or type (the rule ``ReviewedBox`` enforces)."""
+
+QUEUE_LIMIT = 200
+
+
+def unit_href(unit_id: str) -> str:
+    """The unit page's URL; any printable unit id survives the trip (``/`` included)."""
+    return "/review/units/" + quote(unit_id, safe="")
+
+
+def _signed_in(request: Request) -> Principal | None:
+    """The operator behind this request's session cookie (or bearer key), or ``None``."""
+    try:
+        principal = principal_of(request)
+    except AuthError:
+        return None
+    return principal if principal.allowed(REVIEWERS) else None
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/review/login", status_code=303)
+
+
+def _page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, values, status_code=status_code)
+    # The pages show customer data: keep them out of shared caches, and out of frames of other sites.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+# -- signing in and out -------------------------------------------------------------------------------------
+
+
+@router.get("/review/login")
+async def login_form(request: Request) -> Response:
+    return _page(request, "login.html", message="", principal=None)
+
+
+@router.post("/review/login")
+async def login(request: Request) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    raw = form.get("key")
+    secret = raw.strip() if isinstance(raw, str) else ""
+    if not secret:
+        return _page(request, "login.html", 401, message="Enter your API key.", principal=None)
+    try:
+        principal = await run_in_threadpool(ctx.keys.authenticate, secret)
+    except AuthError:
+        return _page(request, "login.html", 401, message="That API key is not valid (unknown or revoked).",
+                     principal=None)
+    if not principal.allowed(REVIEWERS):
+        log.info("review page: key %s (role %s) refused", principal.name, principal.role.value)
+        return _page(request, "login.html", 403, principal=None,
+                     message=f"This page is for operators only: the key {principal.name!r} has role "
+                     f"{principal.role.value}. Sign in with an operator key.")
+    hours = ctx.settings.session_hours
+    token, principal = await run_in_threadpool(ctx.keys.start_session, secret, hours)
+    log.info("review page: %s signed in", principal.name)
+    response = RedirectResponse("/review", status_code=303)
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(hours * 3600), path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/review/logout")
+async def logout(request: Request) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await run_in_threadpool(context(request).keys.end_session, token)
+    response = RedirectResponse("/review/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+    return response
+
+
+# -- the queue -------------------------------------------------------------------------------------------------
+
+
+@router.get("/review")
+async def queue_page(request: Request) -> Response:
+    principal = await run_in_threadpool(_signed_in, request)
+    if principal is None:
+        return _to_login()
+    ctx = context(request)
+
+    def work() -> list[dict[str, Any]]:
+        ctx.writer.flush(timeout=5)  # frames judged a moment ago are in the queue
+        return ctx.reviews.queue(QUEUE_LIMIT)
+
+    rows = await run_in_threadpool(work)
+    for row in rows:
+        row["href"] = unit_href(row["unit_id"])
+    return _page(request, "queue.html", principal=principal, rows=rows, limit=QUEUE_LIMIT)
+
+
+# -- one unit --------------------------------------------------------------------------------------------------
+
+
+def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
+    """The class picker: the model's classes, then any other class seen on this unit (findings, reviews)."""
+    batcher = context(request).batcher
+    names: list[str] = list(batcher.inspector.detector.class_names) if batcher is not None else []
+    for frame in record["frames"]:
+        seen = [f["class"] for f in frame["findings"]]
+        seen += [str(b[0]) for r in frame["reviews"] for b in r["boxes"] if b]
+        names += seen
+    unique: list[str] = []
+    for name in names:
+        if isinstance(name, str) and CLASS_NAME.match(name) and name not in unique:
+            unique.append(name)
+    return unique
+
+
+def page_data(record: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """What the page's JavaScript needs, and nothing else (no file paths, no hashes)."""
+    return {
+        "unit_id": record["unit_id"],
+        "disposition_url": "/v1/units/" + quote(record["unit_id"], safe="") + "/disposition",
+        "classes": classes,
+        "dispositions": record["dispositions"],
+        "frames": [{"id": f["id"], "camera_id": f["camera_id"], "verdict": f["verdict"],
+                    "reasons": f["reasons"], "findings": f["findings"], "evidence_url": f["evidence_url"],
+                    "reviews": f["reviews"]} for f in record["frames"]],
+    }
+
+
+def rule_rows(spec: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The profile's rules, one row per class (the default rule first)."""
+    if not spec:
+        return []
+    rows = [{"name": "(any other class)", **spec.get("default", {})}]
+    rows += [{"name": name, **rule} for name, rule in sorted(spec.get("classes", {}).items())]
+    return rows
+
+
+@router.get("/review/units/{unit_id:path}")
+async def unit_page(unit_id: str, request: Request) -> Response:
+    principal = await run_in_threadpool(_signed_in, request)
+    if principal is None:
+        return _to_login()
+    try:
+        record = await run_in_threadpool(unit_full_record, request, unit_id)
+    except NotFoundError as e:
+        return _page(request, "not_found.html", 404, principal=principal, message=str(e))
+    classes = known_classes(request, record)
+    spec = record["profile"].get("spec")
+    return _page(request, "unit.html", principal=principal, unit=record, order=record["order"], spec=spec,
+                 rules=rule_rows(spec), data=page_data(record, classes), classes=classes)
