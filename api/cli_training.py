@@ -85,7 +85,8 @@ def epoch_reporter(path: Path) -> dict[str, Any]:
     def on_fit_epoch_end(trainer: Any) -> None:
         metrics = {str(k): round(float(v), 5) for k, v in (getattr(trainer, "metrics", None) or {}).items()
                    if isinstance(v, int | float)}
-        line = {"epoch": int(trainer.epoch) + 1, "epochs": int(trainer.epochs), "metrics": metrics}
+        epochs = int(trainer.epochs)  # the final validation reports once more, past the last epoch: clamp it
+        line = {"epoch": min(int(trainer.epoch) + 1, epochs), "epochs": epochs, "metrics": metrics}
         with path.open("a") as f:
             f.write(json.dumps(line) + "\n")
 

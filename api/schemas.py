@@ -4,13 +4,18 @@ what crosses the network, documented in the OpenAPI schema."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from inspection.profiles import InspectionProfile
 
 _STRICT = ConfigDict(extra="forbid")
+
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A record id (positive 64-bit integer).")]
+"""Database ids in paths: bounded, so a fuzzer's 10**30 is a 422, not a driver overflow."""
 
 
 class Detection(BaseModel):
@@ -88,7 +93,7 @@ class ImportCounts(BaseModel):
 class ReviewIn(BaseModel):
     model_config = _STRICT
 
-    inspection_id: int = Field(ge=1)
+    inspection_id: int = Field(ge=1, le=MAX_ROW_ID)
     decision: Literal["confirm", "false_alarm", "correct"]
     boxes: list[tuple[str, float, float, float, float]] = Field(
         default_factory=list, description="For 'correct': [class, x1, y1, x2, y2] in frame pixels.")

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal
 from api.deps import ENGINEER, READER, context
 from api.engineering import promote_on_holdout, resolve_for_api
-from api.schemas import ErrorOut, PromoteIn, RollbackIn, TrainingJobIn
+from api.schemas import ErrorOut, PromoteIn, RollbackIn, RowId, TrainingJobIn
 from inspection.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["engineers"])
@@ -133,11 +133,12 @@ async def list_training(request: Request, _: Annotated[Principal, Depends(ENGINE
 
 @router.get("/training-jobs/{job_id}", summary="A training job's status, epoch progress and log tail",
             responses=ERRORS)
-async def get_training(job_id: int, request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+async def get_training(job_id: RowId, request: Request,
+                       _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     return await run_in_threadpool(context(request).jobs.get, job_id)
 
 
 @router.post("/training-jobs/{job_id}/cancel", summary="Stop a running training job", responses=ERRORS)
-async def cancel_training(job_id: int, request: Request,
+async def cancel_training(job_id: RowId, request: Request,
                           _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     return await run_in_threadpool(context(request).jobs.cancel, job_id)

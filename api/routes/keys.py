@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import ADMIN, context
-from api.schemas import ErrorOut, KeyIn, KeyOut
+from api.schemas import ErrorOut, KeyIn, KeyOut, RowId
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422)}
@@ -28,5 +28,6 @@ async def create_key(body: KeyIn, request: Request, _: Annotated[Principal, Depe
 
 
 @router.delete("/keys/{key_id}", summary="Revoke a key (and sign its review sessions out)", responses=ERRORS)
-async def revoke_key(key_id: int, request: Request, _: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
+async def revoke_key(key_id: RowId, request: Request,
+                     _: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
     return await run_in_threadpool(context(request).keys.revoke, key_id)

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import OPERATOR, READER, context
-from api.schemas import DispositionIn, ErrorOut, ReviewIn
+from api.schemas import DispositionIn, ErrorOut, ReviewIn, RowId
 from inspection.errors import NotFoundError
 from inspection.reviews import Decision, ReviewDecision, ReviewedBox
 from inspection.store.models import InspectionRow
@@ -46,7 +46,7 @@ async def post_review(body: ReviewIn, request: Request,
 
 
 @router.get("/inspections/{inspection_id}/reviews", summary="Every review of one frame", responses=ERRORS)
-async def review_history(inspection_id: int, request: Request,
+async def review_history(inspection_id: RowId, request: Request,
                          _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
     return await run_in_threadpool(context(request).reviews.history, inspection_id)
 
@@ -66,7 +66,7 @@ def evidence_path(request: Request, inspection_id: int) -> Path:
 
 @router.get("/inspections/{inspection_id}/image", summary="The frame an inspection judged",
             response_class=FileResponse, responses=ERRORS)
-async def inspection_image(inspection_id: int, request: Request,
+async def inspection_image(inspection_id: RowId, request: Request,
                            _: Annotated[Principal, Depends(READER)]) -> FileResponse:
     path = await run_in_threadpool(evidence_path, request, inspection_id)
     media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"

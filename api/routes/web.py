@@ -38,6 +38,15 @@ templates = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True, undefined=jinja2.StrictUndefined,
     trim_blocks=True, lstrip_blocks=True))
 
+
+def short_time(value: object) -> str:
+    """``2026-11-26T18:24:52.546954+00:00`` as ``2026-11-26 18:24:52 UTC`` (stored times are UTC)."""
+    text = "" if value is None else str(value)
+    return text[:19].replace("T", " ") + " UTC" if re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text) else text
+
+
+templates.env.filters["when"] = short_time
+
 REVIEWERS = frozenset({Role.OPERATOR})
 """Who may use the page (admins too: ``Principal.allowed`` admits them)."""
 
@@ -146,7 +155,9 @@ async def queue_page(request: Request) -> Response:
 def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
     """The class picker: the model's classes, then any other class seen on this unit (findings, reviews)."""
     batcher = context(request).batcher
-    names: list[str] = list(batcher.inspector.detector.class_names) if batcher is not None else []
+    # ``class_names`` is not part of the pipeline's Detector protocol: read it where the detector has it
+    model = getattr(batcher.inspector.detector, "class_names", ()) if batcher is not None else ()
+    names: list[str] = [str(n) for n in model]
     for frame in record["frames"]:
         seen = [f["class"] for f in frame["findings"]]
         seen += [str(b[0]) for r in frame["reviews"] for b in r["boxes"] if b]
@@ -175,7 +186,7 @@ def rule_rows(spec: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The profile's rules, one row per class (the default rule first)."""
     if not spec:
         return []
-    rows = [{"name": "(any other class)", **spec.get("default", {})}]
+    rows = [{"name": "(default)", **spec.get("default", {})}]
     rows += [{"name": name, **rule} for name, rule in sorted(spec.get("classes", {}).items())]
     return rows
 

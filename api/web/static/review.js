@@ -1,0 +1,572 @@
+/* qcline review page: keyboard-first review of flagged units. Vanilla JS, no build step, no framework.
+ *
+ * Every piece of server text reaches the DOM through textContent or setAttribute, never innerHTML.
+ * The JSON API is called same-origin; the HttpOnly session cookie authenticates it.
+ */
+(function () {
+  "use strict";
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var CLASS_NAME = /^[A-Za-z0-9 _.\-]{1,64}$/;
+  var DECISION_LABEL = { confirm: "defect confirmed", false_alarm: "false alarm", correct: "boxes saved" };
+  var DISPOSITION_LABEL = { release: "Release", rework: "Rework", scrap: "Scrap" };
+  var DISPOSITION_DONE = { release: "released", rework: "sent to rework", scrap: "scrapped" };
+
+  function typing(event) {
+    var t = event.target;
+    if (!t || t === document.body) return false;
+    return t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName);
+  }
+
+  /* "2026-11-26T18:24:52.546954+00:00" as "2026-11-26 18:24:52 UTC", as the server renders it */
+  function when(iso) {
+    var text = String(iso || "");
+    return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text) ? text.slice(0, 19).replace("T", " ") + " UTC" : text;
+  }
+
+  function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
+  function round1(v) { return Math.round(v * 10) / 10; }
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function svgEl(tag, attrs) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, String(attrs[k])); });
+    return node;
+  }
+
+  /* POST JSON; resolves to {ok, status, body} whatever happens (network errors included). */
+  function postJSON(url, payload) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify(payload)
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var body = null;
+        try { body = text ? JSON.parse(text) : null; } catch (e) { body = null; }
+        return { ok: res.ok, status: res.status, statusText: res.statusText, body: body };
+      });
+    }, function (err) {
+      return { ok: false, status: 0, statusText: "network error: " + err, body: null };
+    });
+  }
+
+  function failure(res) {
+    var detail = res.body && typeof res.body.detail === "string" ? res.body.detail : "";
+    var text = detail || (res.status ? "HTTP " + res.status + " " + res.statusText : res.statusText);
+    if (res.status === 401) text += " (sign in again)";
+    return text;
+  }
+
+  function setStatus(node, text, kind) {
+    if (!node) return;
+    node.textContent = text;
+    node.className = node.className.replace(/\bis-\w+\b/g, "").trim() + (kind ? " is-" + kind : "");
+    if (kind === "error" && /sign in again/.test(text)) {
+      node.appendChild(document.createTextNode(" "));
+      var a = el("a", "", "Sign in");
+      a.href = "/review/login";
+      node.appendChild(a);
+    }
+  }
+
+  /* ---- help panel (both pages) ----------------------------------------------------------------------- */
+
+  var help = document.getElementById("help");
+  var helpToggle = document.querySelector(".help-toggle");
+  function toggleHelp(show) {
+    if (!help) return;
+    var visible = show === undefined ? help.hidden : show;
+    help.hidden = !visible;
+    if (helpToggle) helpToggle.setAttribute("aria-expanded", visible ? "true" : "false");
+  }
+  if (helpToggle) helpToggle.addEventListener("click", function () { toggleHelp(); });
+
+  /* ---- the queue --------------------------------------------------------------------------------------- */
+
+  function initQueue() {
+    var rows = Array.prototype.slice.call(document.querySelectorAll(".queue-row"));
+    var current = 0;
+
+    function select(i) {
+      if (!rows.length) return;
+      current = clamp(i, 0, rows.length - 1);
+      rows.forEach(function (row, n) {
+        row.setAttribute("aria-selected", n === current ? "true" : "false");
+        row.classList.toggle("selected", n === current);
+      });
+      rows[current].scrollIntoView({ block: "nearest" });
+    }
+
+    function open() {
+      if (rows.length) window.location.href = rows[current].getAttribute("data-href");
+    }
+
+    rows.forEach(function (row, n) {
+      row.addEventListener("click", function () { select(n); });
+      row.addEventListener("dblclick", open);
+    });
+    select(0);
+
+    document.addEventListener("keydown", function (e) {
+      if (e.ctrlKey || e.metaKey || e.altKey || typing(e)) return;
+      var onControl = e.target && /^(A|BUTTON)$/.test(e.target.tagName);
+      switch (e.key) {
+        case "j": case "ArrowDown": select(current + 1); break;
+        case "k": case "ArrowUp": select(current - 1); break;
+        case "Enter": if (onControl) return; open(); break;
+        case "o": open(); break;
+        case ".": window.location.reload(); break;
+        case "?": toggleHelp(); break;
+        case "Escape": toggleHelp(false); break;
+        default: return;
+      }
+      e.preventDefault();
+    });
+    document.body.setAttribute("data-ready", "1");
+  }
+
+  /* ---- one unit ---------------------------------------------------------------------------------------- */
+
+  function initUnit() {
+    var data = JSON.parse(document.getElementById("unit-data").textContent);
+    var classes = data.classes.slice();
+    var unitStatus = document.getElementById("unit-status");
+    var confirmBox = document.getElementById("confirm");
+    var confirmText = document.getElementById("confirm-text");
+    var pendingDisposition = null;
+    var disposing = false;
+    var drag = null;
+
+    var frames = Array.prototype.slice.call(document.querySelectorAll("article.frame")).map(function (article, i) {
+      var fd = data.frames[i];
+      var fr = {
+        index: i, data: fd, el: article,
+        img: article.querySelector("img.frame-image"),
+        svg: article.querySelector("svg.overlay"),
+        select: article.querySelector(".class-select"),
+        newClass: article.querySelector(".new-class-name"),
+        note: article.querySelector(".note"),
+        status: article.querySelector(".frame-status"),
+        history: article.querySelector(".history"),
+        count: article.querySelector(".box-count"),
+        badge: article.querySelector(".reviewed-badge"),
+        boxes: initialBoxes(fd), selected: -1, busy: false, w: 0, h: 0
+      };
+      return fr;
+    });
+    var current = firstToReview();
+
+    function initialBoxes(fd) {
+      var reviews = fd.reviews || [];
+      var latest = reviews.length ? reviews[reviews.length - 1] : null;
+      if (latest && latest.decision === "correct") {
+        return latest.boxes.map(function (b) {
+          return { cls: String(b[0]), x1: +b[1], y1: +b[2], x2: +b[3], y2: +b[4], conf: null, kind: "reviewed" };
+        });
+      }
+      return (fd.findings || []).map(function (f) {
+        return { cls: f["class"], x1: f.box[0], y1: f.box[1], x2: f.box[2], y2: f.box[3], conf: f.confidence,
+                 kind: String(f.outcome || "").toLowerCase() };
+      });
+    }
+
+    function firstToReview() {
+      for (var i = 0; i < frames.length; i++) {
+        if (frames[i].data.verdict !== "PASS" && !(frames[i].data.reviews || []).length) return i;
+      }
+      return 0;
+    }
+
+    function setCurrent(i, scroll) {
+      if (!frames.length) return;
+      current = clamp(i, 0, frames.length - 1);
+      frames.forEach(function (fr, n) {
+        fr.el.classList.toggle("current", n === current);
+        fr.el.setAttribute("aria-current", n === current ? "true" : "false");
+      });
+      if (scroll) frames[current].el.scrollIntoView({ block: "start" });
+    }
+
+    /* -- classes -- */
+
+    function optionFor(name) {
+      var opt = document.createElement("option");
+      opt.value = name;
+      opt.textContent = (classes.indexOf(name) + 1) + " · " + name;
+      return opt;
+    }
+
+    function ensureClass(name) {
+      if (classes.indexOf(name) >= 0) return;
+      classes.push(name);
+      frames.forEach(function (fr) { if (fr.select) fr.select.appendChild(optionFor(name)); });
+    }
+
+    function setClass(fr, name) {
+      ensureClass(name);
+      if (fr.select) fr.select.value = name;
+      if (fr.selected >= 0) {
+        var box = fr.boxes[fr.selected];
+        if (box.cls !== name) { box.cls = name; box.conf = null; box.kind = "edited"; }
+        render(fr);
+      }
+    }
+
+    function addClass(fr) {
+      var name = fr.newClass.value.trim();
+      if (!CLASS_NAME.test(name)) {
+        setStatus(fr.status, "A class name is 1-64 letters, digits, spaces, '_', '.' or '-'.", "error");
+        return;
+      }
+      setClass(fr, name);
+      fr.newClass.value = "";
+      setStatus(fr.status, "Class '" + name + "' added" + (fr.selected >= 0 ? " and set on the selected box." : "."), "info");
+    }
+
+    function currentClass(fr) {
+      if (fr.select && fr.select.value) return fr.select.value;
+      return classes.length ? classes[0] : "defect";
+    }
+
+    /* -- geometry and drawing -- */
+
+    function layout(fr) {
+      if (!fr.img || !fr.w) return;
+      var stage = fr.img.closest(".stage");
+      var availW = Math.max(200, stage.clientWidth);
+      var availH = Math.max(240, window.innerHeight - 170);
+      var scale = Math.min(availW / fr.w, availH / fr.h, 8);
+      fr.img.style.width = Math.round(fr.w * scale) + "px";
+      fr.img.style.height = Math.round(fr.h * scale) + "px";
+    }
+
+    /* image pixels per screen pixel */
+    function unitsPerPx(fr) {
+      var shown = fr.img.getBoundingClientRect().width;
+      return shown ? fr.w / shown : 1;
+    }
+
+    function toImage(fr, ev) {
+      var rect = fr.svg.getBoundingClientRect();
+      var x = (ev.clientX - rect.left) * fr.w / rect.width;
+      var y = (ev.clientY - rect.top) * fr.h / rect.height;
+      return { x: clamp(x, 0, fr.w), y: clamp(y, 0, fr.h) };
+    }
+
+    function render(fr) {
+      if (!fr.svg || !fr.w) return;
+      var svg = fr.svg;
+      while (svg.firstChild) svg.removeChild(svg.firstChild);
+      var k = unitsPerPx(fr);
+      svg.appendChild(svgEl("rect", { "class": "bg", x: 0, y: 0, width: fr.w, height: fr.h }));
+      fr.boxes.forEach(function (b, i) {
+        var g = svgEl("g", { "class": "box kind-" + (b.kind || "edited") + (i === fr.selected ? " selected" : ""),
+                             "data-index": i, "data-class": b.cls });
+        g.appendChild(svgEl("rect", { "class": "frame-box", x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 }));
+        var label = svgEl("text", { "class": "label", x: b.x1 + 2 * k, "font-size": 13 * k, "stroke-width": 3 * k });
+        var above = b.y1 - 4 * k;
+        label.setAttribute("y", above > 12 * k ? above : b.y1 + 14 * k);
+        label.textContent = b.cls + (b.conf !== null && b.conf !== undefined ? " " + Number(b.conf).toFixed(2) : "");
+        g.appendChild(label);
+        if (i === fr.selected) {
+          var s = 10 * k;
+          g.appendChild(svgEl("rect", { "class": "handle", "data-handle": "resize", x: b.x2 - s / 2, y: b.y2 - s / 2,
+                                        width: s, height: s }));
+        }
+        svg.appendChild(g);
+      });
+      if (drag && drag.fr === fr && drag.mode === "draw" && drag.rect) {
+        var r = drag.rect;
+        svg.appendChild(svgEl("rect", { "class": "drawing", x: r.x1, y: r.y1, width: r.x2 - r.x1, height: r.y2 - r.y1 }));
+      }
+      if (fr.count) {
+        fr.count.textContent = fr.boxes.length + " box" + (fr.boxes.length === 1 ? "" : "es") +
+          (fr.selected >= 0 ? " · selected: " + fr.boxes[fr.selected].cls : "");
+      }
+    }
+
+    function selectBox(fr, i) {
+      fr.selected = i;
+      if (i >= 0 && fr.select) {
+        ensureClass(fr.boxes[i].cls);
+        fr.select.value = fr.boxes[i].cls;
+      }
+      render(fr);
+    }
+
+    function deleteSelected(fr) {
+      if (fr.selected < 0) {
+        setStatus(fr.status, "Select a box first (click it).", "info");
+        return;
+      }
+      var gone = fr.boxes.splice(fr.selected, 1)[0];
+      fr.selected = -1;
+      render(fr);
+      setStatus(fr.status, "Box '" + gone.cls + "' deleted (press s to save the boxes).", "info");
+    }
+
+    function startDrag(fr, ev) {
+      if (ev.button !== 0 || !fr.w) return;
+      ev.preventDefault();  // no native image drag or text selection; so also blur a field typed in before
+      if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+      setCurrent(fr.index, false);
+      var p = toImage(fr, ev);
+      var g = ev.target.closest ? ev.target.closest("g.box") : null;
+      if (g) {
+        var i = Number(g.getAttribute("data-index"));
+        var b = fr.boxes[i];
+        var mode = ev.target.getAttribute("data-handle") === "resize" ? "resize" : "move";
+        selectBox(fr, i);
+        drag = { fr: fr, mode: mode, index: i, start: p, orig: { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 }, moved: false };
+      } else {
+        fr.selected = -1;
+        drag = { fr: fr, mode: "draw", start: p, rect: null };
+        render(fr);
+      }
+    }
+
+    function moveDrag(ev) {
+      if (!drag) return;
+      var fr = drag.fr;
+      var p = toImage(fr, ev);
+      var dx = p.x - drag.start.x, dy = p.y - drag.start.y;
+      if (drag.mode === "draw") {
+        drag.rect = { x1: Math.min(drag.start.x, p.x), y1: Math.min(drag.start.y, p.y),
+                      x2: Math.max(drag.start.x, p.x), y2: Math.max(drag.start.y, p.y) };
+      } else {
+        var o = drag.orig, b = fr.boxes[drag.index];
+        if (drag.mode === "move") {
+          var bw = o.x2 - o.x1, bh = o.y2 - o.y1;
+          b.x1 = clamp(o.x1 + dx, 0, fr.w - bw); b.y1 = clamp(o.y1 + dy, 0, fr.h - bh);
+          b.x2 = b.x1 + bw; b.y2 = b.y1 + bh;
+        } else {
+          var min = Math.max(1, 4 * unitsPerPx(fr));
+          b.x2 = clamp(o.x2 + dx, o.x1 + min, fr.w); b.y2 = clamp(o.y2 + dy, o.y1 + min, fr.h);
+        }
+        if (dx || dy) { drag.moved = true; if (b.kind !== "reviewed") b.kind = "edited"; }
+      }
+      render(fr);
+    }
+
+    function endDrag(ev) {
+      if (!drag) return;
+      moveDrag(ev);
+      var d = drag, fr = d.fr;
+      drag = null;
+      if (d.mode === "draw") {
+        var min = Math.max(1, 4 * unitsPerPx(fr));
+        var r = d.rect;
+        if (r && r.x2 - r.x1 >= min && r.y2 - r.y1 >= min) {
+          fr.boxes.push({ cls: currentClass(fr), x1: r.x1, y1: r.y1, x2: r.x2, y2: r.y2, conf: null, kind: "edited" });
+          selectBox(fr, fr.boxes.length - 1);
+          setStatus(fr.status, "New box drawn: pick its class (1-9 or the list), then press s to save.", "info");
+          return;
+        }
+      } else if (d.moved) {
+        setStatus(fr.status, "Box moved (press s to save the boxes).", "info");
+      }
+      render(fr);
+    }
+
+    /* -- decisions -- */
+
+    function historyItem(review) {
+      var text = review.decision + " by " + review.actor + " at " + when(review.created_at);
+      if (review.decision === "correct") {
+        text += " (" + review.boxes.length + " box" + (review.boxes.length === 1 ? "" : "es") + ")";
+      }
+      if (review.note) text += ": " + review.note;
+      return el("li", "", text);
+    }
+
+    function decide(fr, decision) {
+      setCurrent(fr.index, false);
+      if (fr.busy) {
+        setStatus(fr.status, "Still saving the previous decision…", "pending");
+        return;
+      }
+      var payload = { inspection_id: fr.data.id, decision: decision, note: fr.note ? fr.note.value.trim() : "" };
+      if (decision === "correct") {
+        payload.boxes = fr.boxes.map(function (b) {
+          return [b.cls, round1(b.x1), round1(b.y1), round1(b.x2), round1(b.y2)];
+        });
+      }
+      fr.busy = true;
+      fr.el.classList.add("busy");
+      setStatus(fr.status, "Saving: " + DECISION_LABEL[decision] + "…", "pending");
+      postJSON("/v1/reviews", payload).then(function (res) {
+        fr.busy = false;
+        fr.el.classList.remove("busy");
+        if (!res.ok || !res.body) {
+          setStatus(fr.status, "Not saved: " + failure(res), "error");
+          return;
+        }
+        var review = res.body;
+        var what = DECISION_LABEL[decision] + (decision === "correct" ? " (" + review.boxes.length + ")" : "");
+        if (review.duplicate) {
+          setStatus(fr.status, "Already recorded: " + what + " (review #" + review.id + " by " + review.actor + ").", "ok");
+          return;
+        }
+        setStatus(fr.status, "Saved: " + what + " (review #" + review.id + ").", "ok");
+        fr.data.reviews = (fr.data.reviews || []).concat([review]);
+        var none = fr.history.querySelector(".none");
+        if (none) none.remove();
+        fr.history.appendChild(historyItem(review));
+        if (fr.badge) fr.badge.hidden = false;
+        if (decision === "correct") {
+          fr.boxes.forEach(function (b) { b.kind = "reviewed"; });
+          render(fr);
+        }
+      });
+    }
+
+    /* -- dispositions -- */
+
+    function askDisposition(kind) {
+      if (disposing) return;
+      pendingDisposition = kind;
+      confirmText.textContent = DISPOSITION_LABEL[kind] + " unit " + data.unit_id + "? It leaves the review queue.";
+      confirmBox.hidden = false;
+      confirmBox.setAttribute("data-disposition", kind);
+      document.getElementById("confirm-yes").focus();
+    }
+
+    function closeConfirm() {
+      pendingDisposition = null;
+      confirmBox.hidden = true;
+      confirmBox.removeAttribute("data-disposition");
+      if (document.activeElement && confirmBox.contains(document.activeElement)) document.activeElement.blur();
+    }
+
+    function dispose() {
+      var kind = pendingDisposition;
+      if (!kind || disposing) return;
+      closeConfirm();
+      disposing = true;
+      setStatus(unitStatus, DISPOSITION_LABEL[kind] + ": saving…", "pending");
+      postJSON(data.disposition_url, { disposition: kind, note: "" }).then(function (res) {
+        disposing = false;
+        if (!res.ok || !res.body) {
+          setStatus(unitStatus, "Disposition not saved: " + failure(res), "error");
+          return;
+        }
+        var d = res.body;
+        setStatus(unitStatus, "Unit " + data.unit_id + " " + DISPOSITION_DONE[kind] + " by " + d.actor +
+                  ". Press u for the queue.", "ok");
+        document.getElementById("dispositions").appendChild(el("li", "", d.disposition + " by " + d.actor + " at " + when(d.at)));
+        document.body.classList.add("disposed");
+      });
+    }
+
+    /* -- wiring -- */
+
+    frames.forEach(function (fr) {
+      fr.el.addEventListener("mousedown", function () { setCurrent(fr.index, false); });
+      fr.el.addEventListener("focusin", function () { setCurrent(fr.index, false); });
+      fr.el.querySelectorAll("button.decide").forEach(function (btn) {
+        btn.addEventListener("click", function () { decide(fr, btn.getAttribute("data-decision")); });
+      });
+      fr.el.querySelector("button.delete-box").addEventListener("click", function () { deleteSelected(fr); });
+      fr.el.querySelector("button.add-class").addEventListener("click", function () { addClass(fr); });
+      fr.newClass.addEventListener("keydown", function (e) {
+        if (e.key === "Enter") { e.preventDefault(); addClass(fr); fr.newClass.blur(); }
+      });
+      if (fr.select) {
+        fr.select.addEventListener("change", function () {
+          setClass(fr, fr.select.value);
+          fr.select.blur();  // hand the keyboard back to the shortcuts
+        });
+      }
+      if (!fr.img) {
+        fr.el.setAttribute("data-loaded", "none");
+        return;
+      }
+      fr.svg.setAttribute("preserveAspectRatio", "none");
+      fr.svg.addEventListener("mousedown", function (e) { startDrag(fr, e); });
+      var ready = function () {
+        fr.w = fr.img.naturalWidth;
+        fr.h = fr.img.naturalHeight;
+        fr.svg.setAttribute("viewBox", "0 0 " + fr.w + " " + fr.h);
+        fr.svg.setAttribute("data-width", fr.w);
+        fr.svg.setAttribute("data-height", fr.h);
+        layout(fr);
+        render(fr);
+        fr.el.setAttribute("data-loaded", "1");
+      };
+      if (fr.img.complete && fr.img.naturalWidth) ready();
+      else {
+        fr.img.addEventListener("load", ready);
+        fr.img.addEventListener("error", function () {
+          fr.el.setAttribute("data-loaded", "error");
+          setStatus(fr.status, "The frame image did not load (is the session still valid?).", "error");
+        });
+      }
+    });
+    window.addEventListener("mousemove", moveDrag);
+    window.addEventListener("mouseup", endDrag);
+    window.addEventListener("resize", function () { frames.forEach(function (fr) { layout(fr); render(fr); }); });
+
+    document.querySelectorAll(".dispose-btn").forEach(function (btn) {
+      btn.addEventListener("click", function () { askDisposition(btn.getAttribute("data-disposition")); });
+    });
+    document.getElementById("confirm-yes").addEventListener("click", dispose);
+    document.getElementById("confirm-no").addEventListener("click", closeConfirm);
+
+    document.addEventListener("keydown", function (e) {
+      if (e.ctrlKey || e.metaKey || e.altKey) return;
+      if (typing(e)) {
+        if (e.key === "Escape") e.target.blur();
+        return;
+      }
+      if (pendingDisposition) {  // the in-page confirm step takes the keyboard until answered
+        if (e.key === "Enter" || e.key === "y") dispose();
+        else if (e.key === "Escape" || e.key === "n") closeConfirm();
+        else return;
+        e.preventDefault();
+        return;
+      }
+      var fr = frames[current];
+      if (e.key === "Enter" || e.key === " ") return;  // leave buttons and links their own keys
+      var digit = /^[1-9]$/.test(e.key) ? Number(e.key) : 0;
+      if (digit) {
+        if (!fr) return;
+        if (digit > classes.length) setStatus(fr.status, "There is no class " + digit + ".", "error");
+        else setClass(fr, classes[digit - 1]);
+        e.preventDefault();
+        return;
+      }
+      switch (e.key) {
+        case "c": if (fr) decide(fr, "confirm"); break;
+        case "f": if (fr) decide(fr, "false_alarm"); break;
+        case "s": if (fr) decide(fr, "correct"); break;
+        case "n": setCurrent(current + 1, true); break;
+        case "p": setCurrent(current - 1, true); break;
+        case "Delete": case "Backspace": if (fr) deleteSelected(fr); break;
+        case "r": askDisposition("release"); break;
+        case "w": askDisposition("rework"); break;
+        case "x": askDisposition("scrap"); break;
+        case "u": window.location.href = "/review"; break;
+        case "?": toggleHelp(); break;
+        case "Escape":
+          toggleHelp(false);
+          if (fr && fr.selected >= 0) selectBox(fr, -1);
+          break;
+        default: return;
+      }
+      e.preventDefault();
+    });
+
+    setCurrent(current, false);
+    document.body.setAttribute("data-ready", "1");
+  }
+
+  if (document.body.classList.contains("queue-page")) initQueue();
+  else if (document.body.classList.contains("unit-page")) initUnit();
+})();
