@@ -78,7 +78,7 @@ async def post_frame(
     return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
 
 
-@router.post("/units/{unit_id}/close", response_model=UnitVerdictOut, responses=ERRORS,
+@router.post("/units/{unit_id:path}/close", response_model=UnitVerdictOut, responses=ERRORS,
              summary="Close a unit now and get its verdict")
 async def close_unit(unit_id: str, request: Request, _: Annotated[Principal, Depends(LINE)]) -> dict[str, Any]:
     """Rolls the unit up from every frame it has, after the frames already queued; required views that never

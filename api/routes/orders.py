@@ -149,7 +149,7 @@ def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
     return record
 
 
-@router.get("/units/{unit_id}", summary="A unit's full record", responses=ERRORS)
+@router.get("/units/{unit_id:path}", summary="A unit's full record", responses=ERRORS)
 async def get_unit(unit_id: str, request: Request, _: Annotated[Principal, Depends(READER)],
                    ) -> dict[str, Any]:
     """Every frame with its detections, verdict, reviews, model and profile version; the unit's verdict and

@@ -73,7 +73,7 @@ async def inspection_image(inspection_id: RowId, request: Request,
     return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.post("/units/{unit_id}/disposition", status_code=201, summary="Release, rework or scrap a unit",
+@router.post("/units/{unit_id:path}/disposition", status_code=201, summary="Release, rework or scrap a unit",
              responses=ERRORS)
 async def set_disposition(unit_id: str, body: DispositionIn, request: Request,
                           principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:

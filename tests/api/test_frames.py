@@ -237,3 +237,15 @@ def test_frames_wait_for_the_model_then_503_is_clear(tmp_path, tiny_model) -> No
                         data={"unit_id": "U", "order_id": "ORD-1", "camera_id": "top"},
                         files={"image": ("f", jpeg(255), "image/jpeg")})
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
+
+
+def test_unit_ids_with_a_slash_work_everywhere(service: Service) -> None:
+    assert service.post_frame(jpeg(255), unit_id="LOT-7/UNIT-3").status_code == 200
+    service.ctx.writer.flush(5)
+    r = service.client.get("/v1/units/LOT-7/UNIT-3", headers=service.auth(Role.OPERATOR))
+    assert r.status_code == 200 and r.json()["unit_id"] == "LOT-7/UNIT-3"
+    r = service.client.post("/v1/units/LOT-7/UNIT-3/close", headers=service.auth(Role.CAMERA))
+    assert r.status_code == 200 and r.json()["unit_id"] == "LOT-7/UNIT-3"
+    r = service.client.post("/v1/units/LOT-7/UNIT-3/disposition", headers=service.auth(Role.OPERATOR),
+                            json={"disposition": "scrap"})
+    assert r.status_code == 201 and r.json()["unit_id"] == "LOT-7/UNIT-3"

@@ -17,7 +17,6 @@ import pytest
 from api.auth import SESSION_COOKIE, Role
 from tests.api.conftest import LiveService, Service, jpeg
 
-pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -145,12 +144,13 @@ def test_review_routes_are_not_in_the_api_schema(service: Service) -> None:
 def chromium_or_skip() -> Path:
     if CHROMIUM.exists():
         return CHROMIUM
-    installing = ""
-    if shutil.which("dpkg"):
-        listed = subprocess.run(["dpkg", "-l", "chromium"], capture_output=True, text=True, check=False).stdout
-        installing = " (dpkg lists chromium but not installed yet: an install may be in progress)" if listed else ""
-    pytest.skip(f"{CHROMIUM} not found{installing}: run scripts/install-system-deps.sh as root to install "
-                "Debian's chromium for the browser tests")
+    state = ""
+    if shutil.which("dpkg-query"):
+        status = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "chromium"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+        state = f" (dpkg: chromium {status!r}; an install may still be running)" if status else ""
+    pytest.skip(f"{CHROMIUM} not found{state}: run scripts/install-system-deps.sh as root to install Debian's "
+                "chromium for the browser tests")
 
 
 @pytest.fixture
@@ -185,6 +185,7 @@ def close(a: list[Any], b: list[float], tol: float = 3.0) -> bool:
     return all(abs(float(u) - v) <= tol for u, v in zip(a, b, strict=True))
 
 
+@pytest.mark.browser
 def test_a_review_shift_in_the_browser(live_service: LiveService, browser_page: Any) -> None:
     from playwright.sync_api import expect
 
