@@ -17,7 +17,6 @@ import pytest
 from api.auth import SESSION_COOKIE, Role
 from tests.api.conftest import LiveService, Service, jpeg
 
-
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 XSS_REF = "<script>alert('x')</script>"
