@@ -20,6 +20,7 @@ from api.jobs import TrainingJobs
 from api.metrics import ServiceMetrics
 from api.station import StoreSink, station_model
 from inspection.detector import OnnxDetector
+from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
 from inspection.store.repository import ResultsStore
@@ -73,6 +74,12 @@ class ServiceContext:
     def start(self, *, background: bool = True) -> None:
         """Load the model (in a thread unless ``background=False``) and start the jobs runner."""
         self.jobs.recover()
+        try:
+            purged = self.idempotency.purge(self.settings.idempotency_hours)
+            if purged:
+                log.info("forgot %d idempotency keys older than %.0f h", purged, self.settings.idempotency_hours)
+        except QCError as e:  # housekeeping must not keep the line down
+            log.warning("idempotency keys not purged: %s", e)
         if background:
             self._loader = threading.Thread(target=self._load, name="qcline-model-loader", daemon=True)
             self._loader.start()

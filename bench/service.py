@@ -20,7 +20,8 @@ Method:
   p50/p99 latency of requests sent and answered in the window, errors (non-200, no ``verdict``, or a
   transport error), and from ``GET /metrics`` (difference across the window) the mean batch size, the
   mean forward-pass time and queue wait, plus the CPU used by server and client (cores, from /proc and
-  ``time.process_time``).
+  ``time.process_time``) and by every other process of the machine (``other_cpu``: anything else running
+  makes the figures unclean; a warning goes to stderr above 0.2 cores).
 
 Caveats: client and server share the machine's CPUs (on a 2-core box the client takes a visible share:
 see ``client_cpu`` per level), so the service's figures are a lower bound of what it does when the cameras
@@ -82,7 +83,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 # -- in-process baseline --------------------------------------------------------------------------------
 
-def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int) -> dict[str, float]:
+def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int) -> dict[str, float | None]:
     """The pipeline alone: decode (in the prefetch thread, as ``Inspector.process`` does) -> detect -> judge
     -> batched SQLite writes, on the bundled model; frames per second including the final flush."""
     from datetime import UTC, datetime
@@ -113,14 +114,17 @@ def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int)
                 yield Frame(decode_image(data), camera_id=VIEW, unit_id=f"P-{i}", order_id=ORDER_ID,
                             captured_at=datetime.now(UTC), source="bench", source_seq=i, data=data)
 
-        start = time.perf_counter()
+        start, cpu, busy = time.perf_counter(), time.process_time(), _system_busy_seconds()
         summary = inspector.process(frames())
         writer.close()
         elapsed = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        after = _system_busy_seconds()
+        other = (after - busy - cpu) / elapsed if after is not None and busy is not None else None
         written = writer.stats.written
         store.close()
     return {"fps": count / elapsed, "seconds": elapsed, "frames": count, "judged": summary.frames,
-            "written": written}
+            "written": written, "cpu": cpu / elapsed, "other_cpu": other}
 
 
 # -- the service ----------------------------------------------------------------------------------------
@@ -137,6 +141,16 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
     if done.returncode != 0:
         raise SystemExit(f"qcline {' '.join(args[:2])} failed:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def _system_busy_seconds() -> float | None:
+    """CPU seconds the whole machine spent busy since boot, all cores (Linux /proc/stat), None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -285,9 +299,10 @@ async def run_level(server: Server, bodies: list[tuple[bytes, bytes]], cameras: 
                 if problem:
                     await asyncio.sleep(0.01)  # do not spin on a refusing server
 
-    async def scrape(client: httpx.AsyncClient) -> tuple[dict[str, float], float | None, float]:
+    async def scrape(client: httpx.AsyncClient) -> tuple[dict[str, float], float | None, float, float | None]:
         response = await client.get("/metrics")
-        return _metric_totals(response.text), _cpu_seconds(server.process.pid), time.process_time()
+        return (_metric_totals(response.text), _cpu_seconds(server.process.pid), time.process_time(),
+                _system_busy_seconds())
 
     async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as probe:
         tasks = [asyncio.create_task(camera(i)) for i in range(cameras)]
@@ -305,6 +320,9 @@ async def run_level(server: Server, bodies: list[tuple[bytes, bytes]], cameras: 
 
     lat = record.latencies_ms
     server_cpu = after[1] - before[1] if after[1] is not None and before[1] is not None else None
+    client_cpu = after[2] - before[2]
+    busy = after[3] - before[3] if after[3] is not None and before[3] is not None else None
+    other_cpu = busy - server_cpu - client_cpu if busy is not None and server_cpu is not None else None
     result: dict[str, Any] = {
         "fps": round(record.answered / seconds, 2),
         "p50_ms": round(_percentile(lat, 50), 1) if lat else None,
@@ -316,7 +334,8 @@ async def run_level(server: Server, bodies: list[tuple[bytes, bytes]], cameras: 
         "mean_queue_wait_ms": mean("qcline_queue_wait_seconds", 1000),
         "inference_busy": round(delta["qcline_inference_batch_seconds_sum"] / seconds, 3),
         "server_cpu": round(server_cpu / seconds, 2) if server_cpu is not None else None,
-        "client_cpu": round((after[2] - before[2]) / seconds, 2),
+        "client_cpu": round(client_cpu / seconds, 2),
+        "other_cpu": round(other_cpu / seconds, 2) if other_cpu is not None else None,
     }
     if record.error_samples:
         result["error_samples"] = record.error_samples
@@ -334,6 +353,11 @@ def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"in-process baseline failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _warn_if_busy(what: str, other_cpu: float | None) -> None:
+    if other_cpu is not None and other_cpu > 0.2:
+        log(f"warning: other processes used {other_cpu:.2f} cores during {what}: its figures are not clean")
 
 
 def main() -> None:
@@ -374,7 +398,9 @@ def main() -> None:
     if not args.skip_baseline:
         log(f"in-process baseline on {len(files)} images, batch {args.batch} ...")
         baseline = _run_baseline(args)
-        log(f"in-process: {baseline['fps']:.1f} frames/s over {baseline['frames']} frames")
+        log(f"in-process: {baseline['fps']:.1f} frames/s over {baseline['frames']} frames, "
+            f"{baseline['cpu']:.2f} cores")
+        _warn_if_busy("the in-process baseline", baseline["other_cpu"])
 
     bodies = [_multipart(p.read_bytes()) for p in files]
     cameras: dict[str, dict[str, Any]] = {}
@@ -387,6 +413,7 @@ def main() -> None:
                 result = asyncio.run(run_level(server, bodies, n, args.warmup, args.seconds))
                 cameras[str(n)] = result
                 log(f"{n:>3} cameras: {json.dumps(result)}")
+                _warn_if_busy(f"the {n}-camera level", result["other_cpu"])
                 if server.process.poll() is not None:
                     raise SystemExit(f"server died during the {n}-camera level:\n{server.log_tail()}")
         finally:
@@ -398,6 +425,8 @@ def main() -> None:
     print(json.dumps({
         "cameras": cameras,
         "inprocess_fps": round(fps_in, 2) if fps_in else None,
+        "inprocess_cpu": round(baseline["cpu"], 2) if fps_in else None,
+        "inprocess_other_cpu": round(baseline["other_cpu"], 2) if baseline.get("other_cpu") is not None else None,
         "vs_inprocess_at_8": round(at8["fps"] / fps_in, 3) if at8 and fps_in else None,
         "p99_over_p50_at_8": round(at8["p99_ms"] / at8["p50_ms"], 2) if at8.get("p50_ms") else None,
         "batch": args.batch,

@@ -249,3 +249,17 @@ def test_unit_ids_with_a_slash_work_everywhere(service: Service) -> None:
     r = service.client.post("/v1/units/LOT-7/UNIT-3/disposition", headers=service.auth(Role.OPERATOR),
                             json={"disposition": "scrap"})
     assert r.status_code == 201 and r.json()["unit_id"] == "LOT-7/UNIT-3"
+
+
+def test_old_idempotency_keys_are_forgotten(service: Service) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from inspection.store.models import IdempotencyRow, utcnow
+
+    assert service.post_frame(jpeg(255), unit_id="U-old", key="old-key").status_code == 200
+    with service.ctx.store.engine.begin() as conn:
+        conn.execute(update(IdempotencyRow).values(created_at=utcnow() - timedelta(hours=100)))
+    assert service.ctx.idempotency.purge(48) == 1
+    assert service.ctx.idempotency.count() == 0
