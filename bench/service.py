@@ -23,10 +23,16 @@ Method:
   ``time.process_time``) and by every other process of the machine (``other_cpu``: anything else running
   makes the figures unclean; a warning goes to stderr above 0.2 cores).
 
-Caveats: client and server share the machine's CPUs (on a 2-core box the client takes a visible share:
-see ``client_cpu`` per level), so the service's figures are a lower bound of what it does when the cameras
+Reading it: ``mean_forward_ms`` is the server's ``qcline_inference_batch_seconds`` (forward pass plus judging
+of one batch); ``inference_busy`` near 1 means the batcher thread is the bottleneck. Closed-loop cameras
+settle into two halves that alternate (one half's batch runs while the other half's next frames arrive),
+so expect ``mean_batch`` near N/2, capped at ``--batch``; by Little's law p50 is then about N / fps.
+
+Caveats: client and server share the machine's CPUs (the client is light, about 0.05 cores measured on a
+2-core box: see ``client_cpu``), so the service's figures are a lower bound of what it does when the cameras
 are other machines. Loopback hides network latency. The server's model poller and metrics scrape (two per
-level) add a little load that the baseline does not have.
+level) add a little load that the baseline does not have. Other processes (a test run) skew everything:
+check ``other_cpu`` and ``inprocess_other_cpu``.
 
 Usage: python bench/service.py [--cameras 1,4,8,16] [--seconds 15] [--warmup 3] [--images N] [--batch 8]
                                [--batch-wait-ms 4] [--threads 0] [--data ../shared/datasets/neu-det]
