@@ -1,9 +1,10 @@
 """Prometheus metrics of one service instance, on its own registry (two apps in one process, as in tests,
 never share counters).
 
-Label sets are bounded: cameras and defect classes are few, but a build-to-order line sees a new order
-every few units, so per-order series are kept for the most recent ``max_orders`` orders only; older ones
-are removed from the exposition (their totals stay in the results database, which is the record).
+Label sets are bounded: defect classes come from the model; camera ids are capped at ``max_cameras`` (more
+count as ``other``); a build-to-order line sees a new order every few units, so per-order series are kept
+for the most recent ``max_orders`` orders only; older ones are removed from the exposition (their totals
+stay in the results database, which is the record).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.
 
 
 class ServiceMetrics:
-    def __init__(self, *, max_orders: int = 500) -> None:
+    def __init__(self, *, max_orders: int = 500, max_cameras: int = 64) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames = Counter("qcline_frames", "Frames judged, by camera and frame verdict.",
@@ -49,6 +50,8 @@ class ServiceMetrics:
         self.ready = Gauge("qcline_ready", "1 once the model is loaded and warmed up.", registry=r)
         self._orders: OrderedDict[str, set[str]] = OrderedDict()
         self._max_orders = max_orders
+        self._cameras: set[str] = set()
+        self._max_cameras = max_cameras
         self._lock = threading.Lock()
         self._model: tuple[str, str] | None = None
 
@@ -76,6 +79,16 @@ class ServiceMetrics:
             verdicts.add(verdict)
             self.order_verdicts.labels(order_id, verdict).inc()
 
+    def _camera(self, camera_id: str) -> str:
+        """Camera ids come from clients: past ``max_cameras`` distinct ones, the rest count as ``other``, so a
+        misconfigured (or hostile) camera cannot grow the exposition without bound."""
+        if camera_id in self._cameras:
+            return camera_id
+        if len(self._cameras) < self._max_cameras:
+            self._cameras.add(camera_id)
+            return camera_id
+        return "other"
+
     def observe_batch(self, outcomes: Sequence[FrameOutcome], seconds: float, waited: float) -> None:
         judged = 0
         for outcome in outcomes:
@@ -86,7 +99,7 @@ class ServiceMetrics:
             elif outcome.result is not None:
                 judged += 1
                 verdict = outcome.result.verdict
-                self.frames.labels(verdict.camera_id, verdict.verdict.value).inc()
+                self.frames.labels(self._camera(verdict.camera_id), verdict.verdict.value).inc()
                 self._order_series(verdict.order_id, verdict.verdict.value)
                 for finding in verdict.findings:
                     self.findings.labels(finding.class_name, finding.outcome.value).inc()
