@@ -54,7 +54,10 @@ class ServiceContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
         engine = store.engine  # one pool for every repository of this process
-        writer = BatchedResultWriter(store, batch_size=settings.write_batch, keep_pass_frames=settings.keep_pass_frames)
+        # A camera that got 200 must find its frame recorded: when the database stalls, the writer blocks
+        # (up to 10 min) instead of dropping results, the batcher backs up, and new frames get 503 + Retry-After.
+        writer = BatchedResultWriter(store, batch_size=settings.write_batch, keep_pass_frames=settings.keep_pass_frames,
+                                     put_timeout_s=600.0)
         registry = ModelRegistry(engine, settings.data_dir / "models")
         return cls(settings=settings, store=store, writer=writer, registry=registry, keys=ApiKeyService(engine),
                    reviews=ReviewService(store), idempotency=IdempotencyStore(engine),
