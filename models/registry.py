@@ -44,6 +44,9 @@ CHAMPION: Stage = "champion"
 RETIRED: Stage = "retired"
 
 DetectionMetricsJSON = dict[str, Any]
+
+MAX_ROW_ID = 2**63 - 1
+"""Ids are 64-bit: a larger number (from a URL, say) names no model rather than overflowing the driver."""
 """``training.metrics.DetectionMetrics.to_json()``: ``map50``, ``map50_95``, ``per_class`` {class: {ap50, ..}},
 optionally ``snapshot_id`` / ``split`` as ``evaluate_for_gate`` adds them."""
 
@@ -308,7 +311,7 @@ class ModelRegistry(Database):
         key = str(id_or_sha_prefix).strip().lower()
         with self._session("reading a model") as session:
             matches: dict[int, RegisteredModelRow] = {}
-            if key.isdigit():
+            if key.isascii() and key.isdigit() and int(key) <= MAX_ROW_ID:  # beyond 64 bits: no such id
                 row = session.get(RegisteredModelRow, int(key))
                 if row is not None:
                     matches[row.id] = row

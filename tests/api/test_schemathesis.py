@@ -3,10 +3,13 @@ schemathesis generates (valid and invalid bodies, odd strings, huge numbers), th
 and every 4xx says why in JSON.
 
 The schema is the app's own (built without starting it), so each operation is one parametrized test.
+Runs are derandomized (the same examples every time, so CI is reproducible); ``QCLINE_FUZZ_RANDOM=1`` explores
+new ones and ``QCLINE_FUZZ_EXAMPLES=N`` sets how many per operation (default 25).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +45,8 @@ def test_no_input_makes_a_server_error(operation: Any, live_service: LiveService
     auth = {"Authorization": f"Bearer {live_service.keys[Role.ADMIN]}"}
 
     @given(case=operation.as_strategy())
-    @settings(max_examples=25, deadline=None, database=None,
+    @settings(max_examples=int(os.environ.get("QCLINE_FUZZ_EXAMPLES", "25")), deadline=None, database=None,
+              derandomize=os.environ.get("QCLINE_FUZZ_RANDOM") != "1",
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
                                      HealthCheck.data_too_large])
     def fuzz(case: Any) -> None:
