@@ -3,7 +3,8 @@
 A camera that times out and resends the same frame with the same ``Idempotency-Key`` gets the first
 answer back and nothing is stored twice. Reusing a key for a *different* request is refused (409), since
 replaying the wrong answer would silently mislabel a unit. Keys are scoped per API key, so two cameras
-choosing the same key never see each other's answers.
+choosing the same key never see each other's answers. Only successful answers are kept: a request refused
+(bad image, unknown order, queue full) stored nothing, so its retry is simply tried again.
 """
 
 from __future__ import annotations
