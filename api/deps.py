@@ -43,7 +43,6 @@ def require(*roles: Role) -> Callable[[Request], Principal]:
         request.state.principal = principal
         return principal
 
-    dependency.roles = allowed  # type: ignore[attr-defined]  # read by the role-matrix test and the docs
     return dependency
 
 

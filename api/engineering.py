@@ -29,18 +29,6 @@ def _default_evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) ->
     return evaluate_for_gate(model, snapshot, split=cast("Split", split))
 
 
-def library_snapshot(settings: Settings, registry: ModelRegistry, value: str) -> Snapshot:
-    """A snapshot by id or unique prefix only: the stored holdout manifest, or the dataset library.
-    (Never a path: over the network that would read files of the server's choosing.)"""
-    from datasets.library import DatasetLibrary
-
-    held = registry.holdout()
-    if held is not None and held.manifest is not None and held.snapshot_id.startswith(value) \
-            and held.manifest.is_file():
-        return Snapshot.load(held.manifest)
-    return DatasetLibrary(settings.data_dir / "datasets").get(value)
-
-
 def promote_on_holdout(registry: ModelRegistry, model: str | int, *, resolve: Callable[[str], Snapshot],
                        dataset: str | None = None, split: str = "val", tolerance: float = 0.01,
                        force: bool = False, reason: str = "", actor: str,
@@ -66,12 +54,17 @@ def promote_on_holdout(registry: ModelRegistry, model: str | int, *, resolve: Ca
 
 
 def resolve_for_api(settings: Settings, registry: ModelRegistry) -> Callable[[str], Snapshot]:
+    """Snapshots by id or unique prefix only: the marked holdout's stored manifest, or the dataset library.
+    Never a path, which over the network would read files of the caller's choosing."""
+    from datasets.library import DatasetLibrary
+
     def resolve(value: str) -> Snapshot:
         held = registry.holdout()
-        if held is not None and held.manifest is not None and value == str(held.manifest):
-            return Snapshot.load(held.manifest)  # the marked holdout's own manifest, chosen by default
+        if held is not None and held.manifest is not None and held.manifest.is_file() and (
+                value == str(held.manifest) or held.snapshot_id.startswith(value)):
+            return Snapshot.load(held.manifest)
         if Path(value).is_absolute() or "/" in value:
             raise NotFoundError(f"dataset {value!r}: name a snapshot id, not a path")
-        return library_snapshot(settings, registry, value)
+        return DatasetLibrary(settings.data_dir / "datasets").get(value)
 
     return resolve

@@ -39,6 +39,9 @@ class Detector(Protocol):
     @property
     def model_sha256(self) -> str: ...
 
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
 

@@ -138,8 +138,9 @@ def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
     ctx = context(request)
     ctx.writer.flush(timeout=5)  # frames judged a moment ago are part of the record
     record = ctx.store.unit_record(unit_id)
+    reviews = ctx.reviews.histories([frame["id"] for frame in record["frames"]])
     for frame in record["frames"]:
-        frame["reviews"] = ctx.reviews.history(frame["id"])
+        frame["reviews"] = reviews[frame["id"]]
         frame["evidence_url"] = f"/v1/inspections/{frame['id']}/image" if frame.pop("evidence_path") else None
     record["dispositions"] = ctx.reviews.dispositions(unit_id)
     try:

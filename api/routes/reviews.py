@@ -3,20 +3,17 @@ the CLI uses, so a decision means the same thing whichever door it came through)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
+from api.context import ServiceContext
 from api.deps import OPERATOR, READER, context
 from api.schemas import DispositionIn, ErrorOut, ReviewIn, RowId
-from inspection.errors import NotFoundError
 from inspection.reviews import Decision, ReviewDecision, ReviewedBox
-from inspection.store.models import InspectionRow
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)}
@@ -26,13 +23,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
 async def review_queue(request: Request, _: Annotated[Principal, Depends(OPERATOR)],
                        limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     """FAIL before REVIEW, then the order's due date, then arrival."""
-    ctx = context(request)
+    return await run_in_threadpool(fresh_queue, context(request), limit)
 
-    def work() -> list[dict[str, Any]]:
-        ctx.writer.flush(timeout=5)
-        return ctx.reviews.queue(limit)
 
-    return await run_in_threadpool(work)
+def fresh_queue(ctx: ServiceContext, limit: int) -> list[dict[str, Any]]:
+    """The review queue including frames judged a moment ago (still in the writer's queue)."""
+    ctx.writer.flush(timeout=5)
+    return ctx.reviews.queue(limit)
 
 
 @router.post("/reviews", status_code=201, summary="Record a decision on one frame", responses=ERRORS)
@@ -51,24 +48,11 @@ async def review_history(inspection_id: RowId, request: Request,
     return await run_in_threadpool(context(request).reviews.history, inspection_id)
 
 
-def evidence_path(request: Request, inspection_id: int) -> Path:
-    ctx = context(request)
-    with ctx.store._session("reading an inspection's evidence") as session:
-        row = session.execute(select(InspectionRow.evidence_path, InspectionRow.evidence_sha256)
-                              .where(InspectionRow.id == inspection_id)).first()
-    if row is None:
-        raise NotFoundError(f"inspection {inspection_id} is not recorded")
-    path = ctx.reviews.evidence_file(row[0], row[1])
-    if path is None:
-        raise NotFoundError(f"inspection {inspection_id} has no evidence frame (released after a PASS, or gone)")
-    return path
-
-
 @router.get("/inspections/{inspection_id}/image", summary="The frame an inspection judged",
             response_class=FileResponse, responses=ERRORS)
 async def inspection_image(inspection_id: RowId, request: Request,
                            _: Annotated[Principal, Depends(READER)]) -> FileResponse:
-    path = await run_in_threadpool(evidence_path, request, inspection_id)
+    path = await run_in_threadpool(context(request).reviews.evidence_of, inspection_id)
     media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
 

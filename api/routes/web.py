@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import SESSION_COOKIE, AuthError, Principal, Role
 from api.deps import context, principal_of
 from api.routes.orders import unit_full_record
+from api.routes.reviews import fresh_queue
 from inspection.errors import NotFoundError
 
 log = logging.getLogger(__name__)
@@ -137,13 +138,7 @@ async def queue_page(request: Request) -> Response:
     principal = await run_in_threadpool(_signed_in, request)
     if principal is None:
         return _to_login()
-    ctx = context(request)
-
-    def work() -> list[dict[str, Any]]:
-        ctx.writer.flush(timeout=5)  # frames judged a moment ago are in the queue
-        return ctx.reviews.queue(QUEUE_LIMIT)
-
-    rows = await run_in_threadpool(work)
+    rows = await run_in_threadpool(fresh_queue, context(request), QUEUE_LIMIT)
     for row in rows:
         row["href"] = unit_href(row["unit_id"])
     return _page(request, "queue.html", principal=principal, rows=rows, limit=QUEUE_LIMIT)
@@ -155,9 +150,7 @@ async def queue_page(request: Request) -> Response:
 def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
     """The class picker: the model's classes, then any other class seen on this unit (findings, reviews)."""
     batcher = context(request).batcher
-    # ``class_names`` is not part of the pipeline's Detector protocol: read it where the detector has it
-    model = getattr(batcher.inspector.detector, "class_names", ()) if batcher is not None else ()
-    names: list[str] = [str(n) for n in model]
+    names: list[str] = list(batcher.inspector.detector.class_names) if batcher is not None else []
     for frame in record["frames"]:
         seen = [f["class"] for f in frame["findings"]]
         seen += [str(b[0]) for r in frame["reviews"] for b in r["boxes"] if b]

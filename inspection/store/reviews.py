@@ -94,6 +94,22 @@ class ReviewService:
                 return candidate
         return None
 
+    def _evidence_ref(self, inspection_id: int) -> tuple[str | None, str | None]:
+        """The recorded evidence path and sha256 of an inspection; ``NotFoundError`` if it is not recorded."""
+        with self.store._session("reading an inspection's evidence") as session:
+            row = session.execute(select(InspectionRow.evidence_path, InspectionRow.evidence_sha256)
+                                  .where(InspectionRow.id == inspection_id)).first()
+        if row is None:
+            raise NotFoundError(f"inspection {inspection_id} is not recorded")
+        return row[0], row[1]
+
+    def evidence_of(self, inspection_id: int) -> Path:
+        """Where an inspection's evidence frame is now; ``NotFoundError`` if the inspection or its frame is gone."""
+        path = self.evidence_file(*self._evidence_ref(inspection_id))
+        if path is None:
+            raise NotFoundError(f"inspection {inspection_id} has no evidence frame (released after a PASS, or gone)")
+        return path
+
     @staticmethod
     def _frame_size(path: Path) -> tuple[int, int] | None:
         """(width, height) of a readable image; ``None`` if it does not decode."""
@@ -114,11 +130,7 @@ class ReviewService:
         Raises ``NotFoundError`` for an unknown inspection and ``ReviewError`` when the frame's evidence is
         gone or unreadable (for decisions that label it) or a box reaches outside the frame.
         """
-        with self.store._session("reading an inspection to review") as session:
-            row = session.get(InspectionRow, decision.inspection_id)
-            if row is None:
-                raise NotFoundError(f"inspection {decision.inspection_id} is not recorded")
-            evidence_path, evidence_sha = row.evidence_path, row.evidence_sha256
+        evidence_path, evidence_sha = self._evidence_ref(decision.inspection_id)
         size: tuple[int, int] | None = None
         if decision.decision.labels_frame:
             path = self.evidence_file(evidence_path, evidence_sha)
@@ -175,6 +187,17 @@ class ReviewService:
             rows = session.scalars(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id)
                                    .order_by(ReviewRow.id))
             return [_review_dict(r) for r in rows]
+
+    def histories(self, inspection_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+        """``history`` of many inspections in one query (a unit's frames); ids without reviews map to []."""
+        grouped: dict[int, list[dict[str, Any]]] = {i: [] for i in inspection_ids}
+        if not grouped:
+            return grouped
+        with self.store._session("reading review histories") as session:
+            for row in session.scalars(select(ReviewRow).where(ReviewRow.inspection_id.in_(list(grouped)))
+                                       .order_by(ReviewRow.id)):
+                grouped[row.inspection_id].append(_review_dict(row))
+        return grouped
 
     def latest_reviews(self, since_id: int = 0) -> list[dict[str, Any]]:
         """The latest decision per inspection, for inspections whose latest review id is above ``since_id``.

@@ -26,6 +26,7 @@ class FakeDetector:
 
     def __init__(self, sha: str = "a" * 64) -> None:
         self.model_sha256 = sha
+        self.class_names = CLASSES
         self.batches: list[int] = []
 
     def detect(self, images: Sequence[np.ndarray], confidence: float | None = None) -> list[Detections]:
