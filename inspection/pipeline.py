@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,7 +110,7 @@ class _UnitState:
 _END = object()
 
 
-def prefetched(items: Iterable[SourceItem], depth: int) -> Iterator[SourceItem]:
+def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem, None, None]:
     """Read (and decode) the next frames in a background thread while the current batch runs.
 
     onnxruntime releases the GIL during ``run``, so file reads and JPEG decoding overlap with the
@@ -119,20 +119,24 @@ def prefetched(items: Iterable[SourceItem], depth: int) -> Iterator[SourceItem]:
     buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
+    def offer(obj: object) -> bool:
+        """Put ``obj`` unless the consumer has gone (``stop``); never blocks past its leaving."""
+        while not stop.is_set():
+            try:
+                buffer.put(obj, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        buffer.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            buffer.put(_END)
+            offer(_END)
         except BaseException as exc:  # handed to the consumer, never lost in the thread
-            buffer.put(exc)
+            offer(exc)
 
     thread = threading.Thread(target=produce, name="qcline-prefetch", daemon=True)
     thread.start()
@@ -210,11 +214,14 @@ class Inspector:
     def _unit(self, unit_id: str, order_id: str) -> _UnitState:
         state = self._units.get(unit_id)
         if state is None:
-            recorded_order, history = self._history.pop(unit_id, (order_id, []))
+            # Read, check, and only then drop the recorded history: a frame refused here (wrong order, unknown
+            # order) must leave it in place for the unit's next frame.
+            recorded_order, history = self._history.get(unit_id, (order_id, []))
             if recorded_order != order_id:
                 raise ConflictError(f"unit {unit_id} belongs to order {recorded_order}, not {order_id}")
             state = _UnitState(order_id, self._profile(order_id), list(history),
                                {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
+            self._history.pop(unit_id, None)
             self._units[unit_id] = state
             self._forget_old_units()
         elif state.order_id != order_id:
@@ -333,8 +340,16 @@ class Inspector:
                 prefetch: bool = True) -> InspectionSummary:
         """Run every item through the line. Results go to the sinks, not into a list here: a live source
         never ends, and holding every frame would grow without bound."""
+        if not prefetch:
+            return self._process(iter(items), progress)
+        source = prefetched(items, self.batch_size)
+        try:
+            return self._process(source, progress)
+        finally:  # an error in a batch or a sink stops the prefetch thread (and releases its camera) now
+            source.close()
+
+    def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
         batch: list[Frame] = []
-        source = prefetched(items, self.batch_size) if prefetch else iter(items)
         for item in source:
             if isinstance(item, FrameFailure):
                 self._process_failure(item)

@@ -199,3 +199,54 @@ def test_memory_stays_bounded_on_a_long_line() -> None:
     inspector.process((frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(50)), prefetch=False)
     assert len(inspector._units) == 3
     assert inspector.summary.frames == 50
+
+
+def test_a_frame_refused_for_its_order_leaves_the_unit_history_for_the_next_one() -> None:
+    """Regression: the recorded history used to be dropped before the order check, so a second frame naming the
+    same wrong order got through and was judged with the wrong profile."""
+    from inspection.errors import ConflictError
+    from inspection.pipeline import FrameStatus
+
+    class Orders:
+        def get_order(self, order_id: str):  # type: ignore[no-untyped-def]
+            return None, RUSTIC
+
+        def unit_histories(self, unit_ids):  # type: ignore[no-untyped-def]
+            return {"U1": ("O-GLOSS", [])}
+
+    inspector = Inspector(FakeDetector(), Orders())  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    frames = [Frame(np.full((16, 16, 3), v, np.uint8), "top", "U1", "O-RUSTIC", now) for v in (10, 20)]
+    outcomes = inspector.inspect_frames(frames)
+    assert [o.status for o in outcomes] == [FrameStatus.REJECTED, FrameStatus.REJECTED]
+    assert all(isinstance(o.error, ConflictError) for o in outcomes)
+
+
+def test_an_error_in_a_batch_stops_the_prefetch_thread() -> None:
+    import threading
+    import time
+
+    class Broken(FakeDetector):
+        def detect(self, images, confidence=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("model fell over")
+
+    class Orders:
+        def get_order(self, order_id: str):  # type: ignore[no-untyped-def]
+            return None, RUSTIC
+
+        def unit_histories(self, unit_ids):  # type: ignore[no-untyped-def]
+            return {}
+
+    def endless():  # type: ignore[no-untyped-def]
+        i = 0
+        while True:
+            i += 1
+            yield Frame(np.full((16, 16, 3), i % 255, np.uint8), "top", f"U{i}", "O", datetime.now(UTC))
+
+    inspector = Inspector(Broken(), Orders(), batch_size=2)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="fell over"):
+        inspector.process(endless())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(t.name == "qcline-prefetch" for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(t.name == "qcline-prefetch" for t in threading.enumerate())
