@@ -91,10 +91,12 @@ def pre_process(images: Sequence[Image], width: int, height: int, pad_value: int
 
 
 class _BatchBuffers(threading.local):
-    """Per-thread reusable (uint8 NHWC, float32 NCHW) arrays, one pair per batch shape."""
+    """Per-thread reusable (uint8 NHWC, float32 NCHW) arrays, one pair per input size, as large as the largest
+    batch met so far: a smaller batch gets the leading slices (contiguous along the batch axis), so a micro-
+    batcher meeting every batch size from 1 to 8 keeps one pair, not eight."""
 
     def __init__(self) -> None:
-        self.arrays: dict[tuple[int, int, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]] = {}
+        self.arrays: dict[tuple[int, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]] = {}
 
     @staticmethod
     def allocate(shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
@@ -102,9 +104,11 @@ class _BatchBuffers(threading.local):
         return np.empty((batch, height, width, 3), np.uint8), np.empty((batch, 3, height, width), np.float32)
 
     def get(self, shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
-        if shape not in self.arrays:
-            self.arrays[shape] = self.allocate(shape)
-        return self.arrays[shape]
+        batch, height, width = shape
+        held = self.arrays.get((height, width))
+        if held is None or len(held[0]) < batch:
+            held = self.arrays[(height, width)] = self.allocate(shape)
+        return held[0][:batch], held[1][:batch]
 
 
 def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbox], class_names: Sequence[str],
@@ -174,8 +178,7 @@ class OnnxDetector:
         self._buffers = _BatchBuffers()
 
     @classmethod
-    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8,
-                     spin: bool = False) -> OnnxDetector:
+    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8) -> OnnxDetector:
         """Verify the package's sha256 on the very bytes that create the session, then open it."""
         package = ModelPackage.load(path, verify=False)
         model_bytes = package.model_path.read_bytes()
@@ -192,10 +195,9 @@ class OnnxDetector:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        if not spin:
-            # Idle onnxruntime workers otherwise busy-wait after each run, stealing the cores that
-            # decoding, judging and the results writer need between forward passes.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Idle onnxruntime workers otherwise busy-wait after each run, stealing the cores that
+        # decoding, judging and the results writer need between forward passes.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs

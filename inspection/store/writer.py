@@ -150,7 +150,12 @@ class BatchedResultWriter:
         """Queue a unit verdict behind the unit's frames; a failure is logged, never raised to the line."""
         if self._closed:
             raise StoreError("results writer is closed: cannot record more unit verdicts")
-        self._queue.put(_UnitVerdictItem(verdict, closed))
+        try:  # like a frame result: a stalled database slows the line for put_timeout_s, never stops it
+            self._queue.put(_UnitVerdictItem(verdict, closed), timeout=self.put_timeout_s)
+        except queue.Full:
+            self._count("dropped_writes")
+            log.error("results queue full for %.1f s: dropped the verdict of unit %s (is the database slow or "
+                      "down?)", self.put_timeout_s, verdict.unit_id)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is written (or given up on); ``False`` on timeout."""

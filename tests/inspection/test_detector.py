@@ -169,3 +169,17 @@ def _edit_meta(package: Path, **changes: object) -> None:
 def test_not_a_package_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelPackageError, match="not a folder"):
         OnnxDetector.from_package(tmp_path / "nope")
+
+
+def test_batch_buffers_keep_one_pair_per_input_size() -> None:
+    """Every batch size from 1 to 8 (a micro-batcher meets them all) reuses the largest pair's leading slices."""
+    from inspection.detector import _BatchBuffers, pre_process
+
+    buffers = _BatchBuffers()
+    images = [np.full((20, 30, 3), v, np.uint8) for v in range(8)]
+    big, _ = pre_process(images, 32, 32, buffers=buffers)
+    big = big.copy()
+    small, _ = pre_process(images[:3], 32, 32, buffers=buffers)
+    assert len(buffers.arrays) == 1 and small.shape == (3, 3, 32, 32) and small.flags.c_contiguous
+    np.testing.assert_array_equal(small, big[:3])
+    assert np.shares_memory(small, buffers.arrays[(32, 32)][1])
