@@ -84,7 +84,7 @@ def frame_key(result: FrameResult) -> str:
     return FAILURE_KEY_PREFIX + sha256_bytes(text.encode())[: 64 - len(FAILURE_KEY_PREFIX)]
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso_time(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
@@ -100,9 +100,20 @@ def _profile_from_row(row: ProfileRow) -> InspectionProfile:
         raise StoreError(f"stored profile {row.hash} ({row.name}) no longer validates: {e}") from e
 
 
-def _finding_dict(d: DetectionRow) -> dict[str, Any]:
+def finding_json(d: DetectionRow) -> dict[str, Any]:
     return {"class": d.class_name, "confidence": d.confidence, "box": [d.x1, d.y1, d.x2, d.y2],
             "outcome": d.outcome, "rule": d.rule}
+
+
+def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
+    """The findings of many inspections, grouped by inspection id, in as few queries as the driver allows."""
+    grouped: dict[int, list[DetectionRow]] = defaultdict(list)
+    ids = sorted(set(inspection_ids))
+    for start in range(0, len(ids), 500):  # stay far below any bound-parameter limit
+        for d in session.scalars(select(DetectionRow).where(DetectionRow.inspection_id.in_(ids[start:start + 500]))
+                                 .order_by(DetectionRow.id)):
+            grouped[d.inspection_id].append(d)
+    return grouped
 
 
 class ResultsStore(Database):
@@ -352,7 +363,7 @@ class ResultsStore(Database):
                 return {}
             rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
-            findings = self._findings(session, [r.id for r in rows])
+            findings = findings_of(session, [r.id for r in rows])
         histories: dict[str, tuple[str, list[FrameVerdict]]] = {u: (o, []) for u, o in units.items()}
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
@@ -365,16 +376,6 @@ class ResultsStore(Database):
                 error=r.error))
         return histories
 
-    @staticmethod
-    def _findings(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
-        grouped: dict[int, list[DetectionRow]] = defaultdict(list)
-        for start in range(0, len(inspection_ids), 500):  # stay far below any bound-parameter limit
-            chunk = inspection_ids[start:start + 500]
-            for d in session.scalars(select(DetectionRow).where(DetectionRow.inspection_id.in_(chunk))
-                                     .order_by(DetectionRow.id)):
-                grouped[d.inspection_id].append(d)
-        return grouped
-
     def unit_record(self, unit_id: str) -> dict[str, Any]:
         """Everything about one unit, JSON-ready: its order, the profile, each frame with its findings,
         verdict, evidence path and the model that judged it. The answer to "why did unit X fail?"."""
@@ -386,19 +387,19 @@ class ResultsStore(Database):
             assert order is not None  # foreign key
             rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id == unit_id)
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
-            findings = self._findings(session, [r.id for r in rows])
+            findings = findings_of(session, [r.id for r in rows])
             frames = [{
-                "id": r.id, "camera_id": r.camera_id, "captured_at": _iso(r.captured_at),
+                "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
                 "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
-                "findings": [_finding_dict(d) for d in findings.get(r.id, [])],
+                "findings": [finding_json(d) for d in findings.get(r.id, [])],
                 "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
-                "source": r.source, "evidence_path": r.evidence_path, "recorded_at": _iso(r.created_at),
+                "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
             } for r in rows]
             return {
                 "unit_id": unit.id, "order_id": unit.order_id, "status": unit.status, "verdict": unit.verdict,
                 "reasons": list(unit.reasons or ()), "missing_views": list(unit.missing_views or ()),
-                "complete": unit.complete, "created_at": _iso(unit.created_at),
-                "closed_at": _iso(unit.closed_at), "updated_at": _iso(unit.updated_at),
+                "complete": unit.complete, "created_at": iso_time(unit.created_at),
+                "closed_at": iso_time(unit.closed_at), "updated_at": iso_time(unit.updated_at),
                 "order": _order_from_row(order).model_dump(mode="json"),
                 "profile": {"name": order.profile_name, "hash": order.profile_hash},
                 "model_sha256s": sorted({r.model_sha256 for r in rows if r.model_sha256}),
@@ -413,11 +414,11 @@ class ResultsStore(Database):
                 InspectionRow.frame_sha256 == frame_sha256)).first()
             if row is None:
                 return None
-            findings = self._findings(session, [row.id]).get(row.id, [])
+            findings = findings_of(session, [row.id]).get(row.id, [])
             return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
-                    "captured_at": _iso(row.captured_at), "frame_sha256": row.frame_sha256,
+                    "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
                     "verdict": row.verdict, "reasons": list(row.reasons or ()),
-                    "findings": [_finding_dict(d) for d in findings], "model_sha256": row.model_sha256,
+                    "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
                     "profile_hash": row.profile_hash}
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
@@ -442,7 +443,7 @@ class ResultsStore(Database):
                 .where(UnitRow.order_id == order_id).order_by(UnitRow.id)).all()
             return [{"unit_id": u.id, "order_id": u.order_id, "status": u.status, "verdict": u.verdict,
                      "complete": u.complete, "missing_views": list(u.missing_views or ()), "frames": int(n),
-                     "created_at": _iso(u.created_at), "closed_at": _iso(u.closed_at)} for u, n in rows]
+                     "created_at": iso_time(u.created_at), "closed_at": iso_time(u.closed_at)} for u, n in rows]
 
     # -- reporting --------------------------------------------------------------------------------------
 
@@ -498,7 +499,7 @@ class ResultsStore(Database):
             return [{"source": r.source, "camera_id": r.camera_id, "frames_read": r.frames_read,
                      "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
                      "reconnects": r.reconnects, "last_error": r.last_error,
-                     "recorded_at": _iso(r.recorded_at)} for r in rows]
+                     "recorded_at": iso_time(r.recorded_at)} for r in rows]
 
     # -- evidence ---------------------------------------------------------------------------------------
 

@@ -12,21 +12,17 @@ is too late to ask the operator again.
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import cv2
 from sqlalchemy import case, exists, func, select, update
-from sqlalchemy.orm import Session
 
 from inspection.errors import NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
 from inspection.store.evidence import sha_of_path
 from inspection.store.models import (
-    DetectionRow,
     InspectionRow,
     OrderRow,
     ReviewRow,
@@ -34,7 +30,7 @@ from inspection.store.models import (
     UnitRow,
     utcnow,
 )
-from inspection.store.repository import ResultsStore
+from inspection.store.repository import ResultsStore, finding_json, findings_of, iso_time
 from inspection.types import Verdict
 
 log = logging.getLogger(__name__)
@@ -43,20 +39,11 @@ QUEUE_VERDICTS = (Verdict.FAIL.value, Verdict.REVIEW.value)
 """Unit verdicts that need a person; FAIL ranks before REVIEW in the queue."""
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _review_dict(row: ReviewRow, *, duplicate: bool = False) -> dict[str, Any]:
     size = [row.frame_width, row.frame_height] if row.frame_width and row.frame_height else None
     return {"id": row.id, "inspection_id": row.inspection_id, "unit_id": row.unit_id, "decision": row.decision,
             "boxes": [list(b) for b in row.boxes or ()], "frame_size": size, "actor": row.actor,
-            "note": row.note, "created_at": _iso(row.created_at), "duplicate": duplicate}
-
-
-def _finding_dict(d: DetectionRow) -> dict[str, Any]:
-    return {"class": d.class_name, "confidence": d.confidence, "box": [d.x1, d.y1, d.x2, d.y2],
-            "outcome": d.outcome, "rule": d.rule}
+            "note": row.note, "created_at": iso_time(row.created_at), "duplicate": duplicate}
 
 
 def _check_actor(actor: str) -> str:
@@ -214,28 +201,18 @@ class ReviewService:
             pairs = session.execute(
                 select(ReviewRow, InspectionRow).join(InspectionRow, InspectionRow.id == ReviewRow.inspection_id)
                 .where(ReviewRow.id.in_(latest_ids), ReviewRow.id > since_id).order_by(ReviewRow.id)).all()
-            findings = self._findings(session, [r.inspection_id for r, _ in pairs])
+            findings = findings_of(session, [r.inspection_id for r, _ in pairs])
         out = []
         for review, insp in pairs:
             found = self.evidence_file(insp.evidence_path, insp.evidence_sha256)
             out.append(_review_dict(review) | {
-                "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": _iso(insp.captured_at),
+                "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": iso_time(insp.captured_at),
                 "verdict": insp.verdict, "model_sha256": insp.model_sha256,
                 "evidence_path": str(found) if found else insp.evidence_path,
                 "evidence_sha256": insp.evidence_sha256, "evidence_exists": found is not None,
-                "findings": [_finding_dict(d) for d in findings.get(insp.id, [])],
+                "findings": [finding_json(d) for d in findings.get(insp.id, [])],
             })
         return out
-
-    @staticmethod
-    def _findings(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
-        grouped: dict[int, list[DetectionRow]] = defaultdict(list)
-        ids = sorted(set(inspection_ids))
-        for start in range(0, len(ids), 500):  # stay far below any bound-parameter limit
-            for d in session.scalars(select(DetectionRow).where(DetectionRow.inspection_id.in_(ids[start:start + 500]))
-                                     .order_by(DetectionRow.id)):
-                grouped[d.inspection_id].append(d)
-        return grouped
 
     # -- dispositions -----------------------------------------------------------------------------------
 
@@ -256,7 +233,7 @@ class ReviewService:
             session.add(row)
             session.flush()
             result = {"id": row.id, "unit_id": unit_id, "disposition": row.disposition, "actor": row.actor,
-                      "note": row.note, "at": _iso(row.at), "verdict": unit.verdict}
+                      "note": row.note, "at": iso_time(row.at), "verdict": unit.verdict}
         if unit.verdict not in QUEUE_VERDICTS:
             log.warning("unit %s dispositioned %s although its verdict is %s", unit_id, value, unit.verdict)
         log.info("unit %s: %s by %s", unit_id, value, actor)
@@ -268,7 +245,7 @@ class ReviewService:
             rows = session.scalars(select(UnitDispositionRow).where(UnitDispositionRow.unit_id == unit_id)
                                    .order_by(UnitDispositionRow.id))
             return [{"id": r.id, "unit_id": r.unit_id, "disposition": r.disposition, "actor": r.actor,
-                     "note": r.note, "at": _iso(r.at)} for r in rows]
+                     "note": r.note, "at": iso_time(r.at)} for r in rows]
 
     def queue(self, limit: int = 100) -> list[dict[str, Any]]:
         """Units waiting for a person: verdict FAIL or REVIEW and no disposition yet.
@@ -298,7 +275,7 @@ class ReviewService:
             return [{"unit_id": u.id, "order_id": u.order_id, "customer_ref": o.customer_ref, "product": o.product,
                      "due_date": o.due_date.isoformat() if o.due_date else None, "verdict": u.verdict,
                      "reasons": list(u.reasons or ()), "status": u.status, "flagged_frames": int(n_flagged),
-                     "reviewed_frames": int(n_reviewed), "updated_at": _iso(u.updated_at)}
+                     "reviewed_frames": int(n_reviewed), "updated_at": iso_time(u.updated_at)}
                     for u, o, n_flagged, n_reviewed in rows]
 
 
