@@ -18,6 +18,7 @@ from typing import Any
 from datasets.export import export_yolo
 from datasets.snapshot import Snapshot
 from inspection.errors import TrainingError
+from inspection.hashing import sha256_file
 from models.package import ModelPackage, Thresholds
 from training.package import build_package
 from training.train import TrainResult, resume_detector, train_detector
@@ -110,30 +111,35 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     if base_path is not None:
         overrides.setdefault("warmup_epochs", 1.0)  # fine-tuning: a short warm-up, not a from-scratch one
     args = {"epochs": epochs, "imgsz": imgsz, "batch": batch, **overrides}
-    run_dir = Path(runs_dir) / run_id(snapshot.id, weights if base_path is None else f"model:{base_model_id}", args)
-    if base_path is not None and base_path.is_dir():
-        known = ModelPackage.load(base_path).metadata.classes
-        if tuple(snapshot.classes) != tuple(known):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            weights = str(expand_classes(Path(weights), known, snapshot.classes, run_dir / "base-expanded.pt"))
-    data_yaml = export_yolo(snapshot, run_dir / "data")
+    # A fine-tune is keyed by the base weights' content: two unregistered package folders never share a run.
+    base_key = weights if base_path is None else f"weights:{sha256_file(Path(weights))}"
+    run_dir = Path(runs_dir) / run_id(snapshot.id, base_key, args)
     weights_dir = run_dir / "train" / "weights"
     package_dir = run_dir / "package"
+    int8_dir = run_dir / "package-int8"
     state = checkpoint_state(weights_dir / "last.pt")
     if state == "finished" and (package_dir / "metadata.json").is_file():
         log.info("%s already holds the finished run of these inputs; reusing its package", run_dir)
         package = ModelPackage.load(package_dir)
-        int8_dir = run_dir / "package-int8"
-        int8_package = ModelPackage.load(int8_dir) if int8 and (int8_dir / "metadata.json").is_file() else None
+        int8_package = None
+        if int8:  # asked for now, perhaps not the first time: quantize the reused package if it has no variant yet
+            int8_package = ModelPackage.load(int8_dir) if (int8_dir / "metadata.json").is_file() else \
+                _quantize(package, snapshot, int8_dir)
         return TrainingRun(run_dir, package, int8_package, False, dict(package.metadata.training), reused=True)
     resumed = state == "interrupted"
     result: TrainResult
     if resumed:
         log.info("resuming the interrupted run in %s", run_dir)
-        result = resume_detector(weights_dir / "last.pt", device=device)
+        result = resume_detector(weights_dir / "last.pt", device=device, callbacks=callbacks)
     elif state == "finished":  # trained, but packaging did not complete
         result = TrainResult(run_dir / "train", weights_dir / "best.pt", {}, {"reused": str(weights_dir)})
     else:
+        if base_path is not None and base_path.is_dir():
+            known = ModelPackage.load(base_path).metadata.classes
+            if tuple(snapshot.classes) != tuple(known):  # new classes: keep the known rows of the class head
+                run_dir.mkdir(parents=True, exist_ok=True)
+                weights = str(expand_classes(Path(weights), known, snapshot.classes, run_dir / "base-expanded.pt"))
+        data_yaml = export_yolo(snapshot, run_dir / "data")
         result = train_detector(data_yaml, model=weights, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
                                 project=run_dir, name="train", callbacks=callbacks, **overrides)
     lineage = {"dataset_snapshot": snapshot.id, "parent_model": base_model_id, "base": weights,
@@ -145,9 +151,11 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     for curve in ("results.png", "PR_curve.png", "BoxPR_curve.png", "confusion_matrix.png"):
         if (result.run_dir / curve).is_file():
             shutil.copyfile(result.run_dir / curve, package.path / f"train_{curve}")
-    int8_package = None
-    if int8:
-        from training.quantize import quantize_package
-
-        int8_package = quantize_package(package, snapshot, out_dir=run_dir / "package-int8")
+    int8_package = _quantize(package, snapshot, int8_dir) if int8 else None
     return TrainingRun(run_dir, package, int8_package, resumed, lineage)
+
+
+def _quantize(package: ModelPackage, snapshot: Snapshot, out_dir: Path) -> ModelPackage:
+    from training.quantize import quantize_package
+
+    return quantize_package(package, snapshot, out_dir=out_dir)

@@ -58,24 +58,7 @@ def train_detector(
     ultralytics callbacks by event name (progress reporting, a stop request).
     """
     project = Path(project).resolve()
-    prepare_offline_ultralytics(project / ".ultralytics")
-    try:
-        import torch
-        from ultralytics import YOLO
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise TrainingError("training needs the [train] extra: pip install 'qcline[train]'") from exc
-    ultralytics_logs_to_stderr()
-
-    data_yaml = _localise_data_yaml(Path(data_yaml).resolve())
-    n_threads = threads or os.cpu_count() or 1
-
-    def _set_threads(_trainer: Any) -> None:
-        torch.set_num_threads(n_threads)
-
-    detector = YOLO(model)
-    detector.add_callback("on_train_start", _set_threads)
-    for event, callback in (callbacks or {}).items():
-        detector.add_callback(event, callback)
+    data_yaml = Path(data_yaml).resolve()
     args: dict[str, Any] = {
         "data": str(data_yaml), "epochs": epochs, "imgsz": imgsz, "device": device, "batch": batch,
         "project": str(project), "name": name, "exist_ok": True, "seed": seed, "deterministic": False,
@@ -91,36 +74,50 @@ def train_detector(
         args["time"] = time_hours
     args.update(overrides)
     log.info("training %s on %s with %s", model, data_yaml, args)
-    try:
-        results = detector.train(**args)
-    except Exception as exc:
-        raise TrainingError(f"ultralytics training failed: {exc}") from exc
-    trainer = detector.trainer
-    best = Path(trainer.best) if trainer is not None else project / name / "weights" / "best.pt"
-    if not best.exists():
-        raise TrainingError(f"training finished without weights at {best}")
-    metrics = {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()}
-    return TrainResult(Path(trainer.save_dir) if trainer else project / name, best, metrics, args)
+    return _fit(model, args, project / name, offline_dir=project / ".ultralytics", threads=threads,
+                callbacks=callbacks, localise=data_yaml, failure="ultralytics training failed")
 
 
-def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | None = None) -> TrainResult:
-    """Continue an interrupted ultralytics run from its ``last.pt`` (same data, schedule and folder)."""
-    last_weights = Path(last_weights).resolve()
-    run_dir = last_weights.parent.parent
-    prepare_offline_ultralytics(run_dir.parent / ".ultralytics")
+def _fit(weights: str, args: dict[str, Any], run_dir: Path, *, offline_dir: Path, threads: int | None,
+         callbacks: dict[str, Callable[[Any], None]] | None, failure: str, localise: Path | None = None
+         ) -> TrainResult:
+    """``YOLO(weights).train(**args)`` offline, logs on stderr, torch threads fixed, ``callbacks`` added: the one
+    way a run starts, whether fresh or resumed, so both report progress and use the cores alike."""
+    prepare_offline_ultralytics(offline_dir)
     try:
         import torch
         from ultralytics import YOLO
-    except ImportError as exc:  # pragma: no cover
+    except ImportError as exc:  # pragma: no cover - depends on the install
         raise TrainingError("training needs the [train] extra: pip install 'qcline[train]'") from exc
+    ultralytics_logs_to_stderr()
+    if localise is not None:
+        _localise_data_yaml(localise)
     n_threads = threads or os.cpu_count() or 1
-    detector = YOLO(str(last_weights))
-    detector.add_callback("on_train_start", lambda _t: torch.set_num_threads(n_threads))
+
+    def _set_threads(_trainer: Any) -> None:
+        torch.set_num_threads(n_threads)
+
+    detector = YOLO(weights)
+    detector.add_callback("on_train_start", _set_threads)
+    for event, callback in (callbacks or {}).items():
+        detector.add_callback(event, callback)
     try:
-        results = detector.train(resume=True, device=device)
+        results = detector.train(**args)
     except Exception as exc:
-        raise TrainingError(f"resuming {last_weights} failed: {exc}") from exc
+        raise TrainingError(f"{failure}: {exc}") from exc
     trainer = detector.trainer
     best = Path(trainer.best) if trainer is not None else run_dir / "weights" / "best.pt"
+    if not best.exists():
+        raise TrainingError(f"training finished without weights at {best}")
     metrics = {k: float(v) for k, v in (getattr(results, "results_dict", None) or {}).items()}
-    return TrainResult(run_dir, best, metrics, {"resume": str(last_weights), "device": device})
+    return TrainResult(Path(trainer.save_dir) if trainer else run_dir, best, metrics, args)
+
+
+def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | None = None,
+                    callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainResult:
+    """Continue an interrupted ultralytics run from its ``last.pt`` (same data, schedule and folder)."""
+    last_weights = Path(last_weights).resolve()
+    run_dir = last_weights.parent.parent
+    return _fit(str(last_weights), {"resume": True, "device": device}, run_dir,
+                offline_dir=run_dir.parent / ".ultralytics", threads=threads, callbacks=callbacks,
+                failure=f"resuming {last_weights} failed")

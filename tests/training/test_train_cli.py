@@ -48,6 +48,11 @@ def test_train_registers_a_candidate_with_lineage_and_a_rerun_reuses_it(tmp_path
     assert again.exit_code == 0, again.output
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["reused"] is True and second["candidates"][0]["sha256"] == candidate["sha256"]
+    with_int8 = runner.invoke(app, [*args, "--int8"])  # the finished run gains its int8 variant, not a retrain
+    assert with_int8.exit_code == 0, with_int8.output
+    third = json.loads(with_int8.stdout.strip().splitlines()[-1])
+    assert third["reused"] is True and len(third["candidates"]) == 2
+    assert third["candidates"][0]["sha256"] == candidate["sha256"] != third["candidates"][1]["sha256"]
     assert np.isfinite(candidate["map50"])
 
 
