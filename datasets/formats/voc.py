@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 
+from datasets.formats import checked_box
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from inspection.errors import DatasetError
 from inspection.hashing import sha256_file
@@ -81,16 +82,13 @@ def _parse_one(root: Path, xml_path: Path) -> tuple[LabeledImage | None, list[Im
         except ValueError:
             issues.append(ImportIssue(where, "box coordinates are not numbers"))
             continue
-        # VOC coordinates are 1-based inclusive pixels; tolerate one pixel of slack at the border.
-        if x1 < -1 or y1 < -1 or x2 > width + 1 or y2 > height + 1:
-            issues.append(ImportIssue(where, f"box ({x1},{y1},{x2},{y2}) lies outside the {width}x{height} image"))
+        # VOC coordinates are 1-based inclusive pixels: the shared check's one pixel of border slack covers it,
+        # and a missing coordinate (nan) is refused there instead of being clipped into a box to the edge.
+        box = checked_box(where, name.strip(), x1, y1, x2, y2, width, height)
+        if isinstance(box, ImportIssue):
+            issues.append(box)
             continue
-        x1, y1 = max(0.0, x1), max(0.0, y1)
-        x2, y2 = min(float(width), x2), min(float(height), y2)
-        if x2 <= x1 or y2 <= y1:
-            issues.append(ImportIssue(where, f"degenerate box ({x1},{y1},{x2},{y2})"))
-            continue
-        boxes.append(LabeledBox(name.strip(), x1, y1, x2, y2))
+        boxes.append(box)
     labeled = LabeledImage(image_path.resolve(), width, height, tuple(boxes), sha256_file(image_path))
     return labeled, issues
 

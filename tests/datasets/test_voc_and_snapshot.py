@@ -76,3 +76,12 @@ def test_yolo_export_normalises_boxes(tmp_path: Path) -> None:
     label = next((tmp_path / "yolo" / "labels" / "train").glob("*.txt")).read_text().split()
     assert label == ["0", "0.200000", "0.300000", "0.200000", "0.200000"]
     assert "names" in data_yaml.read_text()
+
+
+def test_a_box_with_a_missing_coordinate_is_refused_not_stretched_to_the_edge(tmp_path: Path) -> None:
+    root = make_voc(tmp_path, {"a": [("scratch", 10, 10, 30, 20)]})
+    xml = root / "annotations" / "a.xml"
+    xml.write_text(xml.read_text().replace("<xmax>30</xmax>", "<xmax></xmax>"))
+    result = import_voc(root)
+    assert result.images[0].boxes == ()
+    assert "not finite" in result.skipped[0].reason
