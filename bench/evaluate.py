@@ -22,18 +22,16 @@ sys.path.insert(0, str(ROOT))
 def ours(snapshot_dir: Path, model: Path, split: str, batch: int) -> dict[str, float]:
     from datasets.snapshot import Snapshot
     from inspection.detector import OnnxDetector
-    from training.evaluate import evaluation_classes, predict_snapshot
-    from training.metrics import evaluate_detections
+    from training.evaluate import evaluate_package
 
     snapshot = Snapshot.load(snapshot_dir)
     detector = OnnxDetector.from_package(model, max_batch=batch)
     detector.warmup()
     start = time.perf_counter()
-    images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
-    metrics = evaluate_detections(images, evaluation_classes(detector, snapshot),
-                                  detector.metadata.thresholds.confidence)
+    metrics = evaluate_package(detector, snapshot, split=split)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - start
-    return {"ips": len(images) / elapsed, "map50": metrics.map50, "map50_95": metrics.map50_95, "images": len(images)}
+    return {"ips": metrics.images / elapsed, "map50": metrics.map50, "map50_95": metrics.map50_95,
+            "images": metrics.images}
 
 
 def theirs(data_yaml: Path, model: Path, split: str, batch: int) -> dict[str, float]:
