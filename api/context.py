@@ -96,7 +96,7 @@ class ServiceContext:
     def _load(self) -> None:
         s = self.settings
         try:
-            path = station_model(s)
+            path = station_model(s, store=self.store)
             detector = self._open_detector(path)
             detector.warmup()
         except Exception as e:  # reported by /readyz; the process stays up so the reason can be read

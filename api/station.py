@@ -54,7 +54,7 @@ class Station:
         """Swap in each newly promoted champion between batches (verified, warmed up) while running."""
         from models.registry import ModelRegistry
 
-        registry = ModelRegistry.open(self.settings.resolved_database_url, self.settings.data_dir / "models")
+        registry = ModelRegistry(self.store.engine, self.settings.data_dir / "models")  # the store's pool
         watcher = ModelWatcher(champion_lookup(registry), inspector.swap_detector,
                                current_sha=self.detector.model_sha256, poll_interval_s=poll_interval_s,
                                loader=lambda path: OnnxDetector.from_package(
@@ -64,7 +64,6 @@ class Station:
             yield watcher
         finally:
             watcher.stop()
-            registry.close()
 
     def record_source(self, source: FrameSource, label: str, camera_id: str) -> None:
         stats = source.stats
@@ -80,32 +79,31 @@ def open_store(settings: Settings) -> ResultsStore:
     return ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
 
 
-def station_model(settings: Settings, model: Path | None = None) -> Path:
+def station_model(settings: Settings, model: Path | None = None, *, store: ResultsStore | None = None) -> Path:
     """The package a station runs: ``--model``, else ``QC_MODEL_PATH``, else the registry's champion,
-    else the bundled default model."""
+    else the bundled default model. An open ``store`` lends its connection pool to the registry lookup."""
     if model is not None:
         return model
     if settings.model_path is not None:
         return settings.model_path
-    if settings.database_url or (settings.data_dir / "qcline.db").exists():  # never create a database here
-        from models.registry import ModelRegistry
+    from models.registry import ModelRegistry
 
-        registry = ModelRegistry.open(settings.resolved_database_url, settings.data_dir / "models")
-        try:
+    if store is not None:
+        champion = ModelRegistry(store.engine, settings.data_dir / "models").champion()
+    elif settings.database_url or (settings.data_dir / "qcline.db").exists():  # never create a database here
+        with ModelRegistry.open(settings.resolved_database_url, settings.data_dir / "models") as registry:
             champion = registry.champion()
-        finally:
-            registry.close()
-        if champion is not None:
-            return Path(champion.path)
-    return DEFAULT_MODEL_DIR
+    else:
+        champion = None
+    return Path(champion.path) if champion is not None else DEFAULT_MODEL_DIR
 
 
 @contextmanager
 def open_station(settings: Settings, model: Path | None = None) -> Iterator[Station]:
     """Open the store and the model, yield a station, and on exit flush every pending write."""
     store = open_store(settings)
-    detector = OnnxDetector.from_package(station_model(settings, model), threads=settings.threads or None,
-                                         max_batch=settings.batch_size)
+    detector = OnnxDetector.from_package(station_model(settings, model, store=store),
+                                         threads=settings.threads or None, max_batch=settings.batch_size)
     detector.warmup()
     writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                  keep_pass_frames=settings.keep_pass_frames)
