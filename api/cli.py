@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_common import DataDirOption, JsonOption, print_json
 from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
 from api.cli_review import review_app
@@ -53,10 +54,7 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 log = logging.getLogger("qcline")
 
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
 ModelOption = Annotated[Path | None, typer.Option("--model", help="Model package folder (default: the bundled model).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
 def _settings(data_dir: Path | None = None, model: Path | None = None) -> Settings:
@@ -68,9 +66,6 @@ def _progress() -> Progress:
                     TimeRemainingColumn(), console=err, transient=False)
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
-    sys.stdout.flush()
 
 
 # -- orders ---------------------------------------------------------------------------------------------
@@ -84,7 +79,7 @@ def orders_import(file: Annotated[Path, typer.Argument(help="Orders file (YAML/J
     with open_store(_settings(data_dir)) as store:
         counts = store.import_order_book(book)
     if as_json:
-        _print_json({"orders": len(book.orders), "profiles": len(book.profiles), **counts})
+        print_json({"orders": len(book.orders), "profiles": len(book.profiles), **counts})
         return
     out.print(f"{len(book.orders)} orders, {len(book.profiles)} profiles from {file}: "
               + ", ".join(f"{v} {k}" for k, v in counts.items()))
@@ -98,7 +93,7 @@ def orders_list(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
     with open_store(_settings(data_dir)) as store:
         orders = store.list_orders()
     if as_json:
-        _print_json([o.model_dump(mode="json") for o in orders])
+        print_json([o.model_dump(mode="json") for o in orders])
         return
     table = Table("order", "customer", "product", "profile", "due")
     for o in orders:
@@ -165,7 +160,7 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
     summary = inspector.summary
     verdicts = list(summary.unit_verdicts.values())
     if as_json:
-        _print_json({"units": [_unit_json(v) for v in verdicts], "frames": summary.frames,
+        print_json({"units": [_unit_json(v) for v in verdicts], "frames": summary.frames,
                      "failed_frames": summary.failed_frames, "rejected_frames": summary.rejected_frames,
                      "duplicate_frames": summary.duplicate_frames, "errors": summary.errors})
     else:
@@ -210,7 +205,7 @@ def units_show(unit: str, data_dir: DataDirOption = None, as_json: JsonOption = 
     with open_store(_settings(data_dir)) as store:
         record = store.unit_record(unit)
     if as_json:
-        _print_json(record)
+        print_json(record)
         return
     out.print_json(json.dumps(record, default=str))
 
@@ -230,7 +225,7 @@ def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption =
         assert verdict is not None
         store.record_unit_verdict(verdict, closed=True)
     if as_json:
-        _print_json(_unit_json(verdict))
+        print_json(_unit_json(verdict))
     else:
         out.print(_verdict_table([verdict], {}))
 
@@ -243,7 +238,7 @@ def report(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     with open_store(_settings(data_dir)) as store:
         data = store.report()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     per_order = Table("order", "customer", "units", "PASS", "REVIEW", "FAIL", "open", title="per order")
     for r in data["per_order"]:
@@ -280,7 +275,7 @@ def detect(
         results = detector.detect([image for _, image in batch], confidence=conf)
         for (path, _), dets in zip(batch, results, strict=True):
             if as_json:
-                _print_json({"image": str(path), "detections": dets.to_list()})
+                print_json({"image": str(path), "detections": dets.to_list()})
             else:
                 out.print(f"{path}: " + (", ".join(f"{d['class']} {d['confidence']:.2f} {d['box']}"
                                                    for d in dets.to_list()) or "no detections"))
@@ -293,7 +288,7 @@ def detect(
             failures += 1
             err.print(f"[red]error:[/] {path}: {exc}")
             if as_json:
-                _print_json({"image": str(path), "error": str(exc), "detections": []})
+                print_json({"image": str(path), "error": str(exc), "detections": []})
         if len(batch) >= detector.max_batch:
             flush()
     flush()
@@ -341,7 +336,7 @@ def models_show(model: ModelOption = None) -> None:
     from models.package import ModelPackage
 
     package = ModelPackage.load(station_model(_settings(), model))
-    _print_json(package.metadata.to_json())
+    print_json(package.metadata.to_json())
 
 
 # -- entry point ----------------------------------------------------------------------------------------

@@ -7,13 +7,13 @@ this app stays usable (and testable) on its own. Human output goes to stdout thr
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from api.cli_common import DataDirOption, JsonOption, print_json
 from datasets.formats import FORMATS
 from datasets.library import DatasetLibrary, summary
 from inspection.errors import ConfigError
@@ -24,9 +24,6 @@ log = logging.getLogger(__name__)
 datasets_app = typer.Typer(help="Labeled image datasets: import (VOC, YOLO, COCO, labelme, archives), "
                                 "immutable snapshots, export for training.", no_args_is_help=True)
 
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 EXPORT_FORMATS = ("yolo", "coco")
 
 
@@ -34,8 +31,6 @@ def _library(data_dir: Path | None) -> DatasetLibrary:
     return DatasetLibrary(load_settings(data_dir=data_dir).data_dir / "datasets")
 
 
-def _emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, default=str))
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -73,7 +68,7 @@ def import_cmd(
         "skipped": [{"path": issue.path, "reason": issue.reason} for issue in result.skipped],
     }
     if as_json:
-        _emit_json(report)
+        print_json(report)
         return
     typer.echo(f"snapshot {snapshot.id}: {report['images']} images ({report['train']} train, {report['val']} val), "
                f"classes {', '.join(snapshot.classes) or '-'}" + (f", parent {snapshot.parent[:12]}"
@@ -89,7 +84,7 @@ def list_cmd(data_dir: DataDirOption = None, as_json: JsonOption = False) -> Non
     """List the library's snapshots, oldest first."""
     rows = _library(data_dir).list()
     if as_json:
-        _emit_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("no snapshots yet: import one with `qcline datasets import PATH`")
@@ -109,7 +104,7 @@ def show_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Snap
                      for name in snapshot.classes}
     info["negatives"] = sum(not e.image.boxes for e in snapshot.entries)
     if as_json:
-        _emit_json(info)
+        print_json(info)
         return
     for key, value in info.items():
         typer.echo(f"{key}: {value}")
@@ -136,7 +131,7 @@ def derive_cmd(snapshot_id: Annotated[str, typer.Argument(metavar="ID", help="Pa
     """A child snapshot without some classes' labels, same split: to test that reviews can teach them."""
     snapshot = _library(data_dir).without_classes(snapshot_id, drop_class)
     if as_json:
-        _emit_json({"snapshot": snapshot.id, "parent": snapshot.parent, "classes": list(snapshot.classes)})
+        print_json({"snapshot": snapshot.id, "parent": snapshot.parent, "classes": list(snapshot.classes)})
         return
     typer.echo(f"{snapshot.id}  (parent {snapshot.parent}, classes {', '.join(snapshot.classes)})")
 
@@ -165,7 +160,7 @@ def build_from_reviews_cmd(
         "skipped": [{"path": issue.path, "reason": issue.reason} for issue in built.result.skipped],
     }
     if as_json:
-        _emit_json(report)
+        print_json(report)
         return
     typer.echo(f"snapshot {built.snapshot.id}: {report['images']} images, {report['reviews']} reviews used "
                f"({built.snapshot.source}), classes {', '.join(built.snapshot.classes) or '-'}")

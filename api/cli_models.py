@@ -10,10 +10,7 @@ right before deciding: numbers from training logs are measured on other data, wi
 
 from __future__ import annotations
 
-import getpass
-import json
 import logging
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
+from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
 from api.engineering import promote_on_holdout
 from inspection.errors import NotFoundError
 from inspection.settings import Settings, load_settings
@@ -40,16 +38,8 @@ log = logging.getLogger("qcline.models")
 registry_app = typer.Typer(help="The model registry: candidates, the champion, the promotion gate.",
                            no_args_is_help=True)
 
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
-def _default_actor() -> str:
-    try:
-        return getpass.getuser() or "cli"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli"
 
 
 ActorOption = Annotated[str, typer.Option("--actor", help="Who is doing this, for the audit log (default: $USER).")]
@@ -72,9 +62,6 @@ def open_registry(settings: Settings) -> Iterator[ModelRegistry]:
         registry.close()
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=str) + "\n")
-    sys.stdout.flush()
 
 
 def _brief(model: RegisteredModel) -> dict[str, Any]:
@@ -116,7 +103,7 @@ def list_models(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
     with open_registry(_settings(data_dir)) as registry:
         models = registry.list()
     if as_json:
-        _print_json([_brief(m) for m in models])
+        print_json([_brief(m) for m in models])
         return
     if not models:
         typer.echo("no models registered (qcline models register PACKAGE)")
@@ -130,11 +117,11 @@ def register(package: Annotated[Path, typer.Argument(help="Model package folder 
              note: Annotated[str, typer.Option("--note", help="Free text kept in the model's lineage.")] = "",
              ) -> None:
     """Verify a package's sha256 and add it to the registry as a candidate (idempotent)."""
-    lineage = {"registered_by": actor or _default_actor(), **({"note": note} if note else {})}
+    lineage = {"registered_by": actor or default_actor(), **({"note": note} if note else {})}
     with open_registry(_settings(data_dir)) as registry:
-        model = registry.register(package, lineage=lineage, actor=actor or _default_actor())
+        model = registry.register(package, lineage=lineage, actor=actor or default_actor())
     if as_json:
-        _print_json(_brief(model))
+        print_json(_brief(model))
         return
     typer.echo(f"registered {_line(model)}\n  at {model.path}")
 
@@ -164,10 +151,10 @@ def promote(
     with open_registry(settings) as registry:
         decision = promote_on_holdout(
             registry, model, resolve=lambda value: resolve_snapshot(value, settings, registry)[0], dataset=dataset,
-            split=split, tolerance=tolerance, force=force, reason=reason, actor=actor or _default_actor(),
+            split=split, tolerance=tolerance, force=force, reason=reason, actor=actor or default_actor(),
             evaluate=_evaluate)
     if as_json:
-        _print_json(decision.to_json())
+        print_json(decision.to_json())
         return
     overridden = decision.failed_checks
     typer.echo(f"model {decision.model_id} ({decision.sha256[:12]}) is now {CHAMPION}"
@@ -183,9 +170,9 @@ def rollback(reason: Annotated[str, typer.Option("--reason", help="Why, for the 
              data_dir: DataDirOption = None, as_json: JsonOption = False, actor: ActorOption = "") -> None:
     """Make the previous champion the champion again."""
     with open_registry(_settings(data_dir)) as registry:
-        restored = registry.rollback(actor or _default_actor(), reason)
+        restored = registry.rollback(actor or default_actor(), reason)
     if as_json:
-        _print_json(_brief(restored))
+        print_json(_brief(restored))
         return
     typer.echo(f"rolled back: {_line(restored)}")
 
@@ -197,7 +184,7 @@ def audit(model: Annotated[str | None, typer.Argument(help="Only this model (id 
     with open_registry(_settings(data_dir)) as registry:
         rows = registry.audit(registry.get(model).id if model else None)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     for row in rows:
         forced = " FORCED" if row["forced"] else ""
@@ -218,10 +205,10 @@ def holdout(snapshot: Annotated[str | None, typer.Argument(
                 raise NotFoundError("no holdout marked: qcline models holdout SNAPSHOT_MANIFEST")
         else:
             loaded, manifest = resolve_snapshot(snapshot, settings, registry)
-            held = registry.mark_holdout(loaded.id, manifest=manifest, actor=actor or _default_actor())
+            held = registry.mark_holdout(loaded.id, manifest=manifest, actor=actor or default_actor())
     data = {"snapshot_id": held.snapshot_id, "manifest": str(held.manifest) if held.manifest else None,
             "marked_at": held.marked_at.isoformat() if held.marked_at else None}
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     typer.echo(f"holdout snapshot {held.snapshot_id} ({data['manifest'] or 'manifest unknown'})")

@@ -7,7 +7,6 @@ codes to the main CLI. ``--json`` prints exactly one JSON value (or, for ``file`
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
 from inspection.errors import QCError
 from inspection.reviews import Decision, Disposition, ReviewDecision, ReviewedBox, ReviewError
 from inspection.settings import load_settings
@@ -28,19 +28,10 @@ log = logging.getLogger(__name__)
 review_app = typer.Typer(help="Operator review of flagged frames: decisions, unit dispositions, the queue.",
                          no_args_is_help=True)
 
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 ActorOption = Annotated[str | None, typer.Option("--actor", help="Who decided (default: the login name).")]
 NoteOption = Annotated[str, typer.Option("--note", help="Free text kept with the decision.")]
 
 
-def _default_actor() -> str:
-    """The login name: an audit trail of "cli" is no audit trail. Falls back when there is none (containers)."""
-    try:
-        return getpass.getuser() or "cli"
-    except (OSError, KeyError):
-        return "cli"
 
 
 @contextmanager
@@ -54,8 +45,6 @@ def _service(data_dir: Path | None) -> Iterator[ReviewService]:
         store.close()
 
 
-def _emit_json(data: Any) -> None:
-    typer.echo(json.dumps(data, default=str))
 
 
 def _describe(review: dict[str, Any]) -> str:
@@ -85,9 +74,9 @@ def record_cmd(
                           + (f", not {' and '.join(modes)}" if modes else ""))
     decision = Decision.CONFIRM if confirm else Decision.FALSE_ALARM if false_alarm else Decision.CORRECT
     with _service(data_dir) as service:
-        review = service.record(ReviewDecision(inspection_id, decision, boxes, actor or _default_actor(), note))
+        review = service.record(ReviewDecision(inspection_id, decision, boxes, actor or default_actor(), note))
     if as_json:
-        _emit_json(review)
+        print_json(review)
     else:
         typer.echo(_describe(review) + (" (already recorded)" if review["duplicate"] else ""))
 
@@ -110,7 +99,7 @@ def file_cmd(
     except (OSError, UnicodeDecodeError) as exc:
         raise ReviewError(f"cannot read decisions file {path}: {exc}") from exc
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
-    default_actor = actor or _default_actor()
+    fallback_actor = actor or default_actor()
     with _service(data_dir) as service:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -121,7 +110,7 @@ def file_cmd(
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ReviewError(f"not JSON: {exc}") from exc
-                review = service.record(ReviewDecision.from_json(data, default_actor=default_actor))
+                review = service.record(ReviewDecision.from_json(data, default_actor=fallback_actor))
             except QCError as exc:  # includes NotFoundError and StoreError: report it, go on with the file
                 report |= {"status": "rejected", "reason": str(exc)}
                 log.warning("%s line %d rejected: %s", path, number, exc)
@@ -130,7 +119,7 @@ def file_cmd(
                            "inspection_id": review["inspection_id"]}
             counts[report["status"]] += 1
             if as_json:
-                _emit_json(report)
+                print_json(report)
             elif report["status"] == "rejected":
                 typer.echo(f"line {number}: rejected: {report['reason']}")
             else:
@@ -154,7 +143,7 @@ def list_cmd(
     with _service(data_dir) as service:
         rows = service.latest_reviews(since)
     if as_json:
-        _emit_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("no reviews yet")
@@ -173,7 +162,7 @@ def history_cmd(
     with _service(data_dir) as service:
         rows = service.history(inspection_id)
     if as_json:
-        _emit_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo(f"inspection {inspection_id} has no reviews")
@@ -193,9 +182,9 @@ def dispose_cmd(
     """Record what happens to a flagged unit; it leaves the review queue."""
     value = Disposition.parse(disposition)
     with _service(data_dir) as service:
-        row = service.set_disposition(unit, value, actor or _default_actor(), note)
+        row = service.set_disposition(unit, value, actor or default_actor(), note)
     if as_json:
-        _emit_json(row)
+        print_json(row)
     else:
         typer.echo(f"unit {unit}: {row['disposition']} by {row['actor']} (verdict {row['verdict']})")
 
@@ -210,7 +199,7 @@ def queue_cmd(
     with _service(data_dir) as service:
         rows = service.queue(limit)
     if as_json:
-        _emit_json(rows)
+        print_json(rows)
         return
     if not rows:
         typer.echo("queue is empty")

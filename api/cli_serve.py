@@ -10,18 +10,18 @@ from typing import Annotated
 import typer
 
 from api.auth import ApiKeyService
+from api.cli_common import DataDirOption
 
 serve_app = typer.Typer()
 keys_app = typer.Typer(help="API keys per role (camera, operator, engineer, admin).", no_args_is_help=True)
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
 
 
 @serve_app.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="Interface to bind (default $QC_HOST or 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default $QC_PORT or 8000).")] = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
     model: Annotated[Path | None, typer.Option("--model", help="Model package (default: the registry's champion, "
                                                                "else the bundled model).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
@@ -51,7 +51,7 @@ def keys_create(
     role: Annotated[str, typer.Option(help="camera (send frames), operator (review), engineer (models, datasets, "
                                            "training) or admin (keys, and everything else).")],
     name: Annotated[str, typer.Option(help="Who or what holds it; recorded as the actor of its decisions.")] = "",
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"key\", \"role\", \"id\", \"name\"}.")] = False,
 ) -> None:
     """Create a key. The secret is printed once; only its hash is stored."""
@@ -68,7 +68,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None,
+def keys_list(data_dir: DataDirOption = None,
               as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Keys with their role, prefix and state (never the secrets)."""
     with _keys(data_dir) as keys:
@@ -82,7 +82,7 @@ def keys_list(data_dir: DataDir = None,
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: int, data_dir: DataDir = None) -> None:
+def keys_revoke(key_id: int, data_dir: DataDirOption = None) -> None:
     """Revoke a key; its review-page sessions end too."""
     with _keys(data_dir) as keys:
         record = keys.revoke(key_id)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.cli_models import open_registry
+from api.cli_common import DataDirOption
+from api.cli_models import open_registry, resolve_snapshot
 from inspection.errors import NotFoundError, QCError
 from inspection.settings import Settings, load_settings
 
@@ -20,17 +21,6 @@ if TYPE_CHECKING:
 
 training_app = typer.Typer(help="Training and evaluation.", no_args_is_help=True)
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
-
-
-def _snapshot(data_dir: Path, value: str) -> Any:
-    from datasets.library import DatasetLibrary
-    from datasets.snapshot import Snapshot
-
-    path = Path(value)
-    if path.exists():
-        return Snapshot.load(path)
-    return DatasetLibrary(data_dir / "datasets").get(value)
 
 
 def _model_path(registry: Any, value: str) -> tuple[Path, int | None]:
@@ -53,7 +43,7 @@ def train(
     epochs: int = 50, imgsz: int = 416, batch: int = 16,
     device: Annotated[str, typer.Option(help="cpu, or a CUDA device index such as 0.")] = "cpu",
     int8: Annotated[bool, typer.Option(help="Also make and register an int8-quantized variant.")] = False,
-    name: str | None = None, data_dir: DataDir = None,
+    name: str | None = None, data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     progress_file: Annotated[Path | None, typer.Option(
         help="Append one JSON line per finished epoch (epoch, epochs, metrics) here, for a job runner.")] = None,
@@ -99,8 +89,8 @@ def _train(settings: Settings, dataset: str, base: str, *, epochs: int, imgsz: i
     """Train, package and register (one candidate, two with ``int8``)."""
     from training.run import train_candidate
 
-    snapshot = _snapshot(settings.data_dir, dataset)
     with open_registry(settings) as registry:
+        snapshot = resolve_snapshot(dataset, settings, registry)[0]
         base_path, base_id = (None, None) if base.endswith((".yaml", ".yml")) else _model_path(registry, base)
         run = train_candidate(snapshot, runs_dir=settings.data_dir / "runs", base=base, base_path=base_path,
                               base_model_id=base_id, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
@@ -120,7 +110,7 @@ def evaluate(
     dataset: Annotated[str, typer.Option(help="Dataset snapshot id or manifest path.")],
     split: Annotated[str, typer.Option(help="train or val.")] = "val",
     out: Annotated[Path | None, typer.Option(help="Folder for pr_curve.png, confusion_matrix.png.")] = None,
-    threads: int = 0, data_dir: DataDir = None,
+    threads: int = 0, data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
@@ -132,8 +122,8 @@ def evaluate(
     if split not in ("train", "val"):
         raise QCError(f"--split must be train or val, got {split!r}")
     settings = load_settings(data_dir=data_dir)
-    snapshot = _snapshot(settings.data_dir, dataset)
     with open_registry(settings) as registry:
+        snapshot = resolve_snapshot(dataset, settings, registry)[0]
         package_path, model_id = _model_path(registry, model)
     detector = OnnxDetector.from_package(package_path, threads=threads or None)
     images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
