@@ -56,14 +56,15 @@ class EvidenceStore:
         """Store ``data`` and return its sha256; storing the same bytes again does nothing."""
         return self.put_file(data, suffix)[0]
 
-    def put_file(self, data: bytes, suffix: str = ".jpg") -> tuple[str, Path]:
-        """Like ``put``, also returning the file's path (no directory scan needed)."""
+    def put_file(self, data: bytes, suffix: str = ".jpg", *, sha256: str | None = None) -> tuple[str, Path]:
+        """Like ``put``, also returning the file's path (no directory scan needed). ``sha256`` is the caller's
+        own hash of these very bytes (a ``Frame`` has it already), so they are not hashed twice."""
         if not data:
             raise ValueError("evidence data is empty")
         suffix = suffix.lower() if suffix.startswith(".") else f".{suffix.lower()}"
         if not _SUFFIX_RE.match(suffix):
             raise ValueError(f"evidence suffix must look like '.jpg', got {suffix!r}")
-        sha = sha256_bytes(data)
+        sha = self._check_sha(sha256) if sha256 is not None else sha256_bytes(data)
         target = self._folder(sha) / f"{sha}{suffix}"
         if target.exists():
             return sha, target

@@ -160,7 +160,7 @@ class DetectionRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     inspection_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("inspections.id", ondelete="CASCADE"),
+        BigId, ForeignKey("inspections.id", ondelete="CASCADE"),
         index=True)
     class_name: Mapped[str] = mapped_column(String(ID_LEN), index=True)
     confidence: Mapped[float] = mapped_column(Float)
@@ -213,7 +213,7 @@ class RegisteredModelRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
     previous_champion_id: Mapped[int | None] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("registered_models.id"))
+        BigId, ForeignKey("registered_models.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -225,7 +225,7 @@ class ModelAuditRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("registered_models.id"), index=True)
+        BigId, ForeignKey("registered_models.id"), index=True)
     from_stage: Mapped[str | None] = mapped_column(String(16))
     to_stage: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(ID_LEN), default="")
@@ -262,7 +262,7 @@ class ReviewRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     inspection_id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer(), "sqlite"), ForeignKey("inspections.id"), index=True)
+        BigId, ForeignKey("inspections.id"), index=True)
     unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
     decision: Mapped[str] = mapped_column(String(16))
     boxes: Mapped[list[Any]] = mapped_column(JSON, default=list)

@@ -276,7 +276,7 @@ class BatchedResultWriter:
             try:
                 suffix = _suffix_of(frame.data) if frame.data else None
                 if suffix is not None:
-                    _sha, path = evidence.put_file(frame.data, suffix)
+                    _sha, path = evidence.put_file(frame.data, suffix, sha256=frame.sha256)  # hashed once
                     paths[index] = str(path)
                 else:
                     _sha, path = evidence.put_image(frame.image)
