@@ -16,6 +16,7 @@ from inspection.detector import OnnxDetector
 from models.package import ModelMetadata, ModelPackage, Thresholds, write_package
 from training.evaluate import evaluate_package
 from training.export import export_onnx
+from training.metrics import DetectionMetrics
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,18 @@ def software_versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def record_runtime_metrics(package_dir: Path, snapshot: Snapshot) -> DetectionMetrics:
+    """Evaluate a written package on the snapshot's val split through the stations' own runtime and store the
+    figures in its ``metadata.json`` (the sha256 covers ``model.onnx`` only, so this leaves it valid)."""
+    metrics = evaluate_package(OnnxDetector.from_package(package_dir), snapshot, split="val")
+    meta_path = Path(package_dir) / "metadata.json"
+    data = json.loads(meta_path.read_text())
+    data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
+                       "evaluated_with": "qcline runtime (onnxruntime, package thresholds, conf 0.001)"}
+    meta_path.write_text(json.dumps(data, indent=2) + "\n")
+    return metrics
 
 
 def build_package(weights: Path, *, snapshot: Snapshot, out_dir: Path, name: str, imgsz: int,
@@ -50,12 +63,7 @@ def build_package(weights: Path, *, snapshot: Snapshot, out_dir: Path, name: str
         training={**training, "software": software_versions()},
     )
     package = write_package(staging, onnx_path, meta)
-    detector = OnnxDetector.from_package(package.path)
-    metrics = evaluate_package(detector, snapshot, split="val")
-    data = json.loads((staging / "metadata.json").read_text())
-    data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
-                       "evaluated_with": "qcline runtime (onnxruntime, package thresholds, conf 0.001)"}
-    (staging / "metadata.json").write_text(json.dumps(data, indent=2) + "\n")
+    metrics = record_runtime_metrics(package.path, snapshot)
     if keep_weights:  # for fine-tuning later; the committed default package leaves it out to stay small
         shutil.copyfile(weights, staging / "weights.pt")
     for target_name, source in (extra_files or {}).items():

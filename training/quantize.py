@@ -6,7 +6,6 @@ by mAP through the runtime on the same split, never by speed alone.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import shutil
@@ -19,10 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.snapshot import Snapshot
-from inspection.detector import OnnxDetector, pre_process
+from inspection.detector import pre_process
 from inspection.errors import TrainingError
 from models.package import ModelPackage, write_package
-from training.evaluate import evaluate_package
+from training.package import record_runtime_metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +83,7 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
                                            "quantization": "onnxruntime static QDQ, u8 activations, s8 "
                                                            f"per-channel weights, {calibration_images} images"}})
     result = write_package(staging / "package", quantized, int8_meta)
-    metrics = evaluate_package(OnnxDetector.from_package(result.path), snapshot, split="val")
-    data = json.loads((result.path / "metadata.json").read_text())
-    data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
-                       "evaluated_with": "qcline runtime (onnxruntime, package thresholds, conf 0.001)"}
-    (result.path / "metadata.json").write_text(json.dumps(data, indent=2) + "\n")
+    metrics = record_runtime_metrics(result.path, snapshot)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     (staging / "package").replace(out_dir)
