@@ -99,10 +99,10 @@ def _shape_box(where: str, shape: Any, width: int, height: int) -> LabeledBox | 
     return checked_box(where, label, *polygon_bounds(coords), width, height)
 
 
-def _import_one(root: Path, json_path: Path, image_store: Path | None, builder: ResultBuilder) -> None:
+def _import_one(root: Path, json_path: Path, text: str, image_store: Path | None, builder: ResultBuilder) -> None:
     try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         builder.skip(json_path, f"malformed annotation file (JSON does not parse): {exc}")
         return
     if not isinstance(data, dict) or not isinstance(data.get("shapes"), list):
@@ -136,18 +136,18 @@ def _import_one(root: Path, json_path: Path, image_store: Path | None, builder: 
 def import_labelme(root: Path, *, image_store: Path | None = None) -> ImportResult:
     """Read every labelme JSON under ``root``; skipped files and shapes are listed with a reason."""
     root = require_folder(root)
-    json_files = []
-    for path in sorted(root.rglob("*.json")):
-        try:
-            head = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            head = ""
-        # Only files that look like labelme count; a broken one that mentions shapes is reported below.
-        if '"shapes"' in head or '"imagePath"' in head:
-            json_files.append(path)
-    if not json_files:
-        raise DatasetError(f"no labelme annotations under {root}: looked for *.json files with 'shapes'")
     builder = ResultBuilder()
-    for json_path in json_files:
-        _import_one(root, json_path, image_store, builder)
+    found = 0
+    for path in sorted(root.rglob("*.json")):  # each file read once (embedded imageData can be large)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            builder.skip(path, f"annotation file cannot be read: {exc}")
+            continue
+        # Only files that look like labelme count; a broken one that mentions shapes is reported.
+        if '"shapes"' in text or '"imagePath"' in text:
+            found += 1
+            _import_one(root, path, text, image_store, builder)
+    if not found:
+        raise DatasetError(f"no labelme annotations under {root}: looked for *.json files with 'shapes'")
     return builder.result("labelme", root)
