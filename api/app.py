@@ -34,7 +34,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = context or ServiceContext.open(settings)
+        ctx = context or ServiceContext.open(settings, metrics=metrics)
         ctx.metrics = metrics
         app.state.context = ctx
         ctx.start()

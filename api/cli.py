@@ -152,9 +152,13 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
         following = station.following_champion(inspector) if follow_champion else contextlib.nullcontext()
         with _progress() as progress, following:
             task = progress.add_task("inspecting", total=total)
+            # A frame advances the bar once it is committed (durable), not when it was judged.
             inspector.process(iter(src), progress=lambda n: progress.advance(task, n))
+            station.writer.flush()
         if close:
             inspector.close_open_units()
+        station.writer.flush()
+        recorded = station.writer.stats.written
         station.record_source(src, label, camera_label)
         customers = {o.id: o.customer_ref for o in station.store.list_orders()}
     summary = inspector.summary
@@ -162,17 +166,20 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
     if as_json:
         print_json({"units": [_unit_json(v) for v in verdicts], "frames": summary.frames,
                      "failed_frames": summary.failed_frames, "rejected_frames": summary.rejected_frames,
-                     "duplicate_frames": summary.duplicate_frames, "errors": summary.errors})
+                     "duplicate_frames": summary.duplicate_frames, "recorded_frames": recorded,
+                     "not_recorded_frames": summary.not_recorded, "errors": list(summary.errors)})
     else:
         out.print(_verdict_table(verdicts, customers))
         counts = {v: sum(1 for u in verdicts if u.verdict is v) for v in Verdict}
         out.print(f"{summary.frames} frames judged, {summary.failed_frames} unreadable, "
-                  f"{summary.duplicate_frames} already judged, {summary.rejected_frames} rejected; units: "
+                  f"{summary.duplicate_frames} already judged, {summary.rejected_frames} rejected, {recorded} newly "
+                  f"recorded, {summary.not_recorded} NOT recorded; units: "
                   + ", ".join(f"{n} {v.value}" for v, n in counts.items()))
         for message in summary.errors:
             err.print(f"[yellow]rejected:[/] {message}")
-    if summary.rejected_frames:
-        raise QCError(f"{summary.rejected_frames} frames were rejected (see above); the rest were recorded")
+    if summary.rejected_frames or summary.not_recorded:
+        raise QCError(f"{summary.rejected_frames} frames were rejected and {summary.not_recorded} not recorded (see "
+                      "above); every other frame is committed")
     return verdicts
 
 

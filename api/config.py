@@ -20,6 +20,9 @@ class ServiceSettings(Settings):
     model_poll_s: float = Field(default=2.0, gt=0.0, description="How often the registry is asked for a new "
                                 "champion (a promotion through the API swaps at once).")
     follow_champion: bool = Field(default=True, description="Swap in each newly promoted champion while serving.")
+    commit_give_up_s: float = Field(default=20.0, gt=0.0, description="How long a failing commit is retried "
+                                    "before the cameras waiting on it are answered 503 (never 200; their retry is "
+                                    "judged and stored exactly once).")
     idempotency_hours: float = Field(default=48.0, gt=0.0, description="How long a request's first answer is "
                                      "kept for retries with the same Idempotency-Key.")
 

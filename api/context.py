@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,11 +19,11 @@ from api.config import ServiceSettings
 from api.idempotency import IdempotencyStore
 from api.jobs import TrainingJobs
 from api.metrics import ServiceMetrics
-from api.station import StoreSink, station_model
+from api.station import StationCore, open_core, station_model
 from inspection.detector import OnnxDetector
 from inspection.errors import QCError
-from inspection.hotswap import ModelWatcher, champion_lookup
-from inspection.pipeline import Inspector
+from inspection.hotswap import ModelWatcher
+from inspection.pipeline import Sink
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
@@ -34,8 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ServiceContext:
     settings: ServiceSettings
-    store: ResultsStore
-    writer: BatchedResultWriter
+    core: StationCore
     registry: ModelRegistry
     keys: ApiKeyService
     reviews: ReviewService
@@ -50,18 +50,27 @@ class ServiceContext:
     _loader: threading.Thread | None = None
 
     @classmethod
-    def open(cls, settings: ServiceSettings) -> ServiceContext:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
-        engine = store.engine  # one pool for every repository of this process
-        # A camera that got 200 must find its frame recorded: when the database stalls, the writer blocks
-        # (up to 10 min) instead of dropping results, the batcher backs up, and new frames get 503 + Retry-After.
-        writer = BatchedResultWriter(store, batch_size=settings.write_batch, keep_pass_frames=settings.keep_pass_frames,
-                                     put_timeout_s=600.0)
+    def open(cls, settings: ServiceSettings, *, metrics: ServiceMetrics | None = None,
+             sinks: Sequence[Sink] = ()) -> ServiceContext:
+        """Wire the service through the composition root (``api.station.open_core``): a camera's 200 waits for
+        its group commit; a stalled database fills the writer's queue, the batcher backs up, new frames get 503 +
+        Retry-After, and a commit that fails for ``commit_give_up_s`` is answered 503 too (never 200)."""
+        metrics = metrics or ServiceMetrics()
+        core = open_core(settings, sinks=[metrics.commit_sink(), *sinks], give_up_after_s=settings.commit_give_up_s)
+        engine = core.store.engine  # one pool for every repository of this process
+        metrics.bind_writer(lambda: core.writer.stats)
         registry = ModelRegistry(engine, settings.data_dir / "models")
-        return cls(settings=settings, store=store, writer=writer, registry=registry, keys=ApiKeyService(engine),
-                   reviews=ReviewService(store), idempotency=IdempotencyStore(engine),
-                   jobs=TrainingJobs(engine, settings), metrics=ServiceMetrics())
+        return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine),
+                   reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine),
+                   jobs=TrainingJobs(engine, settings), metrics=metrics)
+
+    @property
+    def store(self) -> ResultsStore:
+        return self.core.store
+
+    @property
+    def writer(self) -> BatchedResultWriter:
+        return self.core.writer
 
     # -- the model ----------------------------------------------------------------------------------
 
@@ -89,22 +98,18 @@ class ServiceContext:
         else:
             self._load()
 
-    def _open_detector(self, path: Path) -> OnnxDetector:
-        s = self.settings
-        return OnnxDetector.from_package(path, threads=s.threads or None, max_batch=s.batch_size)
-
     def _load(self) -> None:
         s = self.settings
         try:
             path = station_model(s, store=self.store)
-            detector = self._open_detector(path)
+            detector = self.core.open_detector(path)
             detector.warmup()
         except Exception as e:  # reported by /readyz; the process stays up so the reason can be read
             self.load_error = f"model failed to load: {e}"
             log.exception("model failed to load")
             return
         self.model_path = path
-        inspector = Inspector(detector, self.store, [StoreSink(self.writer)], batch_size=s.batch_size)
+        inspector = self.core.inspector(detector, max_recent=100)
         batcher = MicroBatcher(inspector, max_batch=s.batch_size, max_wait_s=s.batch_wait_ms / 1000.0,
                                max_queue=s.max_queue, on_batch=self.metrics.observe_batch)
         batcher.start()
@@ -112,8 +117,7 @@ class ServiceContext:
         self.metrics.bind_queue_depth(lambda: batcher.depth)
         self.metrics.set_model(detector.model_sha256, detector.metadata.name)
         if s.follow_champion and s.model_path is None:
-            self.watcher = ModelWatcher(champion_lookup(self.registry), self._swap, current_sha=detector.model_sha256,
-                                        poll_interval_s=s.model_poll_s, loader=self._open_detector)
+            self.watcher = self.core.watcher(self._swap, detector.model_sha256, s.model_poll_s)
             self.watcher.start()
         self.metrics.ready.set(1)
         self._ready.set()
@@ -152,9 +156,4 @@ class ServiceContext:
         if self.batcher is not None:
             self.batcher.stop()
         self.jobs.close()
-        self.writer.close()
-        stats = self.writer.stats
-        if stats.dropped_writes or stats.failed_writes or stats.lost_results:
-            log.error("results writer: %d dropped, %d failed, %d lost", stats.dropped_writes, stats.failed_writes,
-                      stats.lost_results)
-        self.store.close()
+        self.core.close()

@@ -21,9 +21,10 @@ from api.auth import Principal
 from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
-from inspection.errors import ConflictError, InvalidFrameError, QCError
+from inspection.errors import InvalidFrameError, QCError
 from inspection.imageio import decode_image
 from inspection.pipeline import FrameOutcome, FrameStatus
+from inspection.store.writer import NotRecordedError
 from inspection.types import Frame, UnitVerdict
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def unit_verdict_json(uv: UnitVerdict) -> dict[str, Any]:
             "missing_views": list(uv.missing_views), "complete": uv.complete, "frames": len(uv.frames)}
 
 
-def outcome_json(outcome: FrameOutcome) -> dict[str, Any]:
+def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dict[str, Any]:
+    """The answer to a judged, committed frame; ``unit_verdict`` is the store's roll-up if this frame changed it."""
     assert outcome.result is not None and outcome.result.detections is not None
     v = outcome.result.verdict
     return {
@@ -106,7 +108,7 @@ def outcome_json(outcome: FrameOutcome) -> dict[str, Any]:
                       "box": [round(float(c), 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
                      for f in v.findings],
         "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
-        "unit_verdict": unit_verdict_json(outcome.unit_verdict) if outcome.unit_verdict else None,
+        "unit_verdict": unit_verdict_json(unit_verdict) if unit_verdict else None,
     }
 
 
@@ -160,14 +162,21 @@ class FrameService:
             raise outcome.error
         if outcome.status is FrameStatus.DUPLICATE:
             return await run_in_threadpool(self._recorded, frame)
-        return outcome_json(outcome)
+        assert outcome.committed is not None  # the service's inspector always has the journal
+        # Durable before acknowledged: the answer waits for the group commit that holds this result. A failed
+        # commit raises NotRecordedError (503): nothing was stored and the inspector forgot the unit, so the
+        # camera's retry (same Idempotency-Key) is judged and stored exactly once.
+        committed = await asyncio.wrap_future(outcome.committed)
+        if not committed.inserted:  # another process (or an earlier try) recorded this very frame first
+            return await run_in_threadpool(self._recorded, frame)
+        return outcome_json(outcome, committed.unit_verdict)
 
     def _recorded(self, frame: Frame) -> dict[str, Any]:
-        self.ctx.writer.flush(timeout=10)
+        self.ctx.writer.flush(timeout=10)  # the first copy of this frame may still be in a group commit
         row = self.ctx.store.find_inspection(frame.unit_id, frame.camera_id, frame.sha256)
         if row is None:
-            raise ConflictError(f"this frame of unit {frame.unit_id} was already judged, but its record is not "
-                                "written (yet): retry shortly")
+            raise NotRecordedError(f"this frame of unit {frame.unit_id} was judged moments ago but its record is "
+                                   "not committed (yet): retry shortly")
         findings = row["findings"]
         return {**{k: row[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256", "verdict",
                                        "reasons", "model_sha256", "profile_hash")},

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from inspection.pipeline import FrameOutcome, FrameStatus
+from inspection.store.writer import WriterStats
+from inspection.types import FrameResult, UnitVerdict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
 
@@ -28,8 +30,15 @@ class ServiceMetrics:
                               ["camera", "verdict"], registry=r)
         self.order_verdicts = Counter("qcline_order_frame_verdicts", "Frame verdicts by order (recent orders).",
                                       ["order", "verdict"], registry=r)
-        self.unit_verdicts = Counter("qcline_unit_verdicts", "Unit verdicts emitted, by verdict.", ["verdict"],
-                                     registry=r)
+        self.unit_verdicts = Counter("qcline_unit_verdicts", "Unit verdicts committed (rolled up in the store), by "
+                                     "verdict.", ["verdict"], registry=r)
+        self.committed = Counter("qcline_frames_committed", "Frame results made durable (group commit).", registry=r)
+        self.writer_pending = Gauge("qcline_commit_queue_depth", "Results waiting for their group commit.",
+                                    registry=r)
+        self.commit_stalled = Gauge("qcline_commit_stalled_seconds", "How long the current group commit has been "
+                                    "retrying a failing database (0 when it answers).", registry=r)
+        self.not_recorded = Gauge("qcline_results_not_recorded", "Results whose commit was given up (answered "
+                                  "503, never 200) since start.", registry=r)
         self.findings = Counter("qcline_findings", "Detections judged, by defect class and what the order's "
                                 "rule made of them.", ["defect_class", "outcome"], registry=r)
         self.rejected = Counter("qcline_frames_rejected", "Frames refused, by reason.", ["reason"], registry=r)
@@ -57,6 +66,16 @@ class ServiceMetrics:
 
     def bind_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
+
+    def bind_writer(self, stats: Callable[[], WriterStats]) -> None:
+        """Read the group-commit writer's state at each scrape."""
+        self.writer_pending.set_function(lambda: stats().pending)
+        self.commit_stalled.set_function(lambda: stats().stalled_s)
+        self.not_recorded.set_function(lambda: stats().not_recorded)
+
+    def commit_sink(self) -> CommitMetrics:
+        """The after-commit sink counting durable results and unit verdicts (plugged in by the station root)."""
+        return CommitMetrics(self)
 
     def set_model(self, sha256: str, name: str) -> None:
         with self._lock:
@@ -103,8 +122,6 @@ class ServiceMetrics:
                 self._order_series(verdict.order_id, verdict.verdict.value)
                 for finding in verdict.findings:
                     self.findings.labels(finding.class_name, finding.outcome.value).inc()
-                if outcome.unit_verdict is not None and outcome.unit_verdict.complete:
-                    self.unit_verdicts.labels(outcome.unit_verdict.verdict.value).inc()
         if judged:
             self.batch_latency.observe(seconds)
             self.batch_size.observe(judged)
@@ -112,3 +129,16 @@ class ServiceMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class CommitMetrics:
+    """Counts what is durable: runs on the writer's thread after each commit (an ``inspection.pipeline.Sink``)."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def submit(self, result: FrameResult) -> None:
+        self._metrics.committed.inc()
+
+    def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
+        self._metrics.unit_verdicts.labels(verdict.verdict.value).inc()

@@ -1,64 +1,132 @@
-"""Wiring of a station from settings: store, writer sink, detector, inspector.
+"""The composition root: the one place where a station is wired, for every front door (CLI and service).
 
-The CLI (and later the HTTP service) call these services instead of composing parts themselves, so
-both front doors run the same line.
+``open_core`` builds what every station shares: the results store, the group-commit writer (the journal
+a result must reach before it is acknowledged) and the sinks that hear of a result only once it is durable.
+``StationCore.inspector`` / ``open_detector`` / ``watcher`` add the model side. ``open_station`` (the CLI)
+and ``api.context.ServiceContext`` (the service) both use them, so each sink is wired once, here.
+
+**Plugging in an after-commit sink** (metrics, MQTT, PLC, ...): anything with ``submit(FrameResult)`` and
+``submit_unit_verdict(UnitVerdict)`` (``inspection.pipeline.Sink``; an optional ``close()`` is called at
+shutdown after the last commit). Either pass it per call (``open_core(settings, sinks=[...])``, as the
+service does with its metrics) or, for sinks every station gets from its settings, return it from
+``line_signal_sinks`` below. Sinks run on the writer's thread right after each commit: they must not block
+(queue and deliver on their own thread) and their errors are logged and counted, never undo a commit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspection.detector import OnnxDetector
 from inspection.hotswap import ModelWatcher, champion_lookup
-from inspection.pipeline import Inspector
+from inspection.pipeline import Inspector, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.sources import FrameSource
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter
-from inspection.types import FrameResult, UnitVerdict, Verdict
+from inspection.types import Verdict
 
 log = logging.getLogger(__name__)
 
 
-class StoreSink:
-    """Frame results go through the batched writer (off the inference path); unit verdicts follow them
-    through the same queue, so a unit's verdict is never written before its frames."""
+def line_signal_sinks(settings: Settings) -> list[Sink]:
+    """After-commit sinks every station builds from its settings (the line signals: MQTT to the MES, PLC
+    outputs). THE PLUG POINT: ``return list(inspection.signals.build_line_signals(settings))``."""
+    return []
 
-    def __init__(self, writer: BatchedResultWriter) -> None:
-        self._writer = writer
 
-    def submit(self, result: FrameResult) -> None:
-        self._writer.submit(result)
+@dataclass
+class StationCore:
+    """Store, journal (group-commit writer) and after-commit sinks of one station process."""
 
-    def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
-        self._writer.submit_unit_verdict(verdict)
+    settings: Settings
+    store: ResultsStore
+    writer: BatchedResultWriter
+    sinks: list[Sink] = field(default_factory=list)
+
+    def open_detector(self, path: Path) -> OnnxDetector:
+        s = self.settings
+        return OnnxDetector.from_package(path, threads=s.threads or None, max_batch=s.batch_size)
+
+    def inspector(self, detector: OnnxDetector, *, max_recent: int = 1000,
+                  on_unit_verdict: Callable[..., None] | None = None) -> Inspector:
+        """An inspector whose every result goes through the journal: done only once it is durable."""
+        return Inspector(detector, self.store, batch_size=self.settings.batch_size, journal=self.writer,
+                         max_recent=max_recent, on_unit_verdict=on_unit_verdict)
+
+    def watcher(self, swap: Callable[[OnnxDetector], None], current_sha: str,
+                poll_interval_s: float = 2.0) -> ModelWatcher:
+        """Follows promotions in the registry (on the store's own pool); not started."""
+        from models.registry import ModelRegistry
+
+        registry = ModelRegistry(self.store.engine, self.settings.data_dir / "models")
+        return ModelWatcher(champion_lookup(registry), swap, current_sha=current_sha,
+                            poll_interval_s=poll_interval_s, loader=self.open_detector)
+
+    def close(self) -> None:
+        """Commit what is queued, close the sinks, release the store."""
+        self.writer.close()
+        stats = self.writer.stats
+        if stats.not_recorded or stats.failed_writes:
+            log.error("results writer: %d commit attempts failed, %d results NOT recorded (their callers were "
+                      "told)", stats.failed_writes, stats.not_recorded)
+        for sink in self.sinks:
+            closer = getattr(sink, "close", None)
+            if callable(closer):
+                try:
+                    closer()
+                except Exception:
+                    log.exception("closing sink %s failed", type(sink).__name__)
+        self.store.close()
+
+
+def open_core(settings: Settings, *, sinks: Sequence[Sink] = (), give_up_after_s: float | None = None,
+              store: ResultsStore | None = None) -> StationCore:
+    """Open the store and the journal. ``sinks`` (plus ``line_signal_sinks(settings)``) hear of every result
+    and unit verdict once committed. ``give_up_after_s``: how long a commit is retried before its callers are
+    told it failed (``None``: retry until it works, the line pausing meanwhile; the CLI does that)."""
+    store = store or open_store(settings)
+    try:
+        all_sinks = [*sinks, *line_signal_sinks(settings)]
+        writer = BatchedResultWriter(store, batch_size=settings.write_batch,
+                                     keep_pass_frames=settings.keep_pass_frames, give_up_after_s=give_up_after_s,
+                                     after_commit=all_sinks)
+    except Exception:
+        store.close()
+        raise
+    return StationCore(settings, store, writer, all_sinks)
 
 
 @dataclass
 class Station:
-    settings: Settings
-    store: ResultsStore
-    writer: BatchedResultWriter
+    """A CLI station: the core plus a loaded model."""
+
+    core: StationCore
     detector: OnnxDetector
 
-    def inspector(self, on_unit_verdict: Callable[[UnitVerdict], None] | None = None) -> Inspector:
-        return Inspector(self.detector, self.store, [StoreSink(self.writer)], batch_size=self.settings.batch_size,
-                         on_unit_verdict=on_unit_verdict)
+    @property
+    def settings(self) -> Settings:
+        return self.core.settings
+
+    @property
+    def store(self) -> ResultsStore:
+        return self.core.store
+
+    @property
+    def writer(self) -> BatchedResultWriter:
+        return self.core.writer
+
+    def inspector(self, max_recent: int = 10_000) -> Inspector:
+        return self.core.inspector(self.detector, max_recent=max_recent)
 
     @contextmanager
     def following_champion(self, inspector: Inspector, poll_interval_s: float = 2.0) -> Iterator[ModelWatcher]:
         """Swap in each newly promoted champion between batches (verified, warmed up) while running."""
-        from models.registry import ModelRegistry
-
-        registry = ModelRegistry(self.store.engine, self.settings.data_dir / "models")  # the store's pool
-        watcher = ModelWatcher(champion_lookup(registry), inspector.swap_detector,
-                               current_sha=self.detector.model_sha256, poll_interval_s=poll_interval_s,
-                               loader=lambda path: OnnxDetector.from_package(
-                                   path, threads=self.settings.threads or None, max_batch=self.settings.batch_size))
+        watcher = self.core.watcher(inspector.swap_detector, self.detector.model_sha256, poll_interval_s)
         watcher.start()
         try:
             yield watcher
@@ -99,23 +167,15 @@ def station_model(settings: Settings, model: Path | None = None, *, store: Resul
 
 
 @contextmanager
-def open_station(settings: Settings, model: Path | None = None) -> Iterator[Station]:
-    """Open the store and the model, yield a station, and on exit flush every pending write."""
-    store = open_store(settings)
-    detector = OnnxDetector.from_package(station_model(settings, model, store=store),
-                                         threads=settings.threads or None, max_batch=settings.batch_size)
-    detector.warmup()
-    writer = BatchedResultWriter(store, batch_size=settings.write_batch,
-                                 keep_pass_frames=settings.keep_pass_frames)
+def open_station(settings: Settings, model: Path | None = None, *, sinks: Sequence[Sink] = ()) -> Iterator[Station]:
+    """Open the core and the model, yield a station, and on exit commit every pending result."""
+    core = open_core(settings, sinks=sinks)
     try:
-        yield Station(settings, store, writer, detector)
+        detector = core.open_detector(station_model(settings, model, store=core.store))
+        detector.warmup()
+        yield Station(core, detector)
     finally:
-        writer.close()
-        stats = writer.stats
-        if stats.dropped_writes or stats.failed_writes or stats.lost_results:
-            log.error("results writer: %d dropped, %d failed, %d lost", stats.dropped_writes,
-                      stats.failed_writes, stats.lost_results)
-        store.close()
+        core.close()
 
 
 VERDICT_STYLE = {Verdict.PASS: "green", Verdict.REVIEW: "yellow", Verdict.FAIL: "bold red"}

@@ -45,7 +45,6 @@ def _peak_rss_mb() -> float:
 def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> dict[str, float]:
     from datetime import UTC, datetime
 
-    from api.station import StoreSink
     from inspection.detector import OnnxDetector
     from inspection.imageio import decode_image
     from inspection.pipeline import Inspector
@@ -63,7 +62,7 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int) -> d
         store.import_order_book(OrderBook(profiles={"bench": profile},
                                           orders=(Order(id="BENCH", profile="bench"),)))
         writer = BatchedResultWriter(store, batch_size=64)
-        inspector = Inspector(detector, store, [StoreSink(writer)], batch_size=batch)
+        inspector = Inspector(detector, store, batch_size=batch, journal=writer)
         now = datetime.now(UTC)
 
         def frames() -> object:

@@ -94,7 +94,6 @@ def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int)
     -> batched SQLite writes, on the bundled model; frames per second including the final flush."""
     from datetime import UTC, datetime
 
-    from api.station import StoreSink
     from inspection.detector import OnnxDetector
     from inspection.imageio import decode_image
     from inspection.pipeline import Inspector
@@ -112,7 +111,7 @@ def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int)
         store = ResultsStore.open(f"sqlite:///{tmp}/qcline.db", Path(tmp) / "frames")
         store.import_order_book(load_order_book(DEMO_ORDERS))
         writer = BatchedResultWriter(store, batch_size=64)  # the service's default write_batch
-        inspector = Inspector(detector, store, [StoreSink(writer)], batch_size=batch)
+        inspector = Inspector(detector, store, batch_size=batch, journal=writer)
 
         def frames() -> Any:
             for i in range(count):

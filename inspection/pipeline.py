@@ -7,22 +7,26 @@ a frame that cannot be read is recorded against its unit and the line goes on.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import queue
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from inspection.errors import ConflictError, NotFoundError, QCError
+from inspection.errors import ConflictError, NotFoundError, QCError, StoreError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
 from inspection.types import (
+    Committed,
     Detections,
     Frame,
     FrameFailure,
@@ -54,6 +58,14 @@ class Sink(Protocol):
     def submit_unit_verdict(self, verdict: UnitVerdict) -> None: ...
 
 
+class Journal(Protocol):
+    """Where results become durable (the group-commit writer): a result is done when its future resolves."""
+
+    def submit(self, result: FrameResult) -> Future[Committed]: ...
+
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict]: ...
+
+
 class OrderResolver(Protocol):
     """Looks up orders with their profiles, and what is already recorded about units."""
 
@@ -66,14 +78,40 @@ class OrderResolver(Protocol):
 
 @dataclass
 class InspectionSummary:
+    """Counters of a run, plus the most recent unit verdicts and errors: bounded, since a station runs for
+    months (``max_recent`` of each are kept; the results store holds them all)."""
+
     frames: int = 0
     failed_frames: int = 0
     duplicate_frames: int = 0
     rejected_frames: int = 0
+    not_recorded: int = 0
     sink_errors: int = 0
     batches: int = 0
-    unit_verdicts: dict[str, UnitVerdict] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    units_judged: int = 0
+    error_count: int = 0
+    max_recent: int = 1000
+    unit_verdicts: OrderedDict[str, UnitVerdict] = field(default_factory=OrderedDict)
+    errors: deque[str] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_unit(self, verdict: UnitVerdict) -> None:
+        """Keep ``verdict`` as its unit's latest (thread-safe: commits report from the writer's thread)."""
+        with self._lock:
+            if verdict.unit_id in self.unit_verdicts:
+                self.unit_verdicts.move_to_end(verdict.unit_id)
+            else:
+                self.units_judged += 1
+            self.unit_verdicts[verdict.unit_id] = verdict
+            while len(self.unit_verdicts) > self.max_recent:
+                self.unit_verdicts.popitem(last=False)
+
+    def record_error(self, message: str) -> None:
+        with self._lock:
+            self.error_count += 1
+            self.errors.append(message)
+            while len(self.errors) > self.max_recent:
+                self.errors.popleft()
 
 
 class FrameStatus(enum.StrEnum):
@@ -96,6 +134,8 @@ class FrameOutcome:
     result: FrameResult | None = None
     error: QCError | None = None
     unit_verdict: UnitVerdict | None = None
+    committed: Future[Committed] | None = None
+    """With a journal: resolves once the result is durable (answer only then), or fails if it is not."""
 
 
 @dataclass
@@ -154,9 +194,17 @@ def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem,
 
 
 class Inspector:
+    """Judges frames and rolls units up. With a ``journal`` (the station's group-commit writer) every result
+    is handed to it and a frame is *done* only when its commit future resolves; unit verdicts then come from
+    the journal (rolled up in the store, under a lock), and the in-memory roll-up only steers this process.
+    A result whose commit failed makes the inspector forget its unit, so the retry of that frame is judged
+    again against what the store really holds (never "already judged" for a row that is not there).
+    """
+
     def __init__(self, detector: Detector, orders: OrderResolver, sinks: Sequence[Sink] = (), *,
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
-                 max_units: int = 10_000) -> None:
+                 max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
+                 store_retry_s: float = 0.5) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -168,7 +216,11 @@ class Inspector:
         self.max_units = max_units
         self._profiles: dict[str, InspectionProfile] = {}
         self._history: dict[str, tuple[str, list[FrameVerdict]]] = {}
-        self.summary = InspectionSummary()
+        self._journal = journal
+        self._stale: set[str] = set()
+        self._stale_lock = threading.Lock()
+        self.store_retry_s = store_retry_s
+        self.summary = InspectionSummary(max_recent=max_recent)
 
     @property
     def detector(self) -> Detector:
@@ -203,9 +255,22 @@ class Inspector:
             self._profiles[order_id] = self._orders.get_order(order_id)[1]
         return self._profiles[order_id]
 
+    def forget_units(self, unit_ids: Iterable[str]) -> None:
+        """Thread-safe: drop what this inspector believes about these units (their results were not
+        committed); the next frame of each reloads its history from the store."""
+        with self._stale_lock:
+            self._stale.update(unit_ids)
+
+    def _apply_forgotten(self) -> None:
+        with self._stale_lock:
+            stale, self._stale = self._stale, set()
+        for unit_id in stale:
+            self._units.pop(unit_id, None)
+            self._history.pop(unit_id, None)
+
     def _load_units(self, items: Sequence[SourceItem]) -> None:
         """Fetch the history of every unit in ``items`` this run has not met yet, in one store call."""
-        new = {item.unit_id for item in items if item.unit_id not in self._units}
+        new = {item.unit_id for item in items if item.unit_id not in self._units and item.unit_id not in self._history}
         if not new:
             return
         for unit_id, (order_id, history) in self._orders.unit_histories(sorted(new)).items():
@@ -239,24 +304,50 @@ class Inspector:
             del self._units[unit_id]
 
     # -- sinks ------------------------------------------------------------------------------------
-    def _emit(self, result: FrameResult) -> None:
+    def _emit(self, result: FrameResult) -> Future[Committed] | None:
         for sink in self._sinks:
             try:
                 sink.submit(result)
             except Exception:  # a failing sink must never stop the line
                 self.summary.sink_errors += 1
                 log.exception("sink %s failed on a frame of unit %s", type(sink).__name__, result.verdict.unit_id)
+        if self._journal is None:
+            return None
+        future = self._journal.submit(result)  # blocks while the journal is full: back-pressure
+        unit_id = result.verdict.unit_id
+        future.add_done_callback(lambda f: self._on_committed(unit_id, f))
+        return future
+
+    def _on_committed(self, unit_id: str, future: Future[Committed]) -> None:
+        """Runs in the journal's thread once a result is durable (or is not)."""
+        error = future.exception()
+        if error is not None:
+            self.forget_units([unit_id])
+            with self.summary._lock:
+                self.summary.not_recorded += 1
+            self.summary.record_error(f"unit {unit_id}: result NOT recorded ({error})")
+            return
+        verdict = future.result().unit_verdict
+        if verdict is not None:
+            self._durable_unit(verdict)
+
+    def _durable_unit(self, verdict: UnitVerdict) -> None:
+        self.summary.record_unit(verdict)
+        if self._on_unit_verdict is not None:
+            try:
+                self._on_unit_verdict(verdict)
+            except Exception:
+                log.exception("unit verdict callback failed on %s", verdict.unit_id)
 
     def _emit_unit(self, verdict: UnitVerdict) -> None:
-        self.summary.unit_verdicts[verdict.unit_id] = verdict
+        if self._journal is None:  # with a journal, the store's roll-up is the verdict (_on_committed)
+            self._durable_unit(verdict)
         for sink in self._sinks:
             try:
                 sink.submit_unit_verdict(verdict)
             except Exception:
                 self.summary.sink_errors += 1
                 log.exception("sink %s failed on unit verdict %s", type(sink).__name__, verdict.unit_id)
-        if self._on_unit_verdict is not None:
-            self._on_unit_verdict(verdict)
 
     def _add(self, state: _UnitState, verdict: FrameVerdict, *, closing: bool = False) -> None:
         state.frames.append(verdict)
@@ -269,10 +360,11 @@ class Inspector:
     def _reject(self, item: SourceItem, reason: str) -> None:
         self.summary.rejected_frames += 1
         message = f"{item.source or item.camera_id} (unit {item.unit_id}, order {item.order_id}): {reason}"
-        self.summary.errors.append(message)
+        self.summary.record_error(message)
         log.error("frame rejected: %s", message)
 
-    def _process_failure(self, item: FrameFailure) -> FrameResult | None:
+    def _process_failure(self, item: FrameFailure) -> FrameOutcome | None:
+        self._apply_forgotten()
         self._load_units([item])
         try:
             state = self._unit(item.unit_id, item.order_id)
@@ -284,12 +376,30 @@ class Inspector:
                                captured_at=item.captured_at, error=item.error, profile=state.profile,
                                model_sha256=self._detector.model_sha256)
         result = FrameResult(item, None, verdict)
-        self._emit(result)
+        committed = self._emit(result)
         self._add(state, verdict)
-        return result
+        return FrameOutcome(item, FrameStatus.JUDGED, result=result, committed=committed)  # type: ignore[arg-type]
 
-    def _process_batch(self, frames: list[Frame]) -> list[FrameResult]:
-        return [o.result for o in self.inspect_frames(frames) if o.result is not None]
+    def _wait_for_store(self, items: Sequence[SourceItem]) -> None:
+        """A replayed line pauses while the store is unreachable instead of rejecting frames: retry reading the
+        units' histories and orders until they answer (a missing order is not retried; it is refused later)."""
+        delay = self.store_retry_s
+        while True:
+            try:
+                self._apply_forgotten()
+                self._load_units(items)
+                for order_id in sorted({i.order_id for i in items}):
+                    with contextlib.suppress(NotFoundError):  # refused with its reason when judged
+                        self._profile(order_id)
+                return
+            except StoreError as e:
+                log.error("results store unavailable (%s): the line waits %.1f s and retries", e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _process_batch(self, frames: list[Frame]) -> list[FrameOutcome]:
+        self._wait_for_store(frames)
+        return self.inspect_frames(frames)
 
     def inspect_frames(self, frames: Sequence[Frame]) -> list[FrameOutcome]:
         """Judge ``frames`` in one forward pass; one outcome per frame, in order.
@@ -298,6 +408,7 @@ class Inspector:
         """
         outcomes: dict[int, FrameOutcome] = {}
         accepted: list[tuple[int, Frame, _UnitState]] = []
+        self._apply_forgotten()
         try:
             self._load_units(frames)
         except QCError as exc:  # e.g. the store is down: every frame of the batch is refused, none lost silently
@@ -329,11 +440,12 @@ class Inspector:
                                 model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
                 result = FrameResult(frame, dets, verdict)
                 self.summary.frames += 1
-                self._emit(result)
+                committed = self._emit(result)
                 before = state.emitted
                 self._add(state, verdict)
                 changed = state.emitted if state.emitted is not before else None
-                outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed)
+                outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed,
+                                               committed=committed)
         return [outcomes[i] for i in range(len(frames))]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
@@ -349,27 +461,53 @@ class Inspector:
             source.close()
 
     def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
+        """``progress(n)``: ``n`` frames are done: durable with a journal (called from its thread then), else
+        judged; a frame refused or already judged is done at once."""
+
+        def done(outcome: FrameOutcome | None) -> None:
+            if not progress:
+                return
+            if outcome is None or outcome.committed is None:
+                progress(1)
+            else:
+                outcome.committed.add_done_callback(lambda f: None if f.exception() else progress(1))
+
         batch: list[Frame] = []
         for item in source:
             if isinstance(item, FrameFailure):
-                self._process_failure(item)
-                if progress:
-                    progress(1)
+                self._wait_for_store([item])
+                done(self._process_failure(item))
                 continue
             batch.append(item)
             if len(batch) >= self.batch_size:
-                self._process_batch(batch)
-                if progress:
-                    progress(len(batch))
+                for outcome in self._process_batch(batch):
+                    done(outcome)
                 batch = []
         if batch:
-            self._process_batch(batch)
-            if progress:
-                progress(len(batch))
+            for outcome in self._process_batch(batch):
+                done(outcome)
         return self.summary
+
+    def close_unit_durably(self, unit_id: str) -> Future[UnitVerdict]:
+        """With a journal: close the unit in the store, after every result handed to it before; the future
+        holds the verdict rolled up from every frame the store has of it."""
+        if self._journal is None:
+            future: Future[UnitVerdict] = Future()
+            try:
+                future.set_result(self.close_unit(unit_id))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        state = self._units.get(unit_id)
+        if state is not None and state.frames:
+            self.close_unit(unit_id)  # this process's view follows; the store's roll-up is the verdict
+        durable = self._journal.close_unit(unit_id)
+        durable.add_done_callback(lambda f: None if f.exception() else self._durable_unit(f.result()))
+        return durable
 
     def close_unit(self, unit_id: str) -> UnitVerdict:
         """Close a unit now: its verdict, naming required views that never arrived."""
+        self._apply_forgotten()
         state = self._units.get(unit_id)
         if state is None:  # not met in this run (e.g. the station restarted): its recorded frames count
             history = self._orders.unit_histories([unit_id])
@@ -387,5 +525,16 @@ class Inspector:
         return verdict
 
     def close_open_units(self) -> list[UnitVerdict]:
-        """At the end of a replayed line: close every unit still waiting for views."""
-        return [self.close_unit(u) for u, s in self._units.items() if s.emitted is None or not s.emitted.complete]
+        """At the end of a replayed line: close every unit still waiting for views (durably, with a journal;
+        a unit that cannot be closed is recorded as an error)."""
+        open_units = [u for u, s in self._units.items() if s.emitted is None or not s.emitted.complete]
+        if self._journal is None:
+            return [self.close_unit(u) for u in open_units]
+        futures = [(u, self.close_unit_durably(u)) for u in open_units]
+        verdicts = []
+        for unit_id, future in futures:
+            try:
+                verdicts.append(future.result())
+            except QCError as exc:
+                self.summary.record_error(f"unit {unit_id}: not closed ({exc})")
+        return verdicts

@@ -216,3 +216,15 @@ class FrameResult:
     def __post_init__(self) -> None:
         if isinstance(self.frame, Frame) and self.detections is None:
             raise ValueError("FrameResult of a decoded Frame needs its Detections")
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A frame result is durable (committed to the results store or the local outbox).
+
+    ``inserted`` is ``False`` when it had been recorded before (a replay, or another process got it first);
+    ``unit_verdict`` is the unit's verdict when this result completed or changed it, rolled up from the store.
+    """
+
+    inserted: bool
+    unit_verdict: UnitVerdict | None = None

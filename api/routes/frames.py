@@ -81,9 +81,10 @@ async def post_frame(
 @router.post("/units/{unit_id:path}/close", response_model=UnitVerdictOut, responses=ERRORS,
              summary="Close a unit now and get its verdict")
 async def close_unit(unit_id: str, request: Request, _: Annotated[Principal, Depends(LINE)]) -> dict[str, Any]:
-    """Rolls the unit up from every frame it has, after the frames already queued; required views that never
+    """Rolls the unit up from every frame the store has of it (from any process), after the frames already queued,
+    and answers once that is committed; required views that never
     arrived are named and decide the verdict per the order's profile."""
     ctx = context(request)
     batcher = ctx.require_batcher()
-    verdict = await asyncio.wrap_future(batcher.call(lambda inspector: inspector.close_unit(unit_id)))
-    return unit_verdict_json(verdict)
+    durable = await asyncio.wrap_future(batcher.call(lambda inspector: inspector.close_unit_durably(unit_id)))
+    return unit_verdict_json(await asyncio.wrap_future(durable))  # committed, rolled up from the store

@@ -3,7 +3,8 @@
 Naming a file by the sha256 of its bytes makes writing idempotent (a replayed frame lands on the same
 file), lets many inspections share one file, and lets an auditor verify that a frame was not altered.
 Writes go to a temporary file in the same folder and are moved into place with ``os.replace``, so a
-crash or a full disk never leaves a truncated JPEG under a valid name.
+crash or a full disk never leaves a truncated JPEG under a valid name; the file and then its folder are
+fsynced, so a frame acknowledged to a camera is on disk before its row is committed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ log = logging.getLogger(__name__)
 JPEG_QUALITY = 95
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _SUFFIX_RE = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def sha_of_path(path: str | Path) -> str | None:
@@ -77,6 +86,7 @@ class EvidenceStore:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp_name, target)
+                _fsync_folder(target.parent)  # the rename itself survives a power loss
             except BaseException:
                 Path(tmp_name).unlink(missing_ok=True)
                 raise

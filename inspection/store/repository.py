@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy.sql.schema import Table
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
+from inspection.rules import roll_up
 from inspection.store.db import Database, describe, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
@@ -116,6 +118,15 @@ def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, li
     return grouped
 
 
+@dataclass(frozen=True)
+class GroupCommit:
+    """What one group commit did: per result whether it was new (``False``: already recorded, e.g. by another
+    process or an earlier try), and the units whose verdict it changed (rolled up from the database)."""
+
+    inserted: tuple[bool, ...]
+    unit_verdicts: Mapping[str, UnitVerdict]
+
+
 class ResultsStore(Database):
     """The results log: orders and profiles, units, per-frame inspections, findings and source stats.
 
@@ -128,6 +139,7 @@ class ResultsStore(Database):
     def __init__(self, engine: Engine, evidence: EvidenceStore) -> None:
         super().__init__(engine)
         self.evidence = evidence
+        self._profiles: dict[str, InspectionProfile] = {}  # by content hash: never stale
 
     @classmethod
     def open(cls, url: str, evidence_dir: Path) -> ResultsStore:
@@ -227,7 +239,7 @@ class ResultsStore(Database):
             if wanted[unit_id] != order_id:
                 raise ConflictError(f"unit {unit_id!r} belongs to order {order_id!r}, "
                                     f"not {wanted[unit_id]!r}")
-        missing = {u: o for u, o in wanted.items() if u not in existing}
+        missing = {u: wanted[u] for u in sorted(wanted) if u not in existing}  # id order: no lock cycles
         if not missing:
             return 0
         orders = set(session.scalars(select(OrderRow.id).where(OrderRow.id.in_(set(missing.values())))))
@@ -302,10 +314,22 @@ class ResultsStore(Database):
         ``evidence_paths`` maps an index into ``results`` to its stored evidence file. Units that do not
         exist yet are opened (their orders must exist: ``NotFoundError`` otherwise, and nothing is
         written). A result already recorded (same unit, camera and frame sha256) is skipped without
-        failing the batch, so replaying a source or retrying a batch never double counts.
+        failing the batch, so replaying a source or retrying a batch never double counts. Units are not
+        rolled up here: ``commit_group`` does both.
         """
-        if not results:
-            return 0
+        return sum(self.commit_group(results, evidence_paths, roll_up_units=False).inserted)
+
+    def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
+                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit:
+        """Record a group of frame results and roll their units up, in ONE transaction (one fsync).
+
+        The units touched are locked first (``SELECT .. FOR UPDATE`` on PostgreSQL; on SQLite the first
+        statement is a write, which takes the database's write lock), and each unit's verdict is rolled up
+        from *every frame the database holds for it*, not from one process's memory: two processes that each
+        record one of a unit's two required views produce exactly one complete verdict, whichever commits
+        second. ``close_units`` are closed in the same transaction (views still missing are named). Returns
+        which results were new and the units whose verdict changed.
+        """
         evidence_paths = evidence_paths or {}
         wanted: dict[str, str] = {}
         for result in results:
@@ -313,10 +337,17 @@ class ResultsStore(Database):
             if wanted.setdefault(v.unit_id, v.order_id) != v.order_id:
                 raise ConflictError(f"batch puts unit {v.unit_id!r} under orders "
                                     f"{wanted[v.unit_id]!r} and {v.order_id!r}")
+        if not results and not close_units:
+            return GroupCommit((), {})
         now = utcnow()
-        inserted = 0
+        inserted: list[bool] = []
+        touched: set[str] = set()
         with self._session(f"recording {len(results)} frame results") as session:
-            self._ensure_units(session, wanted)
+            self._lock_units(session, sorted(set(wanted) | set(close_units)))
+            if wanted:
+                self._ensure_units(session, wanted)
+                if self.dialect == "postgresql":  # new units exist now: lock them too, in id order
+                    self._lock_units(session, sorted(wanted))
             stmt = _insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
                                   ["unit_id", "camera_id", "frame_sha256"]).returning(InspectionRow.id)
             for index, result in enumerate(results):
@@ -331,11 +362,12 @@ class ResultsStore(Database):
                     "error": error, "source": frame.source, "evidence_path": path,
                     "evidence_sha256": sha_of_path(path) if path else None,
                     "n_findings": len(v.findings), "created_at": now}).scalar()
+                inserted.append(new_id is not None)
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
                               frame_key(result)[:12], v.unit_id, v.camera_id)
                     continue
-                inserted += 1
+                touched.add(v.unit_id)
                 if v.findings:
                     session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
                         {"inspection_id": new_id, "class_name": f.class_name,
@@ -343,7 +375,76 @@ class ResultsStore(Database):
                          "x1": float(f.box[0]), "y1": float(f.box[1]), "x2": float(f.box[2]),
                          "y2": float(f.box[3]), "outcome": f.outcome.value, "rule": f.rule}
                         for f in v.findings])
-        return inserted
+            changed: dict[str, UnitVerdict] = {}
+            if roll_up_units or close_units:
+                closing = set(close_units)
+                changed = self._roll_up(session, sorted((touched if roll_up_units else set()) | closing),
+                                        closing, now)
+        return GroupCommit(tuple(inserted), changed)
+
+    def _lock_units(self, session: Session, unit_ids: Sequence[str]) -> None:
+        """Serialise roll-ups of these units across processes until the transaction ends."""
+        if not unit_ids:
+            return
+        if self.dialect == "postgresql":
+            session.execute(select(UnitRow.id).where(UnitRow.id.in_(unit_ids)).order_by(UnitRow.id)
+                            .with_for_update())
+        else:  # SQLite locks the whole database for writing at the first write statement of a transaction
+            session.execute(update(UnitRow).where(UnitRow.id.in_(unit_ids))
+                            .values(updated_at=UnitRow.updated_at))
+
+    def _profile_by_hash(self, session: Session, profile_hash: str) -> InspectionProfile:
+        profile = self._profiles.get(profile_hash)
+        if profile is None:
+            row = session.get(ProfileRow, profile_hash)
+            if row is None:
+                raise StoreError(f"profile {profile_hash!r} is not stored")
+            profile = self._profiles[profile_hash] = _profile_from_row(row)  # immutable: named by content
+        return profile
+
+    def _roll_up(self, session: Session, unit_ids: Sequence[str], closing: set[str],
+                 now: datetime) -> dict[str, UnitVerdict]:
+        """Roll ``unit_ids`` up from the frames recorded for them (in this transaction, under their locks);
+        store and return the verdicts that changed."""
+        if not unit_ids:
+            return {}
+        units = {u.id: u for u in session.scalars(select(UnitRow).where(UnitRow.id.in_(list(unit_ids))))}
+        missing = sorted(set(closing) - set(units))
+        if missing:
+            raise NotFoundError(f"unit {missing[0]!r} has no record")
+        histories = self._histories(session, list(units))
+        changed: dict[str, UnitVerdict] = {}
+        for unit_id in unit_ids:
+            unit = units[unit_id]
+            frames = histories.get(unit_id, (unit.order_id, []))[1]
+            if not frames:
+                if unit_id in closing:
+                    raise ConflictError(f"unit {unit_id!r} has no frames yet: nothing to judge")
+                continue
+            profile_hash = frames[-1].profile_hash
+            if profile_hash:
+                profile = self._profile_by_hash(session, profile_hash)
+            else:
+                order = session.get(OrderRow, unit.order_id)
+                assert order is not None  # foreign key
+                profile = self._profile_by_hash(session, order.profile_hash)
+            uv = roll_up(frames, profile, closing=unit_id in closing)
+            if uv is None:
+                continue
+            same = (unit.verdict == uv.verdict.value and list(unit.reasons or ()) == list(uv.reasons)
+                    and list(unit.missing_views or ()) == list(uv.missing_views) and unit.complete == uv.complete)
+            if same and unit.status == UNIT_CLOSED and unit_id in closing:
+                changed[unit_id] = uv  # closing again: the same verdict, said again
+                continue
+            if same and (unit.status == UNIT_CLOSED or unit_id not in closing):
+                continue
+            unit.verdict, unit.reasons, unit.missing_views = uv.verdict.value, list(uv.reasons), list(uv.missing_views)
+            unit.complete, unit.updated_at = uv.complete, now
+            if unit.status != UNIT_CLOSED:
+                unit.status, unit.closed_at = UNIT_CLOSED, now
+            changed[unit_id] = uv
+        session.flush()
+        return changed
 
     def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]:
         """The unit's recorded frame verdicts (oldest first), rebuilt so a restarted station can roll up
@@ -358,12 +459,16 @@ class ResultsStore(Database):
         if not wanted:
             return {}
         with self._session("reading unit histories") as session:
-            units = dict(session.execute(select(UnitRow.id, UnitRow.order_id).where(UnitRow.id.in_(wanted))).all())
-            if not units:
-                return {}
-            rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
-                                        .order_by(InspectionRow.captured_at, InspectionRow.id)))
-            findings = findings_of(session, [r.id for r in rows])
+            return self._histories(session, wanted)
+
+    @staticmethod
+    def _histories(session: Session, wanted: Sequence[str]) -> dict[str, tuple[str, list[FrameVerdict]]]:
+        units = dict(session.execute(select(UnitRow.id, UnitRow.order_id).where(UnitRow.id.in_(list(wanted)))).all())
+        if not units:
+            return {}
+        rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
+                                    .order_by(InspectionRow.captured_at, InspectionRow.id)))
+        findings = findings_of(session, [r.id for r in rows])
         histories: dict[str, tuple[str, list[FrameVerdict]]] = {u: (o, []) for u, o in units.items()}
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
@@ -517,4 +622,4 @@ class ResultsStore(Database):
             return session.execute(query.limit(1)).first() is not None
 
 
-__all__ = ["FAILURE_KEY_PREFIX", "ResultsStore", "frame_key"]
+__all__ = ["FAILURE_KEY_PREFIX", "GroupCommit", "ResultsStore", "frame_key"]

@@ -1,17 +1,21 @@
-"""``BatchedResultWriter``: get frame results off the inference path and into the database in batches.
+"""``BatchedResultWriter``: group commit of frame results, so a result is acknowledged only once it is durable.
 
-Inference produces a result every few milliseconds; a database commit (fsync) costs about as much. So
-``submit`` only puts the result on a bounded queue, and one background thread groups results into a
-transaction per ``batch_size`` results or per ``flush_interval_s``, whichever comes first. Evidence
-frames are written to disk *before* their rows, so no row ever names a missing file. Every frame is kept
-until its unit's verdict is known: unit verdicts travel through the same queue, after their frames, and
-a PASS unit's frames are then released (unless ``keep_pass_frames``), so exactly the frames of units
-that are not PASS stay for review.
+A camera's 200, a frame the CLI counts as done: both wait on the ``Future`` that ``submit`` returns, and it
+resolves only after the result's row, its findings and its evidence frame are committed. Throughput comes
+from *group commit*, as databases and brokers do it: one background thread takes everything queued (up to
+``batch_size``) and commits it in ONE transaction (one fsync); results arriving during that commit form the
+next group. No timer adds latency to a lone camera, and under load the groups grow by themselves.
 
-Nothing is lost silently: a full queue blocks ``submit`` for at most ``put_timeout_s`` and then counts
-``dropped_writes`` and logs an error; a failing transaction is logged, counted (``failed_writes``) and
-retried once; results that still cannot be written are counted in ``lost_results``. The thread itself
-never dies of an error.
+Each group also rolls its units up *in the database* (``ResultsStore.commit_group``, under a lock on the unit
+rows), so a unit verdict is never stored without its frames and two processes sharing a database agree.
+Evidence files are written (and fsynced) before the transaction that names them.
+
+Nothing is dropped. A full queue blocks ``submit`` (back-pressure: the service's batcher stops taking
+frames and cameras get 503 + Retry-After; the CLI's source pauses). A failing commit is retried with
+back-off; after ``give_up_after_s`` (``None``: never) its results' futures fail with ``NotRecordedError``,
+never with a success, so the caller can answer 503 and the camera's retry is judged and stored exactly once.
+A result the database refuses (unknown order, unit under another order) fails alone; the rest of its group
+is committed. Sinks given as ``after_commit`` (metrics, MQTT, PLC) hear of a result only once it is durable.
 """
 
 from __future__ import annotations
@@ -21,15 +25,21 @@ import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.store.evidence import EvidenceStore
-from inspection.types import Frame, FrameResult, UnitVerdict, Verdict
+from inspection.store.repository import GroupCommit
+from inspection.types import Committed, Frame, FrameResult, UnitVerdict, Verdict
 
 log = logging.getLogger(__name__)
+
+
+class NotRecordedError(StoreError):
+    """A result could not be committed (the database stayed unavailable): it was NOT stored; retry it."""
 
 
 class ResultLog(Protocol):
@@ -37,45 +47,59 @@ class ResultLog(Protocol):
 
     evidence: EvidenceStore
 
-    def record_frame_results(self, results: Sequence[FrameResult],
-                             evidence_paths: Mapping[int, str] | None = None) -> int: ...
-
-    def record_unit_verdicts(self, verdicts: Sequence[tuple[UnitVerdict, bool]]) -> None: ...
+    def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
+                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit: ...
 
     def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]: ...
+
+
+class CommitSink(Protocol):
+    """Told of every durable frame result and unit verdict (``inspection.pipeline.Sink`` has this shape)."""
+
+    def submit(self, result: FrameResult) -> None: ...
+
+    def submit_unit_verdict(self, verdict: UnitVerdict) -> None: ...
 
 
 @dataclass(frozen=True)
 class WriterStats:
     """Counters of a writer, as of when ``stats`` was read.
 
-    ``written`` rows inserted; ``duplicates`` results already recorded (replays); ``dropped_writes``
-    results refused because the queue stayed full; ``failed_writes`` failed database transactions
-    (each retry counts); ``lost_results`` results given up after the retry; ``evidence_failures``
-    evidence frames that could not be stored (their rows are still written, without a path).
+    ``written`` rows inserted; ``duplicates`` results already recorded; ``batches`` committed groups;
+    ``failed_writes`` failed commit attempts (each retry counts); ``not_recorded`` results given up on after
+    ``give_up_after_s`` or refused by the database (their callers were told, none was acknowledged);
+    ``evidence_failures`` frames whose evidence could not be stored (rows still written, without a path);
+    ``stalled_s`` how long the current group has been retrying (0 when the database answers).
     """
 
     submitted: int = 0
     written: int = 0
     duplicates: int = 0
     batches: int = 0
-    dropped_writes: int = 0
     failed_writes: int = 0
-    lost_results: int = 0
+    not_recorded: int = 0
     evidence_written: int = 0
     evidence_failures: int = 0
     unit_verdicts: int = 0
     evidence_released: int = 0
+    sink_errors: int = 0
     pending: int = 0
+    stalled_s: float = 0.0
 
 
 _STOP = object()
 
 
-@dataclass(frozen=True)
-class _UnitVerdictItem:
-    verdict: UnitVerdict
-    closed: bool
+@dataclass
+class _FrameItem:
+    result: FrameResult
+    future: Future[Committed]
+
+
+@dataclass
+class _CloseItem:
+    unit_id: str
+    future: Future[UnitVerdict]
 
 
 class _FlushMarker:
@@ -96,72 +120,67 @@ def _suffix_of(data: bytes) -> str | None:
 
 
 class BatchedResultWriter:
-    """A thread-safe sink of ``FrameResult`` writing to a ``ResultsStore`` from one background thread."""
+    """Thread-safe group committer of ``FrameResult`` to a ``ResultsStore``, from one background thread."""
 
-    def __init__(self, store: ResultLog, *, batch_size: int = 64, flush_interval_s: float = 0.2,
-                 queue_size: int = 1024, keep_pass_frames: bool = False, put_timeout_s: float = 1.0,
-                 retry_delay_s: float = 0.5) -> None:
+    def __init__(self, store: ResultLog, *, batch_size: int = 64, queue_size: int = 1024,
+                 keep_pass_frames: bool = False, give_up_after_s: float | None = None,
+                 retry_delay_s: float = 0.2, max_retry_delay_s: float = 2.0,
+                 after_commit: Sequence[CommitSink] = ()) -> None:
         if batch_size < 1 or queue_size < 1:
             raise ValueError("batch_size and queue_size must be >= 1")
-        if flush_interval_s <= 0 or put_timeout_s < 0 or retry_delay_s < 0:
-            raise ValueError("flush_interval_s must be > 0; put_timeout_s and retry_delay_s >= 0")
+        if retry_delay_s < 0 or max_retry_delay_s < retry_delay_s or (give_up_after_s is not None
+                                                                      and give_up_after_s < 0):
+            raise ValueError("retry_delay_s >= 0, max_retry_delay_s >= retry_delay_s, give_up_after_s >= 0")
         self.store = store
         self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_s
         self.keep_pass_frames = keep_pass_frames
-        self.put_timeout_s = put_timeout_s
+        self.give_up_after_s = give_up_after_s
         self.retry_delay_s = retry_delay_s
+        self.max_retry_delay_s = max_retry_delay_s
+        self._sinks: list[CommitSink] = list(after_commit)
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._closed = False
+        self._stalled_since: float | None = None
         self._counts: dict[str, int] = dict.fromkeys(
-            ("submitted", "written", "duplicates", "batches", "dropped_writes", "failed_writes",
-             "lost_results", "evidence_written", "evidence_failures", "unit_verdicts", "evidence_released"), 0)
-        self._thread = threading.Thread(target=self._run, name="qcline-results-writer", daemon=True)
+            ("submitted", "written", "duplicates", "batches", "failed_writes", "not_recorded", "evidence_written",
+             "evidence_failures", "unit_verdicts", "evidence_released", "sink_errors"), 0)
+        self._thread = threading.Thread(target=self._run, name="qcline-group-commit", daemon=True)
         self._thread.start()
 
     # -- producer side ----------------------------------------------------------------------------------
 
-    def submit(self, result: FrameResult) -> bool:
-        """Queue ``result`` for writing; ``False`` (counted, logged) if the queue stayed full.
+    def add_sink(self, sink: CommitSink) -> None:
+        """Tell ``sink`` of every result and unit verdict committed from now on."""
+        with self._lock:
+            self._sinks = [*self._sinks, sink]
 
-        Blocks at most ``put_timeout_s`` so a stalled database slows the line down briefly instead of
-        stopping it, and never hides that results were dropped.
+    def submit(self, result: FrameResult) -> Future[Committed]:
+        """Queue ``result``; the future resolves once it is committed (or fails with why it is not).
+
+        Blocks while the queue is full: a slow database slows the line down, it never loses a result.
         """
         if not isinstance(result, FrameResult):
             raise TypeError(f"submit() takes a FrameResult, got {type(result).__name__}")
-        if self._closed:
-            raise StoreError("results writer is closed: cannot record more frame results")
-        try:
-            self._queue.put(result, timeout=self.put_timeout_s)
-        except queue.Full:
-            with self._lock:
-                self._counts["dropped_writes"] += 1
-                dropped = self._counts["dropped_writes"]
-            log.error("results queue full for %.1f s: dropped result of unit %s camera %s "
-                      "(%d dropped so far; is the database slow or down?)", self.put_timeout_s,
-                      result.verdict.unit_id, result.verdict.camera_id, dropped)
-            return False
-        with self._lock:
-            self._counts["submitted"] += 1
-        return True
+        future: Future[Committed] = Future()
+        self._put(_FrameItem(result, future))
+        self._count("submitted")
+        return future
 
-    def submit_unit_verdict(self, verdict: UnitVerdict, *, closed: bool = True) -> None:
-        """Queue a unit verdict behind the unit's frames; a failure is logged, never raised to the line."""
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict]:
+        """Close ``unit_id`` after every result queued before, rolled up from the database."""
+        future: Future[UnitVerdict] = Future()
+        self._put(_CloseItem(unit_id, future))
+        return future
+
+    def _put(self, item: object) -> None:
         if self._closed:
-            raise StoreError("results writer is closed: cannot record more unit verdicts")
-        try:  # like a frame result: a stalled database slows the line for put_timeout_s, never stops it
-            self._queue.put(_UnitVerdictItem(verdict, closed), timeout=self.put_timeout_s)
-        except queue.Full:
-            self._count("dropped_writes")
-            log.error("results queue full for %.1f s: dropped the verdict of unit %s (is the database slow or "
-                      "down?)", self.put_timeout_s, verdict.unit_id)
+            raise StoreError("results writer is closed: cannot record more results")
+        self._queue.put(item)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything submitted so far is written (or given up on); ``False`` on timeout."""
+        """Wait until everything submitted so far is committed (or given up on); ``False`` on timeout."""
         if self._closed or not self._thread.is_alive():
-            # After close the thread drains the queue up to its stop mark; a marker behind it would
-            # never be answered.
             self._thread.join(timeout)
             return not self._thread.is_alive()
         marker = _FlushMarker()
@@ -169,14 +188,14 @@ class BatchedResultWriter:
         return marker.done.wait(timeout)
 
     def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, then stop the thread. Idempotent."""
+        """Commit what is queued, then stop the thread. Idempotent."""
         with self._lock:
             already, self._closed = self._closed, True
         if not already:
             self._queue.put(_STOP)
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("results writer did not finish within %s s; %d results still queued",
+            log.error("results writer did not finish within %s s; %d items still queued (NOT acknowledged)",
                       timeout, self._queue.qsize())
 
     def __enter__(self) -> Self:
@@ -189,7 +208,8 @@ class BatchedResultWriter:
     @property
     def stats(self) -> WriterStats:
         with self._lock:
-            return WriterStats(pending=self._queue.qsize(), **self._counts)
+            stalled = time.monotonic() - self._stalled_since if self._stalled_since is not None else 0.0
+            return WriterStats(pending=self._queue.qsize(), stalled_s=stalled, **self._counts)
 
     @property
     def closed(self) -> bool:
@@ -198,62 +218,128 @@ class BatchedResultWriter:
     # -- writer thread ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        batch: list[FrameResult] = []
-        units: list[_UnitVerdictItem] = []
-        deadline = 0.0
         while True:
+            group = [self._queue.get()]
+            while len(group) < self.batch_size and group[-1] is not _STOP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if batch or units:
-                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
-                else:
-                    item = self._queue.get()
-            except queue.Empty:
-                self._write_safely(batch, units)
-                batch, units = [], []
-                continue
-            if item is _STOP:
-                self._write_safely(batch, units)
+                self._process(group)
+            except Exception:  # never die: every future below was resolved or is failed here
+                log.exception("results writer: unexpected error in a group of %d", len(group))
+                self._fail([i for i in group if isinstance(i, _FrameItem | _CloseItem)],
+                           NotRecordedError("internal error of the results writer (logged): retry"))
+            if group[-1] is _STOP:
                 return
-            if isinstance(item, _FlushMarker):
-                self._write_safely(batch, units)
-                batch, units = [], []
-                item.done.set()
-                continue
-            if not batch and not units:
-                deadline = time.monotonic() + self.flush_interval_s
-            if isinstance(item, _UnitVerdictItem):
-                units.append(item)  # written after the batch's frames, in the same flush
-            elif isinstance(item, FrameResult):
-                batch.append(item)
-            else:  # submit() checks; never let a stray item kill the thread
-                log.error("results writer: ignoring unexpected queue item %r", item)
-                continue
-            if len(batch) + len(units) >= self.batch_size:
-                self._write_safely(batch, units)
-                batch, units = [], []
 
-    def _write_safely(self, batch: list[FrameResult], units: Sequence[_UnitVerdictItem] = ()) -> None:
-        if batch:
+    def _process(self, group: list[object]) -> None:
+        frames = [i for i in group if isinstance(i, _FrameItem)]
+        closes = [i for i in group if isinstance(i, _CloseItem)]
+        if frames or closes:
+            paths = self._store_evidence([i.result for i in frames])
             try:
-                self._write(batch)
-            except Exception:  # the thread must survive anything; _write already counts what it can
-                log.exception("results writer: unexpected error writing %d results", len(batch))
-                self._count("lost_results", len(batch))
-        if units:
-            self._record_unit_verdicts(units)
+                commit = self._commit_retrying([i.result for i in frames], paths, [c.unit_id for c in closes])
+            except (NotFoundError, ConflictError) as e:
+                log.warning("group of %d rejected (%s); committing its items one by one", len(group), e)
+                self._one_by_one(frames, closes, paths)
+            except NotRecordedError as e:
+                self._fail([*frames, *closes], e)
+            else:
+                self._resolve(frames, closes, commit)
+        for item in group:
+            if isinstance(item, _FlushMarker):
+                item.done.set()
 
-    def _record_unit_verdicts(self, items: Sequence[_UnitVerdictItem]) -> None:
-        latest = {item.verdict.unit_id: item for item in items}  # a unit re-judged in one flush: last wins
+    def _one_by_one(self, frames: list[_FrameItem], closes: list[_CloseItem], paths: dict[int, str]) -> None:
+        for index, item in enumerate(frames):
+            single = {0: paths[index]} if index in paths else {}
+            try:
+                self._resolve([item], [], self._commit_retrying([item.result], single, []))
+            except Exception as e:
+                v = item.result.verdict
+                log.error("result of unit %s (order %s, camera %s) NOT recorded: %s", v.unit_id, v.order_id,
+                          v.camera_id, e)
+                self._fail([item], e)
+        for close in closes:
+            try:
+                self._resolve([], [close], self._commit_retrying([], {}, [close.unit_id]))
+            except Exception as e:
+                self._fail([close], e)
+
+    def _commit_retrying(self, results: list[FrameResult], paths: dict[int, str],
+                         close_units: list[str]) -> GroupCommit:
+        started = time.monotonic()
+        delay = self.retry_delay_s
+        attempt = 0
         try:
-            self.store.record_unit_verdicts([(i.verdict, i.closed) for i in latest.values()])
-            self._count("unit_verdicts", len(latest))
-        except Exception as e:
-            self._count("failed_writes")
-            log.error("verdicts of units %s NOT recorded: %s", sorted(latest), e)
-            return
+            while True:
+                attempt += 1
+                try:
+                    return self.store.commit_group(results, paths or None, close_units=close_units)
+                except (NotFoundError, ConflictError):
+                    raise
+                except Exception as e:
+                    self._count("failed_writes")
+                    with self._lock:
+                        if self._stalled_since is None:
+                            self._stalled_since = started
+                    waited = time.monotonic() - started
+                    if self.give_up_after_s is not None and waited >= self.give_up_after_s:
+                        log.error("commit of %d results failed for %.1f s (%s): NOT recorded, callers told to "
+                                  "retry", len(results), waited, e)
+                        raise NotRecordedError(f"results not recorded: the database is unavailable ({e}); "
+                                               "retry") from e
+                    if attempt == 1 or attempt % 10 == 0:
+                        log.error("commit of %d results failed (try %d, %.1f s): %s; retrying (the line waits)",
+                                  len(results), attempt, waited, e)
+                    time.sleep(delay)
+                    delay = min(max(delay * 2, 0.01), self.max_retry_delay_s)
+        finally:
+            with self._lock:
+                self._stalled_since = None
+
+    def _resolve(self, frames: list[_FrameItem], closes: list[_CloseItem], commit: GroupCommit) -> None:
+        written = sum(commit.inserted)
+        with self._lock:
+            self._counts["written"] += written
+            self._counts["duplicates"] += len(frames) - written
+            self._counts["batches"] += 1
+            self._counts["unit_verdicts"] += len(commit.unit_verdicts)
+        # The verdict of a unit goes with the last new result of that unit in the group: the one completing it.
+        last_of_unit = {item.result.verdict.unit_id: n for n, item in enumerate(frames) if commit.inserted[n]}
+        for n, item in enumerate(frames):
+            unit_id = item.result.verdict.unit_id
+            uv = commit.unit_verdicts.get(unit_id) if last_of_unit.get(unit_id) == n else None
+            item.future.set_result(Committed(commit.inserted[n], uv))
+        for close in closes:
+            close.future.set_result(commit.unit_verdicts[close.unit_id])
+        for sink in self._sinks:
+            try:
+                for n, item in enumerate(frames):
+                    if commit.inserted[n]:
+                        sink.submit(item.result)
+                for uv in commit.unit_verdicts.values():
+                    sink.submit_unit_verdict(uv)
+            except Exception:  # a failing sink never undoes or delays a commit
+                self._count("sink_errors")
+                log.exception("after-commit sink %s failed", type(sink).__name__)
+        self._release_pass_evidence(commit.unit_verdicts)
+
+    def _fail(self, items: Sequence[_FrameItem | _CloseItem], error: Exception) -> None:
+        frames = sum(isinstance(i, _FrameItem) for i in items)
+        self._count("not_recorded", frames)
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def _release_pass_evidence(self, verdicts: Mapping[str, UnitVerdict]) -> None:
         if self.keep_pass_frames:
             return
-        passed = [u for u, i in latest.items() if i.verdict.verdict is Verdict.PASS]
+        passed = [u for u, v in verdicts.items() if v.verdict is Verdict.PASS]
+        if not passed:
+            return
         try:
             for sha in self.store.release_unit_evidence(passed):
                 if self.store.evidence.delete(sha):
@@ -266,7 +352,7 @@ class BatchedResultWriter:
             self._counts[name] += n
 
     def _store_evidence(self, batch: Sequence[FrameResult]) -> dict[int, str]:
-        """Evidence files of the batch's frames; PASS units release theirs once their verdict is in."""
+        """Evidence files of the batch's frames, fsynced before the rows naming them are committed."""
         paths: dict[int, str] = {}
         evidence = self.store.evidence
         for index, result in enumerate(batch):
@@ -277,50 +363,12 @@ class BatchedResultWriter:
                 suffix = _suffix_of(frame.data) if frame.data else None
                 if suffix is not None:
                     _sha, path = evidence.put_file(frame.data, suffix, sha256=frame.sha256)  # hashed once
-                    paths[index] = str(path)
                 else:
                     _sha, path = evidence.put_image(frame.image)
-                    paths[index] = str(path)
+                paths[index] = str(path)
                 self._count("evidence_written")
             except Exception as e:
                 self._count("evidence_failures")
                 log.error("cannot store evidence of unit %s camera %s: %s (result recorded without it)",
                           result.verdict.unit_id, result.verdict.camera_id, e)
         return paths
-
-    def _write(self, batch: list[FrameResult]) -> None:
-        paths = self._store_evidence(batch)
-        for attempt in (1, 2):  # a dropped connection gets one retry
-            try:
-                self._commit(batch, paths)
-                return
-            except (NotFoundError, ConflictError) as e:
-                # A result that contradicts the database (unknown order, unit under another order) would fail
-                # every retry: write the others one by one and give up only on the offenders.
-                log.error("results batch of %d rejected (%s); writing its results one by one", len(batch), e)
-                break
-            except Exception as e:
-                self._count("failed_writes")
-                if attempt == 2:
-                    self._count("lost_results", len(batch))
-                    log.error("writing %d results failed again (%s): results of units %s are NOT recorded",
-                              len(batch), e, sorted({r.verdict.unit_id for r in batch}))
-                    return
-                log.error("writing %d results failed (%s); retrying once", len(batch), e)
-                if self.retry_delay_s:
-                    time.sleep(self.retry_delay_s)
-        for index, result in enumerate(batch):
-            single = {0: paths[index]} if index in paths else None
-            try:
-                self._commit([result], single)
-            except Exception as e:
-                self._count("lost_results")
-                log.error("result of unit %s (order %s, camera %s) NOT recorded: %s", result.verdict.unit_id,
-                          result.verdict.order_id, result.verdict.camera_id, e)
-
-    def _commit(self, batch: Sequence[FrameResult], paths: Mapping[int, str] | None) -> None:
-        inserted = self.store.record_frame_results(batch, paths or None)
-        with self._lock:
-            self._counts["written"] += inserted
-            self._counts["duplicates"] += len(batch) - inserted
-            self._counts["batches"] += 1

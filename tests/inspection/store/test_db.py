@@ -68,7 +68,7 @@ def test_sqlite_creates_its_folder_and_runs_in_wal_mode(tmp_path: Path) -> None:
             pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
                        for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")}
         assert pragmas["journal_mode"] == "wal"
-        assert pragmas["synchronous"] == 1  # NORMAL
+        assert pragmas["synchronous"] == 2  # FULL: an acknowledged commit survives a power loss
         assert pragmas["foreign_keys"] == 1
         assert int(str(pragmas["busy_timeout"])) > 0
     finally:
