@@ -263,3 +263,44 @@ def test_old_idempotency_keys_are_forgotten(service: Service) -> None:
         conn.execute(update(IdempotencyRow).values(created_at=utcnow() - timedelta(hours=100)))
     assert service.ctx.idempotency.purge(48) == 1
     assert service.ctx.idempotency.count() == 0
+
+
+def test_a_200_means_the_frame_is_already_committed(service: Service) -> None:
+    """No flush: the answer itself waited for the group commit holding the frame."""
+    for n in range(5):
+        answer = service.post_frame(jpeg(255, noise=100 + n), unit_id=f"U-dur{n}", key=f"dur-{n}")
+        assert answer.status_code == 200
+        body = answer.json()
+        assert service.ctx.store.find_inspection(body["unit_id"], "top", body["frame_sha256"]) is not None
+        assert service.ctx.store.unit_record(f"U-dur{n}")["verdict"] == body["unit_verdict"]["verdict"]
+
+
+def test_a_failed_commit_is_503_and_its_retry_is_stored_exactly_once(service: Service,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspection.errors import StoreError
+
+    store, writer = service.ctx.store, service.ctx.writer
+    real = store.commit_group
+    down = threading.Event()
+    down.set()
+
+    def commit_group(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if down.is_set():
+            raise StoreError("connection refused")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "commit_group", commit_group)
+    monkeypatch.setattr(writer, "give_up_after_s", 0.05)
+    monkeypatch.setattr(writer, "retry_delay_s", 0.01)
+    refused = service.post_frame(jpeg(255, noise=77), unit_id="U-fail", key="cam-9-1")
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "not recorded" in refused.json()["detail"]
+    assert service.ctx.store.unit_histories(["U-fail"]) in ({}, {"U-fail": ("ORD-1", [])})
+    down.clear()  # the database is back: the camera retries with the same key
+    retried = service.post_frame(jpeg(255, noise=77), unit_id="U-fail", key="cam-9-1")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["duplicate"] is False and "idempotent-replayed" not in retried.headers
+    again = service.post_frame(jpeg(255, noise=77), unit_id="U-fail", key="cam-9-1")
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    record = service.client.get("/v1/units/U-fail", headers=service.auth(Role.OPERATOR)).json()
+    assert len(record["frames"]) == 1 and record["verdict"] == retried.json()["unit_verdict"]["verdict"]

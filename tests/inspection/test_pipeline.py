@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from inspection.errors import NotFoundError, SourceError
-from inspection.pipeline import Inspector
+from inspection.errors import NotFoundError, SourceError, StoreError
+from inspection.pipeline import FrameStatus, Inspector
 from inspection.profiles import InspectionProfile, Order
-from inspection.types import Detections, Frame, FrameFailure, FrameResult, FrameVerdict, UnitVerdict, Verdict
+from inspection.types import (
+    Committed,
+    Detections,
+    Frame,
+    FrameFailure,
+    FrameResult,
+    FrameVerdict,
+    UnitVerdict,
+    Verdict,
+)
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 CLASSES = ("scratch", "knot")
@@ -250,3 +260,69 @@ def test_an_error_in_a_batch_stops_the_prefetch_thread() -> None:
     while time.monotonic() < deadline and any(t.name == "qcline-prefetch" for t in threading.enumerate()):
         time.sleep(0.05)
     assert not any(t.name == "qcline-prefetch" for t in threading.enumerate())
+
+
+class FakeJournal:
+    """Holds each result's commit future for the test to resolve (commit) or fail (database down)."""
+
+    def __init__(self, *, auto: bool = False) -> None:
+        self.auto = auto
+        self.pending: list[tuple[FrameResult, Future[Committed]]] = []
+
+    def submit(self, result: FrameResult) -> Future[Committed]:
+        future: Future[Committed] = Future()
+        self.pending.append((result, future))
+        if self.auto:
+            future.set_result(Committed(True))
+        return future
+
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict]:
+        raise NotImplementedError
+
+
+def test_with_a_journal_a_frame_is_done_only_once_committed() -> None:
+    journal = FakeJournal()
+    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal, batch_size=2)
+    done: list[int] = []
+    inspector.process([frame("U1", "O-RUSTIC", "top", 10, 1), frame("U2", "O-RUSTIC", "top", 10, 2)],
+                      progress=done.append, prefetch=False)
+    assert len(journal.pending) == 2 and done == []  # judged, not yet durable: not done
+    journal.pending[0][1].set_result(Committed(True))
+    assert done == [1]
+    journal.pending[1][1].set_exception(StoreError("database down"))
+    assert done == [1]  # a result that was not committed is never counted as done
+    assert inspector.summary.not_recorded == 1 and "NOT recorded" in inspector.summary.errors[-1]
+
+
+def test_a_failed_commit_makes_the_inspector_forget_the_unit_so_the_retry_is_judged() -> None:
+    journal = FakeJournal()
+    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal)
+    again = frame("U1", "O-RUSTIC", "top", 10, 1)
+    [first] = inspector.inspect_frames([again])
+    assert first.status is FrameStatus.JUDGED and first.committed is journal.pending[0][1]
+    journal.pending[0][1].set_exception(StoreError("database down"))
+    [retry] = inspector.inspect_frames([again])
+    assert retry.status is FrameStatus.JUDGED  # not "duplicate" of a frame the store never got
+    journal.pending[1][1].set_result(Committed(True))
+    [third] = inspector.inspect_frames([again])
+    assert third.status is FrameStatus.DUPLICATE
+
+
+def test_with_a_journal_unit_verdicts_come_from_the_commits() -> None:
+    journal = FakeJournal()
+    seen: list[UnitVerdict] = []
+    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal, on_unit_verdict=seen.append)
+    [outcome] = inspector.inspect_frames([frame("U1", "O-RUSTIC", "top", 10, 1)])
+    assert outcome.unit_verdict is not None and seen == []  # this process's view; the store decides
+    stored = UnitVerdict(unit_id="U1", order_id="O-RUSTIC", verdict=Verdict.PASS, frames=(), reasons=())
+    journal.pending[0][1].set_result(Committed(True, stored))
+    assert seen == [stored] and inspector.summary.unit_verdicts["U1"] is stored
+
+
+def test_the_summary_stays_bounded() -> None:
+    inspector = Inspector(FakeDetector(), FakeOrders(), max_recent=3)
+    inspector.process([frame(f"U{n}", "O-RUSTIC", "top", 10, n) for n in range(10)]
+                      + [frame(f"B{n}", "NOPE", "top", 10, 100 + n) for n in range(10)])
+    summary = inspector.summary
+    assert summary.units_judged == 10 and list(summary.unit_verdicts) == ["U7", "U8", "U9"]
+    assert summary.rejected_frames == summary.error_count == 10 and len(summary.errors) == 3
