@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -284,10 +285,10 @@ def test_a_failed_commit_is_503_and_its_retry_is_stored_exactly_once(service: Se
     down = threading.Event()
     down.set()
 
-    def commit_group(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+    def commit_group(*args: Any, **kwargs: Any) -> Any:
         if down.is_set():
             raise StoreError("connection refused")
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(store, "commit_group", commit_group)
     monkeypatch.setattr(writer, "give_up_after_s", 0.05)
