@@ -5,8 +5,8 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
-from typing import Any
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
