@@ -96,7 +96,8 @@ def test_kill9_loses_no_acknowledged_frame_and_duplicates_none(tmp_path: Path, t
         # Retries of acknowledged frames are replayed, not stored again.
         for sent in rng.sample(camera.answered, min(10, len(camera.answered))):
             r = camera.post(sent)
-            assert sent.answer is not None and r is not None and r.status_code == 200 and r.json()["frame_sha256"] == sent.answer["frame_sha256"]
+            assert sent.answer is not None and r is not None and r.status_code == 200
+            assert r.json()["frame_sha256"] == sent.answer["frame_sha256"]
         with store._session("counting") as session:
             total = session.scalar(select(func.count()).select_from(InspectionRow))
             without_verdict = session.scalar(select(func.count()).select_from(UnitRow)
