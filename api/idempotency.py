@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from inspection.errors import ConflictError, QCError
-from inspection.store.db import Database
+from inspection.store.db import Database, insert_ignore
 from inspection.store.models import IdempotencyRow, utcnow
 
 log = logging.getLogger(__name__)
@@ -57,11 +57,13 @@ class IdempotencyStore(Database):
             return StoredAnswer(row.status_code, dict(row.response))
 
     def save(self, scope: str, key: str, request_hash: str, answer: StoredAnswer) -> None:
+        """Keep the first answer; called only once the result it answers is committed. Another process that
+        answered the same key first (a retry sent elsewhere) wins, atomically."""
         with self._session("storing an idempotency key") as session:
-            if session.get(IdempotencyRow, (scope, key)) is None:
-                session.add(IdempotencyRow(scope=scope, key=key, request_hash=request_hash,
-                                           status_code=answer.status_code, response=answer.body,
-                                           created_at=utcnow()))
+            session.execute(insert_ignore(self.dialect, IdempotencyRow.__table__,  # type: ignore[arg-type]
+                                           ["scope", "key"]).values(
+                scope=scope, key=key, request_hash=request_hash, status_code=answer.status_code,
+                response=answer.body, created_at=utcnow()))
 
     def purge(self, older_than_hours: float) -> int:
         cutoff = utcnow() - timedelta(hours=older_than_hours)

@@ -8,7 +8,7 @@ the password hidden; the third-party exception stays attached as ``__cause__`` f
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -17,9 +17,13 @@ from typing import Any, Self
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql.schema import Table
 
 from inspection.errors import ConflictError, StoreError
 
@@ -75,6 +79,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def insert_ignore(dialect: str, table: Table, index_elements: Sequence[str]) -> Insert:
+    """``INSERT .. ON CONFLICT (..) DO NOTHING`` for the backend: atomic, unlike a pre-check, when two
+    processes write the same row at once."""
+    if dialect == "postgresql":
+        return pg_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    raise StoreError(f"unsupported database backend {dialect!r}: use SQLite or PostgreSQL")
 
 
 def create_store_engine(url: str) -> Engine:

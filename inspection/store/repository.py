@@ -20,17 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, case, distinct, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import Insert
-from sqlalchemy.sql.schema import Table
 
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.rules import roll_up
-from inspection.store.db import Database, describe, open_database
+from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
     DetectionRow,
@@ -57,16 +53,6 @@ FAILURE_KEY_PREFIX = "failure:"
 """Prefix of the ``frame_sha256`` key of a frame that could not be read (it has no content to hash)."""
 
 UNIT_OPEN, UNIT_CLOSED = "open", "closed"
-
-
-def _insert_ignore(dialect: str, table: Table, index_elements: Sequence[str]) -> Insert:
-    """``INSERT .. ON CONFLICT (..) DO NOTHING`` for the backend: atomic, unlike a pre-check, when two
-    processes write the same row at once."""
-    if dialect == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
-    if dialect == "sqlite":
-        return sqlite_insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
-    raise StoreError(f"unsupported database backend {dialect!r}: use SQLite or PostgreSQL")
 
 
 def frame_key(result: FrameResult) -> str:
@@ -166,7 +152,7 @@ class ResultsStore(Database):
             for name, profile in book.profiles.items():
                 digest = profile.content_hash
                 hashes[name] = digest
-                stmt = _insert_ignore(self.dialect, ProfileRow.__table__, ["hash"]).values(  # type: ignore[arg-type]
+                stmt = insert_ignore(self.dialect, ProfileRow.__table__, ["hash"]).values(  # type: ignore[arg-type]
                     hash=digest, name=profile.name, body=profile.canonical(), created_at=now
                 ).returning(ProfileRow.hash)
                 counts["profiles_added"] += session.execute(stmt).scalar() is not None
@@ -248,7 +234,7 @@ class ResultsStore(Database):
             raise NotFoundError(f"order {unknown[0]!r} is not known: import the orders file that lists it"
                                 + (f" (also unknown: {unknown[1:]})" if len(unknown) > 1 else ""))
         now = utcnow()
-        stmt = _insert_ignore(self.dialect, UnitRow.__table__, ["id"])  # type: ignore[arg-type]
+        stmt = insert_ignore(self.dialect, UnitRow.__table__, ["id"])  # type: ignore[arg-type]
         session.execute(stmt, [
             {"id": u, "order_id": o, "status": UNIT_OPEN, "verdict": None, "reasons": [], "missing_views": [],
              "complete": False, "created_at": now, "closed_at": None, "updated_at": now}
@@ -348,7 +334,7 @@ class ResultsStore(Database):
                 self._ensure_units(session, wanted)
                 if self.dialect == "postgresql":  # new units exist now: lock them too, in id order
                     self._lock_units(session, sorted(wanted))
-            stmt = _insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
+            stmt = insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
                                   ["unit_id", "camera_id", "frame_sha256"]).returning(InspectionRow.id)
             for index, result in enumerate(results):
                 v = result.verdict
