@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
-from inspection.errors import NotFoundError, QCError
+from inspection.errors import NotFoundError, QCError, StoreError
 from inspection.store.db import Database, open_database
 from inspection.store.models import ApiKeyRow, WebSessionRow, utcnow
+from inspection.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,12 @@ class ApiKeyService(Database):
 
     label = "key store"
 
-    def __init__(self, engine: Engine, *, cache_s: float = 5.0) -> None:
+    def __init__(self, engine: Engine, *, cache_s: float = 5.0, local: Outbox | None = None) -> None:
         super().__init__(engine)
         self.cache_s = cache_s
+        self.local = local
+        """The station's outbox file: keys checked centrally are cached there (hashes only), so cameras keep
+        working while the central database is unreachable."""
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._lock = threading.Lock()
 
@@ -140,16 +144,41 @@ class ApiKeyService(Database):
             cached = self._cache.get(digest)
         if cached is not None and now - cached[0] < self.cache_s:
             return cached[1]
-        with self._session("checking an API key") as session:
-            row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
-            if row is None or row.revoked_at is not None:
-                raise AuthError("invalid or revoked API key")
-            principal = Principal(row.id, row.name, Role(row.role))
+        try:
+            with self._session("checking an API key") as session:
+                row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
+                if row is None or row.revoked_at is not None:
+                    raise AuthError("invalid or revoked API key")
+                principal = Principal(row.id, row.name, Role(row.role))
+        except StoreError:
+            if self.local is None:
+                raise
+            known = self.local.cached_key(digest)  # the central database is away: what this station knows
+            if known is None:
+                raise
+            return Principal(known[0], known[1], Role(known[2]))
+        if self.local is not None and cached is None:
+            try:
+                self.local.cache_key(digest, principal.key_id, principal.name, principal.role.value)
+            except Exception as e:  # resilience lost, not this request
+                log.warning("cannot cache API key %d locally: %s", principal.key_id, e)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[digest] = (now, principal)
         return principal
+
+    def sync_local(self) -> int:
+        """Refresh the station's local key cache from the central database: valid keys in, revoked ones out."""
+        if self.local is None:
+            return 0
+        with self._session("listing valid API keys") as session:
+            rows = session.execute(select(ApiKeyRow.key_hash, ApiKeyRow.id, ApiKeyRow.name, ApiKeyRow.role)
+                                   .where(ApiKeyRow.revoked_at.is_(None))).all()
+        self.local.forget_keys_except([r[0] for r in rows])
+        for key_hash, key_id, name, role in rows:
+            self.local.cache_key(key_hash, key_id, name, role)
+        return len(rows)
 
     # -- review page sessions ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
 from api.cli_review import review_app
 from api.cli_serve import keys_app, serve_app
+from api.cli_station import station_app
 from api.cli_training import training_app
 from api.station import station_model
 from inspection.errors import NotFoundError, QCError
@@ -47,6 +48,7 @@ for _command in registry_app.registered_commands:  # registry commands live unde
 app.registered_commands.extend(training_app.registered_commands)  # `qcline train`, `qcline evaluate`
 app.add_typer(review_app, name="review")
 app.add_typer(keys_app, name="keys")
+app.add_typer(station_app, name="station")
 app.registered_commands.extend(serve_app.registered_commands)  # `qcline serve`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.

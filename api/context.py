@@ -24,6 +24,7 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher
 from inspection.pipeline import Sink
+from inspection.store.outbox import StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
@@ -48,6 +49,8 @@ class ServiceContext:
     load_error: str = ""
     _ready: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _syncer: threading.Thread | None = None
 
     @classmethod
     def open(cls, settings: ServiceSettings, *, metrics: ServiceMetrics | None = None,
@@ -59,9 +62,11 @@ class ServiceContext:
         core = open_core(settings, sinks=[metrics.commit_sink(), *sinks], give_up_after_s=settings.commit_give_up_s)
         engine = core.store.engine  # one pool for every repository of this process
         metrics.bind_writer(lambda: core.writer.stats)
+        if core.outbox is not None:
+            metrics.bind_outbox(core.outbox.status)
         registry = ModelRegistry(engine, settings.data_dir / "models")
-        return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine),
-                   reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine),
+        return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine, local=core.outbox),
+                   reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine, local=core.outbox),
                    jobs=TrainingJobs(engine, settings), metrics=metrics)
 
     @property
@@ -92,6 +97,9 @@ class ServiceContext:
                 log.info("forgot %d idempotency keys older than %.0f h", purged, self.settings.idempotency_hours)
         except QCError as e:  # housekeeping must not keep the line down
             log.warning("idempotency keys not purged: %s", e)
+        if self.core.outbox is not None:
+            self._syncer = threading.Thread(target=self._sync_local, name="qcline-local-cache", daemon=True)
+            self._syncer.start()
         if background:
             self._loader = threading.Thread(target=self._load, name="qcline-model-loader", daemon=True)
             self._loader.start()
@@ -123,6 +131,36 @@ class ServiceContext:
         self._ready.set()
         log.info("serving model %s (%s) from %s", detector.metadata.name, detector.model_sha256[:12], path)
 
+    def _sync_local(self, interval_s: float = 30.0) -> None:
+        """Keep the station's local caches (API keys, orders with profiles) fresh while the database answers."""
+        assert self.core.outbox is not None
+        orders = StationOrders(self.store, self.core.outbox)
+        while not self._stop.is_set():
+            try:
+                keys, cached = self.keys.sync_local(), orders.sync()
+                log.debug("local cache: %d API keys, %d orders", keys, cached)
+            except Exception as e:  # the database is away: keep what is cached
+                log.info("local cache not refreshed: %s", e)
+            self._stop.wait(interval_s)
+
+    def station_state(self) -> dict[str, object]:
+        """``ok``, or ``degraded`` while results wait in the outbox (the central database is away)."""
+        stats = self.writer.stats
+        state: dict[str, object] = {"status": "ok", "commit_queue": stats.pending,
+                                    "commit_stalled_s": round(stats.stalled_s, 3)}
+        if self.core.outbox is not None:
+            outbox = self.core.outbox.status()
+            state["outbox"] = outbox.as_json()
+            if outbox.backlog or stats.offline:
+                state["status"] = "degraded"
+                state["reason"] = (f"central database unreachable: {outbox.backlog} results wait in the outbox"
+                                   if stats.offline else f"replaying {outbox.backlog} results from the outbox")
+            if outbox.alarm:
+                state["alarm"] = outbox.alarm
+        if stats.stalled_s > 0 and state["status"] == "ok":
+            state["status"], state["reason"] = "degraded", "the results database is not answering commits"
+        return state
+
     def _swap(self, detector: OnnxDetector) -> None:
         assert self.batcher is not None
         self.batcher.inspector.swap_detector(detector)
@@ -149,6 +187,7 @@ class ServiceContext:
     # -- shutdown -----------------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._stop.set()
         if self._loader is not None:
             self._loader.join(timeout=60)
         if self.watcher is not None:

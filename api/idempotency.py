@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
-from inspection.errors import ConflictError, QCError
+from inspection.errors import ConflictError, QCError, StoreError
 from inspection.store.db import Database, insert_ignore
 from inspection.store.models import IdempotencyRow, utcnow
+from inspection.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,10 @@ class StoredAnswer:
 class IdempotencyStore(Database):
     label = "idempotency store"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, local: Outbox | None = None) -> None:
         super().__init__(engine)
+        self.local = local
+        """The station's outbox file: answers given while the central database was away are kept there."""
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[StoredAnswer]]] = {}
 
     @staticmethod
@@ -48,17 +51,33 @@ class IdempotencyStore(Database):
         return key
 
     def lookup(self, scope: str, key: str, request_hash: str) -> StoredAnswer | None:
-        with self._session("reading an idempotency key") as session:
-            row = session.get(IdempotencyRow, (scope, key))
-            if row is None:
-                return None
-            if row.request_hash != request_hash:
-                raise ConflictError(f"Idempotency-Key {key!r} was already used for a different request")
-            return StoredAnswer(row.status_code, dict(row.response))
+        try:
+            with self._session("reading an idempotency key") as session:
+                row = session.get(IdempotencyRow, (scope, key))
+                found = None if row is None else (row.request_hash, row.status_code, dict(row.response))
+        except StoreError:
+            if self.local is None:
+                raise
+            found = None  # the central database is away: the local answers below are what this station knows
+        if found is None and self.local is not None:
+            found = self.local.answer(scope, key)
+        if found is None:
+            return None
+        if found[0] != request_hash:
+            raise ConflictError(f"Idempotency-Key {key!r} was already used for a different request")
+        return StoredAnswer(found[1], found[2])
 
     def save(self, scope: str, key: str, request_hash: str, answer: StoredAnswer) -> None:
         """Keep the first answer; called only once the result it answers is committed. Another process that
         answered the same key first (a retry sent elsewhere) wins, atomically."""
+        try:
+            self._save(scope, key, request_hash, answer)
+        except StoreError:
+            if self.local is None:
+                raise
+            self.local.save_answer(scope, key, request_hash, answer.status_code, answer.body)
+
+    def _save(self, scope: str, key: str, request_hash: str, answer: StoredAnswer) -> None:
         with self._session("storing an idempotency key") as session:
             session.execute(insert_ignore(self.dialect, IdempotencyRow.__table__,  # type: ignore[arg-type]
                                            ["scope", "key"]).values(

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from inspection.pipeline import FrameOutcome, FrameStatus
+from inspection.store.outbox import OutboxStatus
 from inspection.store.writer import WriterStats
 from inspection.types import FrameResult, UnitVerdict
 
@@ -37,6 +38,13 @@ class ServiceMetrics:
                                     registry=r)
         self.commit_stalled = Gauge("qcline_commit_stalled_seconds", "How long the current group commit has been "
                                     "retrying a failing database (0 when it answers).", registry=r)
+        self.outbox_backlog = Gauge("qcline_outbox_backlog", "Results waiting in the station outbox for the central "
+                                    "database.", registry=r)
+        self.outbox_age = Gauge("qcline_outbox_oldest_age_seconds", "Age of the oldest result in the outbox (0 when "
+                                "empty).", registry=r)
+        self.outbox_bytes = Gauge("qcline_outbox_bytes", "Size of the outbox file on disk.", registry=r)
+        self.outbox_alarm = Gauge("qcline_outbox_alarm", "1 when the outbox nears its size bound or its disk is "
+                                  "nearly full.", registry=r)
         self.not_recorded = Gauge("qcline_results_not_recorded", "Results whose commit was given up (answered "
                                   "503, never 200) since start.", registry=r)
         self.findings = Counter("qcline_findings", "Detections judged, by defect class and what the order's "
@@ -72,6 +80,12 @@ class ServiceMetrics:
         self.writer_pending.set_function(lambda: stats().pending)
         self.commit_stalled.set_function(lambda: stats().stalled_s)
         self.not_recorded.set_function(lambda: stats().not_recorded)
+
+    def bind_outbox(self, status: Callable[[], OutboxStatus]) -> None:
+        self.outbox_backlog.set_function(lambda: status().backlog)
+        self.outbox_age.set_function(lambda: status().oldest_age_s or 0.0)
+        self.outbox_bytes.set_function(lambda: status().size_bytes)
+        self.outbox_alarm.set_function(lambda: 1.0 if status().alarm else 0.0)
 
     def commit_sink(self) -> CommitMetrics:
         """The after-commit sink counting durable results and unit verdicts (plugged in by the station root)."""

@@ -56,6 +56,9 @@ class FrameVerdictOut(BaseModel):
     duplicate: bool = Field(False, description="This frame was already judged for this unit; the recorded "
                             "verdict is returned and nothing is stored again.")
     unit_verdict: UnitVerdictOut | None = Field(None, description="Set when this frame completed the unit.")
+    queued: bool = Field(False, description="Stored in the station's outbox: the central database is unreachable. "
+                         "Durable, and replayed when it is back; ``unit_verdict`` is then the station's provisional "
+                         "roll-up, re-checked centrally on replay.")
 
 
 class ErrorOut(BaseModel):

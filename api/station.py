@@ -1,7 +1,8 @@
 """The composition root: the one place where a station is wired, for every front door (CLI and service).
 
-``open_core`` builds what every station shares: the results store, the group-commit writer (the journal
-a result must reach before it is acknowledged) and the sinks that hear of a result only once it is durable.
+``open_core`` builds what every station shares: the results store, the local outbox (store-and-forward for a
+station on a central database), the group-commit writer (the journal a result must reach before it is
+acknowledged) and the sinks that hear of a result only once it is durable.
 ``StationCore.inspector`` / ``open_detector`` / ``watcher`` add the model side. ``open_station`` (the CLI)
 and ``api.context.ServiceContext`` (the service) both use them, so each sink is wired once, here.
 
@@ -23,9 +24,10 @@ from pathlib import Path
 
 from inspection.detector import OnnxDetector
 from inspection.hotswap import ModelWatcher, champion_lookup
-from inspection.pipeline import Inspector, Sink
+from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.sources import FrameSource
+from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter
 from inspection.types import Verdict
@@ -47,6 +49,12 @@ class StationCore:
     store: ResultsStore
     writer: BatchedResultWriter
     sinks: list[Sink] = field(default_factory=list)
+    outbox: Outbox | None = None
+
+    @property
+    def orders(self) -> OrderResolver:
+        """Orders and unit histories for the inspector: cached locally when the station has an outbox."""
+        return StationOrders(self.store, self.outbox) if self.outbox is not None else self.store
 
     def open_detector(self, path: Path) -> OnnxDetector:
         s = self.settings
@@ -55,7 +63,7 @@ class StationCore:
     def inspector(self, detector: OnnxDetector, *, max_recent: int = 1000,
                   on_unit_verdict: Callable[..., None] | None = None) -> Inspector:
         """An inspector whose every result goes through the journal: done only once it is durable."""
-        return Inspector(detector, self.store, batch_size=self.settings.batch_size, journal=self.writer,
+        return Inspector(detector, self.orders, batch_size=self.settings.batch_size, journal=self.writer,
                          max_recent=max_recent, on_unit_verdict=on_unit_verdict)
 
     def watcher(self, swap: Callable[[OnnxDetector], None], current_sha: str,
@@ -81,6 +89,12 @@ class StationCore:
                     closer()
                 except Exception:
                     log.exception("closing sink %s failed", type(sink).__name__)
+        if self.outbox is not None:
+            backlog = self.outbox.backlog()
+            if backlog:
+                log.warning("%d results wait in the outbox %s: replayed at the next start", backlog,
+                            self.outbox.path)
+            self.outbox.close()
         self.store.close()
 
 
@@ -90,15 +104,20 @@ def open_core(settings: Settings, *, sinks: Sequence[Sink] = (), give_up_after_s
     and unit verdict once committed. ``give_up_after_s``: how long a commit is retried before its callers are
     told it failed (``None``: retry until it works, the line pausing meanwhile; the CLI does that)."""
     store = store or open_store(settings)
+    outbox = None
     try:
+        if settings.outbox_enabled:
+            outbox = Outbox(settings.data_dir / OUTBOX_FILE, max_bytes=int(settings.outbox_max_mb * 1024**2))
         all_sinks = [*sinks, *line_signal_sinks(settings)]
         writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                      keep_pass_frames=settings.keep_pass_frames, give_up_after_s=give_up_after_s,
-                                     after_commit=all_sinks)
+                                     after_commit=all_sinks, outbox=outbox)
     except Exception:
+        if outbox is not None:
+            outbox.close()
         store.close()
         raise
-    return StationCore(settings, store, writer, all_sinks)
+    return StationCore(settings, store, writer, all_sinks, outbox)
 
 
 @dataclass

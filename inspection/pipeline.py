@@ -63,7 +63,9 @@ class Journal(Protocol):
 
     def submit(self, result: FrameResult) -> Future[Committed]: ...
 
-    def close_unit(self, unit_id: str) -> Future[UnitVerdict]: ...
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict | None]:
+        """``None``: the close is queued (outbox) and applied centrally later."""
+        ...
 
 
 class OrderResolver(Protocol):
@@ -499,11 +501,26 @@ class Inspector:
                 future.set_exception(exc)
             return future
         state = self._units.get(unit_id)
+        local = None
         if state is not None and state.frames:
-            self.close_unit(unit_id)  # this process's view follows; the store's roll-up is the verdict
-        durable = self._journal.close_unit(unit_id)
-        durable.add_done_callback(lambda f: None if f.exception() else self._durable_unit(f.result()))
-        return durable
+            local = self.close_unit(unit_id)  # this process's view; the store's roll-up is the verdict
+        answer: Future[UnitVerdict] = Future()
+
+        def done(f: Future[UnitVerdict | None]) -> None:
+            error = f.exception()
+            verdict = f.result() if error is None else None
+            if error is None and verdict is None:  # queued in the outbox: what this station knows, for now
+                verdict = local
+                error = None if local is not None else NotFoundError(
+                    f"unit {unit_id!r} is closed once the central database is back; its verdict is not known here")
+            if verdict is not None:
+                self._durable_unit(verdict)
+                answer.set_result(verdict)
+            else:
+                answer.set_exception(error or ConflictError(f"unit {unit_id!r} could not be closed"))
+
+        self._journal.close_unit(unit_id).add_done_callback(done)
+        return answer
 
     def close_unit(self, unit_id: str) -> UnitVerdict:
         """Close a unit now: its verdict, naming required views that never arrived."""

@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")
     keep_pass_frames: bool = Field(default=False, description="Also keep evidence frames of PASS units.")
+    outbox: bool | None = Field(
+        default=None, description="Store-and-forward outbox (<data_dir>/outbox.db, SQLite WAL) that keeps the station "
+        "inspecting while the central database is unreachable; unset means on for PostgreSQL, off for SQLite.")
+    outbox_max_mb: float = Field(default=2048.0, gt=0.0, description="Size bound of the outbox (alarm at 80%; "
+                                 "full means 503 for new frames, never a dropped result).")
+
+    @property
+    def outbox_enabled(self) -> bool:
+        if self.outbox is not None:
+            return self.outbox
+        return bool(self.database_url) and self.resolved_database_url.startswith(("postgres", "postgresql"))
 
     @property
     def resolved_database_url(self) -> str:

@@ -228,3 +228,6 @@ class Committed:
 
     inserted: bool
     unit_verdict: UnitVerdict | None = None
+    queued: bool = False
+    """In the station's outbox (the central database is unreachable): durable, replayed when it is back; the
+    unit's verdict is then re-checked centrally (``unit_verdict`` is ``None`` until then)."""

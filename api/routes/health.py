@@ -18,10 +18,14 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Ready once the model is loaded and warmed up (503 before)")
+@router.get("/readyz", summary="Ready once the model is loaded and warmed up (503 before); status `degraded` while "
+            "results wait in the station outbox")
 async def readyz(request: Request) -> JSONResponse:
     ctx = context(request)
     state: dict[str, Any] = ctx.model_state()
+    state["station"] = ctx.station_state()  # "degraded" (still 200) while results wait in the outbox
+    if ctx.ready:
+        state["status"] = state["station"]["status"]
     return JSONResponse(state, status_code=200 if ctx.ready else 503)
 
 

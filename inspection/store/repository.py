@@ -105,6 +105,25 @@ def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, li
 
 
 @dataclass(frozen=True)
+class ResultRecord:
+    """What a row of ``inspections`` needs of a frame result: no pixels, so it can wait in the outbox."""
+
+    verdict: FrameVerdict
+    key: str
+    """``inspections.frame_sha256``: see ``frame_key``."""
+    source: str = ""
+    error: str = ""
+
+    @classmethod
+    def of(cls, result: FrameResult | ResultRecord) -> ResultRecord:
+        if isinstance(result, ResultRecord):
+            return result
+        frame = result.frame
+        error = result.verdict.error or (frame.error if isinstance(frame, FrameFailure) else "")
+        return cls(result.verdict, frame_key(result), frame.source, error)
+
+
+@dataclass(frozen=True)
 class GroupCommit:
     """What one group commit did: per result whether it was new (``False``: already recorded, e.g. by another
     process or an earlier try), and the units whose verdict it changed (rolled up from the database)."""
@@ -188,6 +207,14 @@ class ResultsStore(Database):
             if profile is None:  # impossible with foreign keys on; say so clearly if it happens anyway
                 raise StoreError(f"order {order_id!r} names missing profile {row.profile_hash}")
             return _order_from_row(row), _profile_from_row(profile)
+
+    def orders_with_profiles(self) -> list[tuple[Order, InspectionProfile]]:
+        """Every order with the profile it is inspected against now, in one query (a station's local cache)."""
+        with self._session("listing orders with profiles") as session:
+            rows = session.execute(select(OrderRow, ProfileRow)
+                                   .join(ProfileRow, ProfileRow.hash == OrderRow.profile_hash)
+                                   .order_by(OrderRow.id)).all()
+            return [(_order_from_row(o), _profile_from_row(p)) for o, p in rows]
 
     def list_orders(self) -> list[Order]:
         with self._session("listing orders") as session:
@@ -305,7 +332,8 @@ class ResultsStore(Database):
         """
         return sum(self.commit_group(results, evidence_paths, roll_up_units=False).inserted)
 
-    def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
+    def commit_group(self, results: Sequence[FrameResult | ResultRecord],
+                     evidence_paths: Mapping[int, str] | None = None, *,
                      close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit:
         """Record a group of frame results and roll their units up, in ONE transaction (one fsync).
 
@@ -317,18 +345,19 @@ class ResultsStore(Database):
         which results were new and the units whose verdict changed.
         """
         evidence_paths = evidence_paths or {}
+        records = [ResultRecord.of(r) for r in results]
         wanted: dict[str, str] = {}
-        for result in results:
-            v = result.verdict
+        for record in records:
+            v = record.verdict
             if wanted.setdefault(v.unit_id, v.order_id) != v.order_id:
                 raise ConflictError(f"batch puts unit {v.unit_id!r} under orders "
                                     f"{wanted[v.unit_id]!r} and {v.order_id!r}")
-        if not results and not close_units:
+        if not records and not close_units:
             return GroupCommit((), {})
         now = utcnow()
         inserted: list[bool] = []
         touched: set[str] = set()
-        with self._session(f"recording {len(results)} frame results") as session:
+        with self._session(f"recording {len(records)} frame results") as session:
             self._lock_units(session, sorted(set(wanted) | set(close_units)))
             if wanted:
                 self._ensure_units(session, wanted)
@@ -336,22 +365,20 @@ class ResultsStore(Database):
                     self._lock_units(session, sorted(wanted))
             stmt = insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
                                   ["unit_id", "camera_id", "frame_sha256"]).returning(InspectionRow.id)
-            for index, result in enumerate(results):
-                v = result.verdict
-                frame = result.frame
-                error = v.error or (frame.error if isinstance(frame, FrameFailure) else "")
+            for index, record in enumerate(records):
+                v = record.verdict
                 path = evidence_paths.get(index)
                 new_id = session.execute(stmt, {  # parameters, not .values(): the compiled form is cached
                     "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
-                    "captured_at": v.captured_at, "frame_sha256": frame_key(result), "verdict": v.verdict.value,
+                    "captured_at": v.captured_at, "frame_sha256": record.key, "verdict": v.verdict.value,
                     "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
-                    "error": error, "source": frame.source, "evidence_path": path,
+                    "error": record.error, "source": record.source, "evidence_path": path,
                     "evidence_sha256": sha_of_path(path) if path else None,
                     "n_findings": len(v.findings), "created_at": now}).scalar()
                 inserted.append(new_id is not None)
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
-                              frame_key(result)[:12], v.unit_id, v.camera_id)
+                              record.key[:12], v.unit_id, v.camera_id)
                     continue
                 touched.add(v.unit_id)
                 if v.findings:
@@ -608,4 +635,4 @@ class ResultsStore(Database):
             return session.execute(query.limit(1)).first() is not None
 
 
-__all__ = ["FAILURE_KEY_PREFIX", "GroupCommit", "ResultsStore", "frame_key"]
+__all__ = ["FAILURE_KEY_PREFIX", "GroupCommit", "ResultRecord", "ResultsStore", "frame_key"]

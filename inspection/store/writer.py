@@ -16,6 +16,13 @@ back-off; after ``give_up_after_s`` (``None``: never) its results' futures fail 
 never with a success, so the caller can answer 503 and the camera's retry is judged and stored exactly once.
 A result the database refuses (unknown order, unit under another order) fails alone; the rest of its group
 is committed. Sinks given as ``after_commit`` (metrics, MQTT, PLC) hear of a result only once it is durable.
+
+With an ``outbox`` (a station on a central database), a group that cannot be committed goes to the local
+outbox instead and is acknowledged from there (``Committed.queued``); while the outbox holds a backlog every
+new group goes behind it, so the order is kept. The writer thread tries the database every
+``offline_retry_s`` and replays the backlog oldest first; each replayed group is rolled up centrally again
+(the station's own roll-up during the cut was provisional). Sinks hear of a frame once it is durable (in the
+database or the outbox) and of a unit verdict once the central roll-up decided it.
 """
 
 from __future__ import annotations
@@ -32,7 +39,8 @@ from typing import Protocol, Self
 
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.store.evidence import EvidenceStore
-from inspection.store.repository import GroupCommit
+from inspection.store.outbox import Outbox, OutboxEntry
+from inspection.store.repository import GroupCommit, ResultRecord
 from inspection.types import Committed, Frame, FrameResult, UnitVerdict, Verdict
 
 log = logging.getLogger(__name__)
@@ -42,12 +50,17 @@ class NotRecordedError(StoreError):
     """A result could not be committed (the database stayed unavailable): it was NOT stored; retry it."""
 
 
+class _UnreachableError(Exception):
+    """The central database did not answer: the group goes to the outbox."""
+
+
 class ResultLog(Protocol):
     """What the writer needs of a store (``ResultsStore`` is one)."""
 
     evidence: EvidenceStore
 
-    def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
+    def commit_group(self, results: Sequence[FrameResult | ResultRecord],
+                     evidence_paths: Mapping[int, str] | None = None, *,
                      close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit: ...
 
     def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]: ...
@@ -69,7 +82,9 @@ class WriterStats:
     ``failed_writes`` failed commit attempts (each retry counts); ``not_recorded`` results given up on after
     ``give_up_after_s`` or refused by the database (their callers were told, none was acknowledged);
     ``evidence_failures`` frames whose evidence could not be stored (rows still written, without a path);
-    ``stalled_s`` how long the current group has been retrying (0 when the database answers).
+    ``stalled_s`` how long the current group has been retrying (0 when the database answers); ``queued``
+    results put in the outbox; ``replayed`` outbox entries committed centrally; ``offline`` whether the
+    central database is currently unreachable (results go to the outbox).
     """
 
     submitted: int = 0
@@ -83,8 +98,11 @@ class WriterStats:
     unit_verdicts: int = 0
     evidence_released: int = 0
     sink_errors: int = 0
+    queued: int = 0
+    replayed: int = 0
     pending: int = 0
     stalled_s: float = 0.0
+    offline: bool = False
 
 
 _STOP = object()
@@ -99,7 +117,7 @@ class _FrameItem:
 @dataclass
 class _CloseItem:
     unit_id: str
-    future: Future[UnitVerdict]
+    future: Future[UnitVerdict | None]
 
 
 class _FlushMarker:
@@ -125,7 +143,8 @@ class BatchedResultWriter:
     def __init__(self, store: ResultLog, *, batch_size: int = 64, queue_size: int = 1024,
                  keep_pass_frames: bool = False, give_up_after_s: float | None = None,
                  retry_delay_s: float = 0.2, max_retry_delay_s: float = 2.0,
-                 after_commit: Sequence[CommitSink] = ()) -> None:
+                 after_commit: Sequence[CommitSink] = (), outbox: Outbox | None = None,
+                 offline_retry_s: float = 2.0) -> None:
         if batch_size < 1 or queue_size < 1:
             raise ValueError("batch_size and queue_size must be >= 1")
         if retry_delay_s < 0 or max_retry_delay_s < retry_delay_s or (give_up_after_s is not None
@@ -138,13 +157,18 @@ class BatchedResultWriter:
         self.retry_delay_s = retry_delay_s
         self.max_retry_delay_s = max_retry_delay_s
         self._sinks: list[CommitSink] = list(after_commit)
+        self.outbox = outbox
+        self.offline_retry_s = offline_retry_s
+        self._offline = False
+        self._last_try = 0.0
+        self._backlog = outbox is not None and outbox.backlog() > 0  # left from before a restart: replay it
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._closed = False
         self._stalled_since: float | None = None
         self._counts: dict[str, int] = dict.fromkeys(
             ("submitted", "written", "duplicates", "batches", "failed_writes", "not_recorded", "evidence_written",
-             "evidence_failures", "unit_verdicts", "evidence_released", "sink_errors"), 0)
+             "evidence_failures", "unit_verdicts", "evidence_released", "sink_errors", "queued", "replayed"), 0)
         self._thread = threading.Thread(target=self._run, name="qcline-group-commit", daemon=True)
         self._thread.start()
 
@@ -167,9 +191,10 @@ class BatchedResultWriter:
         self._count("submitted")
         return future
 
-    def close_unit(self, unit_id: str) -> Future[UnitVerdict]:
-        """Close ``unit_id`` after every result queued before, rolled up from the database."""
-        future: Future[UnitVerdict] = Future()
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict | None]:
+        """Close ``unit_id`` after every result queued before, rolled up from the database (``None``: the close
+        waits in the outbox and is applied centrally when the database is back)."""
+        future: Future[UnitVerdict | None] = Future()
         self._put(_CloseItem(unit_id, future))
         return future
 
@@ -209,7 +234,7 @@ class BatchedResultWriter:
     def stats(self) -> WriterStats:
         with self._lock:
             stalled = time.monotonic() - self._stalled_since if self._stalled_since is not None else 0.0
-            return WriterStats(pending=self._queue.qsize(), stalled_s=stalled, **self._counts)
+            return WriterStats(pending=self._queue.qsize(), stalled_s=stalled, offline=self._offline, **self._counts)
 
     @property
     def closed(self) -> bool:
@@ -219,7 +244,11 @@ class BatchedResultWriter:
 
     def _run(self) -> None:
         while True:
-            group = [self._queue.get()]
+            try:
+                group = [self._queue.get(timeout=self.offline_retry_s if self._backlog else None)]
+            except queue.Empty:  # idle with a backlog: try the database again
+                self._replay()
+                continue
             while len(group) < self.batch_size and group[-1] is not _STOP:
                 try:
                     group.append(self._queue.get_nowait())
@@ -239,8 +268,13 @@ class BatchedResultWriter:
         closes = [i for i in group if isinstance(i, _CloseItem)]
         if frames or closes:
             paths = self._store_evidence([i.result for i in frames])
+            if self._backlog and not self._replay():  # keep the order: behind the backlog, into the outbox
+                self._to_outbox(frames, closes, paths)
+                return self._mark(group)
             try:
                 commit = self._commit_retrying([i.result for i in frames], paths, [c.unit_id for c in closes])
+            except _UnreachableError:
+                self._to_outbox(frames, closes, paths)
             except (NotFoundError, ConflictError) as e:
                 log.warning("group of %d rejected (%s); committing its items one by one", len(group), e)
                 self._one_by_one(frames, closes, paths)
@@ -248,9 +282,109 @@ class BatchedResultWriter:
                 self._fail([*frames, *closes], e)
             else:
                 self._resolve(frames, closes, commit)
+        self._mark(group)
+
+    @staticmethod
+    def _mark(group: list[object]) -> None:
         for item in group:
             if isinstance(item, _FlushMarker):
                 item.done.set()
+
+    # -- the outbox -----------------------------------------------------------------------------------
+
+    def _to_outbox(self, frames: list[_FrameItem], closes: list[_CloseItem], paths: dict[int, str]) -> None:
+        assert self.outbox is not None
+        try:
+            self.outbox.append([ResultRecord.of(i.result) for i in frames], paths, [c.unit_id for c in closes])
+        except StoreError as e:  # full, or its disk failed: refuse (503), never acknowledge
+            log.error("cannot queue %d results in the outbox: %s", len(frames), e)
+            self._fail([*frames, *closes], NotRecordedError(f"results not recorded: {e}"))
+            return
+        with self._lock:
+            if not self._offline:
+                log.error("central database unreachable: results go to the station outbox %s", self.outbox.path)
+            self._offline = True
+            self._backlog = True
+            self._counts["queued"] += len(frames)
+        for item in frames:
+            item.future.set_result(Committed(inserted=True, queued=True))
+        for close in closes:
+            close.future.set_result(None)
+        for sink in self._sinks:
+            try:
+                for item in frames:
+                    sink.submit(item.result)
+            except Exception:
+                self._count("sink_errors")
+                log.exception("after-commit sink %s failed", type(sink).__name__)
+
+    def _replay(self) -> bool:
+        """Replay the outbox into the database, oldest first; ``True`` once it is empty. Tries at most every
+        ``offline_retry_s`` while the database stays away."""
+        assert self.outbox is not None
+        if self._offline and time.monotonic() - self._last_try < self.offline_retry_s:
+            return False
+        while True:
+            entries = self.outbox.peek(self.batch_size)
+            if not entries:
+                with self._lock:
+                    if self._offline:
+                        log.warning("central database back: the outbox is drained")
+                    self._backlog = self._offline = False
+                return True
+            try:
+                commit = self._commit_entries(entries)
+            except (NotFoundError, ConflictError):
+                if not self._replay_one_by_one(entries):
+                    return False
+                continue
+            except Exception as e:
+                with self._lock:
+                    self._offline, self._last_try = True, time.monotonic()
+                log.debug("outbox replay: central database still unreachable (%s)", e)
+                return False
+            self.outbox.remove([e.seq for e in entries])
+            self._replayed(entries, commit)
+
+    def _commit_entries(self, entries: Sequence[OutboxEntry]) -> GroupCommit:
+        records = [e.record for e in entries if e.record is not None]
+        paths = {}
+        for index, entry in enumerate(e for e in entries if e.record is not None):
+            if entry.evidence_path:
+                paths[index] = entry.evidence_path
+        closes = [e.close_unit for e in entries if e.close_unit is not None]
+        return self.store.commit_group(records, paths or None, close_units=closes)
+
+    def _replay_one_by_one(self, entries: Sequence[OutboxEntry]) -> bool:
+        assert self.outbox is not None
+        for entry in entries:
+            try:
+                commit = self._commit_entries([entry])
+            except (NotFoundError, ConflictError) as e:
+                self.outbox.bury(entry, str(e))
+                continue
+            except Exception:
+                with self._lock:
+                    self._offline, self._last_try = True, time.monotonic()
+                return False
+            self.outbox.remove([entry.seq])
+            self._replayed([entry], commit)
+        return True
+
+    def _replayed(self, entries: Sequence[OutboxEntry], commit: GroupCommit) -> None:
+        with self._lock:
+            self._counts["replayed"] += len(entries)
+            self._counts["written"] += sum(commit.inserted)
+            self._counts["unit_verdicts"] += len(commit.unit_verdicts)
+            self._counts["batches"] += 1
+        for sink in self._sinks:  # the frames were told when queued; the verdicts are decided now
+            try:
+                for uv in commit.unit_verdicts.values():
+                    sink.submit_unit_verdict(uv)
+            except Exception:
+                self._count("sink_errors")
+                log.exception("after-commit sink %s failed", type(sink).__name__)
+        self._release_pass_evidence(commit.unit_verdicts)
 
     def _one_by_one(self, frames: list[_FrameItem], closes: list[_CloseItem], paths: dict[int, str]) -> None:
         for index, item in enumerate(frames):
@@ -282,6 +416,8 @@ class BatchedResultWriter:
                     raise
                 except Exception as e:
                     self._count("failed_writes")
+                    if self.outbox is not None and attempt >= 2:  # a station with an outbox does not wait
+                        raise _UnreachableError(str(e)) from e
                     with self._lock:
                         if self._stalled_since is None:
                             self._stalled_since = started

@@ -3,16 +3,43 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own (not migrated), dropped afterwards; skips the test without a server."""
+    import psycopg
+    import pytest
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import QC_TEST_POSTGRES_URL_DEFAULT
+
+    base = make_url(os.environ.get("QC_TEST_POSTGRES_URL", QC_TEST_POSTGRES_URL_DEFAULT))
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.Error as e:
+        pytest.skip(f"PostgreSQL not reachable at {base.render_as_string(hide_password=True)}: {e}")
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    try:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        yield base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
 
 
 def station_env(data_dir: Path, model: Path, database_url: str | None = None) -> dict[str, str]:

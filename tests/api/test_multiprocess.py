@@ -4,8 +4,6 @@ lock), no frame is lost or stored twice, and an Idempotency-Key holds across pro
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
 import threading
 from collections.abc import Iterator
@@ -19,31 +17,15 @@ from inspection.profiles import OrderBook
 from inspection.store.models import InspectionRow, UnitRow
 from inspection.store.repository import ResultsStore
 from tests.api.conftest import ORDER_BOOK, free_port, jpeg
-from tests.api.processes import Camera, Sent, start_serve, station_env, wait_ready
-from tests.conftest import QC_TEST_POSTGRES_URL_DEFAULT
+from tests.api.processes import Camera, Sent, fresh_postgres_database, start_serve, station_env, wait_ready
 
 UNITS = 30
 
 
 @pytest.fixture
 def fresh_postgres() -> Iterator[str]:
-    """A database of its own (the processes migrate it), dropped afterwards; skips without a server."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(os.environ.get("QC_TEST_POSTGRES_URL", QC_TEST_POSTGRES_URL_DEFAULT))
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.Error as e:
-        pytest.skip(f"PostgreSQL not reachable at {base.render_as_string(hide_password=True)}: {e}")
-    name = f"qcline_mp_{secrets.token_hex(6)}"
-    try:
-        conn.execute(f'CREATE DATABASE "{name}"')
-        yield base.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    finally:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    with fresh_postgres_database("qcline_mp") as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -276,7 +276,7 @@ class FakeJournal:
             future.set_result(Committed(True))
         return future
 
-    def close_unit(self, unit_id: str) -> Future[UnitVerdict]:
+    def close_unit(self, unit_id: str) -> Future[UnitVerdict | None]:
         raise NotImplementedError
 
 
