@@ -79,8 +79,8 @@ def test_a_cut_database_fills_the_outbox_and_the_backlog_is_replayed_exactly_onc
         again = writer.submit(result(f"{tag}-0", camera="side", seq=2)).result(timeout=30)
         assert again.queued  # behind the backlog, in order
         proxy.restore()
-        assert wait_for(lambda: outbox.status().backlog == 0), "the backlog was never replayed"
-        assert not writer.stats.offline and writer.stats.replayed == len(during) + 1
+        assert wait_for(lambda: outbox.status().backlog == 0 and not writer.stats.offline), "never replayed"
+        assert writer.stats.replayed == len(during) + 1
     finally:
         writer.close()
         outbox.close()
