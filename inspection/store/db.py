@@ -111,7 +111,10 @@ def create_store_engine(url: str) -> Engine:
             raise StoreError(f"cannot create the folder for SQLite database {database}: {e}") from e
         kwargs = {}
     elif backend == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": 10}
+        # A network that silently drops packets must surface as an error within seconds, not after the kernel's
+        # minutes of retransmissions: a station with an outbox then diverts results there instead of hanging.
+        kwargs["connect_args"] = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5,
+                                  "keepalives_interval": 2, "keepalives_count": 3, "tcp_user_timeout": 10_000}
     try:
         engine = create_engine(parsed, **kwargs)
     except NoSuchModuleError as e:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from drills.tcp_proxy import TcpProxy
+from drills.tcp_proxy import CutMode, TcpProxy
 from inspection.errors import StoreError
 from inspection.store import BatchedResultWriter, ResultsStore
 from inspection.store.outbox import Outbox, OutboxFullError, StationOrders, verdict_from_json, verdict_to_json
@@ -56,8 +56,9 @@ def wait_for(condition: object, timeout: float = 30) -> bool:
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("mode", ["reset", pytest.param("blackhole", marks=pytest.mark.slow)])
 def test_a_cut_database_fills_the_outbox_and_the_backlog_is_replayed_exactly_once(
-        proxied: tuple[TcpProxy, ResultsStore, ResultsStore], tmp_path: Path) -> None:
+        proxied: tuple[TcpProxy, ResultsStore, ResultsStore], tmp_path: Path, mode: CutMode) -> None:
     proxy, station, direct = proxied
     outbox = Outbox(tmp_path / "outbox.db")
     sink = Units()
@@ -67,7 +68,7 @@ def test_a_cut_database_fills_the_outbox_and_the_backlog_is_replayed_exactly_onc
     try:
         before = writer.submit(result(f"{tag}-0", camera="top", seq=1)).result(timeout=30)
         assert before.inserted and not before.queued
-        proxy.cut()
+        proxy.cut(mode)
         views = (("top", Verdict.FAIL), ("side", Verdict.PASS))
         during = [writer.submit(result(f"{tag}-{n}", camera=cam, seq=10 * n + i, verdict=verdict,
                                        findings=[finding()] if verdict is Verdict.FAIL else []))
