@@ -275,6 +275,8 @@ class Inspector:
         new = {item.unit_id for item in items if item.unit_id not in self._units and item.unit_id not in self._history}
         if not new:
             return
+        if len(self._history) > self.max_units:  # histories of units whose frames were all refused: re-read later
+            self._history.clear()
         for unit_id, (order_id, history) in self._orders.unit_histories(sorted(new)).items():
             self._history[unit_id] = (order_id, history)
 
