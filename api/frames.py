@@ -168,7 +168,7 @@ class FrameService:
         # camera's retry (same Idempotency-Key) is judged and stored exactly once.
         committed = await asyncio.wrap_future(outcome.committed)
         if committed.queued:  # in the outbox: what this station knows now, re-checked centrally on replay
-            return {**outcome_json(outcome, outcome.unit_verdict), "queued": True}
+            return {**outcome_json(outcome, committed.unit_verdict), "queued": True}
         if not committed.inserted:  # another process (or an earlier try) recorded this very frame first
             return await run_in_threadpool(self._recorded, frame)
         return outcome_json(outcome, committed.unit_verdict)

@@ -61,7 +61,9 @@ class Sink(Protocol):
 class Journal(Protocol):
     """Where results become durable (the group-commit writer): a result is done when its future resolves."""
 
-    def submit(self, result: FrameResult) -> Future[Committed]: ...
+    def submit(self, result: FrameResult, provisional: UnitVerdict | None = None) -> Future[Committed]:
+        """``provisional``: this process's roll-up, the verdict to act on if the result waits in an outbox."""
+        ...
 
     def close_unit(self, unit_id: str) -> Future[UnitVerdict | None]:
         """``None``: the close is queued (outbox) and applied centrally later."""
@@ -308,16 +310,20 @@ class Inspector:
             del self._units[unit_id]
 
     # -- sinks ------------------------------------------------------------------------------------
-    def _emit(self, result: FrameResult) -> Future[Committed] | None:
+    def _emit(self, result: FrameResult) -> None:
         for sink in self._sinks:
             try:
                 sink.submit(result)
             except Exception:  # a failing sink must never stop the line
                 self.summary.sink_errors += 1
                 log.exception("sink %s failed on a frame of unit %s", type(sink).__name__, result.verdict.unit_id)
+
+    def _record(self, result: FrameResult, provisional: UnitVerdict | None) -> Future[Committed] | None:
+        """Hand ``result`` to the journal (blocks while it is full: back-pressure). ``provisional`` is this
+        process's roll-up when the frame changed it: used only if the result waits in an outbox."""
         if self._journal is None:
             return None
-        future = self._journal.submit(result)  # blocks while the journal is full: back-pressure
+        future = self._journal.submit(result, provisional)
         unit_id = result.verdict.unit_id
         future.add_done_callback(lambda f: self._on_committed(unit_id, f))
         return future
@@ -380,8 +386,10 @@ class Inspector:
                                captured_at=item.captured_at, error=item.error, profile=state.profile,
                                model_sha256=self._detector.model_sha256)
         result = FrameResult(item, None, verdict)
-        committed = self._emit(result)
+        self._emit(result)
+        before = state.emitted
         self._add(state, verdict)
+        committed = self._record(result, state.emitted if state.emitted is not before else None)
         return FrameOutcome(item, FrameStatus.JUDGED, result=result, committed=committed)  # type: ignore[arg-type]
 
     def _wait_for_store(self, items: Sequence[SourceItem]) -> None:
@@ -444,10 +452,11 @@ class Inspector:
                                 model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
                 result = FrameResult(frame, dets, verdict)
                 self.summary.frames += 1
-                committed = self._emit(result)
+                self._emit(result)
                 before = state.emitted
                 self._add(state, verdict)
                 changed = state.emitted if state.emitted is not before else None
+                committed = self._record(result, changed)
                 outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed,
                                                committed=committed)
         return [outcomes[i] for i in range(len(frames))]

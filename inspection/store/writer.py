@@ -112,6 +112,7 @@ _STOP = object()
 class _FrameItem:
     result: FrameResult
     future: Future[Committed]
+    provisional: UnitVerdict | None = None
 
 
 @dataclass
@@ -179,15 +180,17 @@ class BatchedResultWriter:
         with self._lock:
             self._sinks = [*self._sinks, sink]
 
-    def submit(self, result: FrameResult) -> Future[Committed]:
+    def submit(self, result: FrameResult, provisional: UnitVerdict | None = None) -> Future[Committed]:
         """Queue ``result``; the future resolves once it is committed (or fails with why it is not).
 
         Blocks while the queue is full: a slow database slows the line down, it never loses a result.
+        ``provisional`` is the station's own roll-up of the unit when this result changed it: if the result has
+        to wait in the outbox, that is the verdict the line acts on (and is told) until the central roll-up.
         """
         if not isinstance(result, FrameResult):
             raise TypeError(f"submit() takes a FrameResult, got {type(result).__name__}")
         future: Future[Committed] = Future()
-        self._put(_FrameItem(result, future))
+        self._put(_FrameItem(result, future, provisional))
         self._count("submitted")
         return future
 
@@ -307,13 +310,15 @@ class BatchedResultWriter:
             self._backlog = True
             self._counts["queued"] += len(frames)
         for item in frames:
-            item.future.set_result(Committed(inserted=True, queued=True))
+            item.future.set_result(Committed(inserted=True, unit_verdict=item.provisional, queued=True))
         for close in closes:
             close.future.set_result(None)
-        for sink in self._sinks:
+        for sink in self._sinks:  # the station's provisional verdicts now; the central ones on replay
             try:
                 for item in frames:
                     sink.submit(item.result)
+                    if item.provisional is not None:
+                        sink.submit_unit_verdict(item.provisional)
             except Exception:
                 self._count("sink_errors")
                 log.exception("after-commit sink %s failed", type(sink).__name__)

@@ -69,6 +69,8 @@ def test_cameras_keep_working_through_a_database_cut(cut_service: tuple[Service,
             assert answer.status_code == 200, (key, answer.text)
             assert answer.json()["queued"] is True
         assert during["k-3"].json()["unit_verdict"]["complete"]  # the station's own roll-up, for now
+        assert during["k-3"].json()["unit_verdict"]["verdict"] == "PASS"
+        assert during["k-2"].json()["unit_verdict"] is None  # "side" was still missing
         retry = service.post_frame(jpeg(255, noise=2), unit_id="U-cut-1", key="k-1")
         assert retry.status_code == 200 and retry.headers["idempotent-replayed"] == "true"
         ready = service.client.get("/readyz")

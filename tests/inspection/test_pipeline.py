@@ -269,7 +269,7 @@ class FakeJournal:
         self.auto = auto
         self.pending: list[tuple[FrameResult, Future[Committed]]] = []
 
-    def submit(self, result: FrameResult) -> Future[Committed]:
+    def submit(self, result: FrameResult, provisional: UnitVerdict | None = None) -> Future[Committed]:
         future: Future[Committed] = Future()
         self.pending.append((result, future))
         if self.auto:
