@@ -23,6 +23,7 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
+from inspection.store.backends import open_evidence_store
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
@@ -52,7 +53,7 @@ class ServiceContext:
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
+        store = ResultsStore.open(settings.resolved_database_url, open_evidence_store(settings))
         engine = store.engine  # one pool for every repository of this process
         # A camera that got 200 must find its frame recorded: when the database stalls, the writer blocks
         # (up to 10 min) instead of dropping results, the batcher backs up, and new frames get 503 + Retry-After.

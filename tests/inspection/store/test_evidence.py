@@ -8,13 +8,13 @@ import cv2
 import pytest
 
 from inspection.hashing import sha256_bytes
-from inspection.store import EvidenceStore
+from inspection.store import LocalEvidenceStore
 from inspection.store.evidence import sha_of_path
 from tests.inspection.store.factories import image
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path / "frames")
+    store = LocalEvidenceStore(tmp_path / "frames")
     data = b"\xff\xd8\xff fake jpeg bytes"
     sha = store.put(data, ".jpg")
     assert sha == sha256_bytes(data)
@@ -26,15 +26,16 @@ def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:
 
 
 def test_put_keeps_the_suffix_and_path_finds_it(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path)
+    store = LocalEvidenceStore(tmp_path)
     sha = store.put(b"\x89PNG\r\n\x1a\n...", "png")
     assert store.path(sha).suffix == ".png"
     assert store.exists(sha)
 
 
 def test_put_image_writes_a_decodable_jpeg(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path)
-    sha, path = store.put_image(image(90))
+    store = LocalEvidenceStore(tmp_path)
+    sha, ref = store.put_image(image(90))
+    path = Path(ref)
     assert path == store.path(sha) and path.suffix == ".jpg"
     decoded = cv2.imread(str(path))
     assert decoded is not None and decoded.shape == (16, 16, 3)
@@ -42,7 +43,7 @@ def test_put_image_writes_a_decodable_jpeg(tmp_path: Path) -> None:
 
 
 def test_delete(tmp_path: Path) -> None:
-    store = EvidenceStore(tmp_path)
+    store = LocalEvidenceStore(tmp_path)
     sha = store.put(b"abc", ".jpg")
     assert store.delete(sha) is True
     assert not store.exists(sha)
@@ -52,13 +53,13 @@ def test_delete(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("data", "suffix"), [(b"", ".jpg"), (b"x", "../../etc"), (b"x", ".j/pg")])
 def test_put_refuses_bad_input(tmp_path: Path, data: bytes, suffix: str) -> None:
     with pytest.raises(ValueError):
-        EvidenceStore(tmp_path).put(data, suffix)
+        LocalEvidenceStore(tmp_path).put(data, suffix)
 
 
 @pytest.mark.parametrize("sha", ["", "abc", "../" + "a" * 61, "A" * 64])
 def test_path_refuses_what_is_not_a_sha256(tmp_path: Path, sha: str) -> None:
     with pytest.raises(ValueError):
-        EvidenceStore(tmp_path).path(sha)
+        LocalEvidenceStore(tmp_path).path(sha)
 
 
 @pytest.mark.parametrize(("path", "expected"), [

@@ -11,7 +11,7 @@ import pytest
 from inspection.errors import StoreError
 from inspection.hashing import sha256_bytes
 from inspection.store import BatchedResultWriter, ResultsStore
-from inspection.store.evidence import EvidenceStore
+from inspection.store.evidence import EvidenceStore, LocalEvidenceStore
 from inspection.types import Frame, FrameResult, Verdict
 from tests.inspection.store.factories import failure, finding, result, standard_book, unit_verdict
 
@@ -169,7 +169,7 @@ class BlockedStore:
 
 def test_full_queue_drops_loudly_instead_of_blocking(tmp_path: Path,
                                                      caplog: pytest.LogCaptureFixture) -> None:
-    stalled = BlockedStore(EvidenceStore(tmp_path))
+    stalled = BlockedStore(LocalEvidenceStore(tmp_path))
     writer = BatchedResultWriter(stalled, batch_size=1, queue_size=1, put_timeout_s=0.01)
     try:
         accepted = [writer.submit(result("U1", seq=n)) for n in range(6)]
@@ -201,11 +201,11 @@ def test_writer_is_thread_safe(ready: ResultsStore) -> None:
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"queue_size": 0}, {"flush_interval_s": 0}])
 def test_bad_settings_are_refused(tmp_path: Path, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        BatchedResultWriter(BlockedStore(EvidenceStore(tmp_path)), **kwargs)  # type: ignore[arg-type]
+        BatchedResultWriter(BlockedStore(LocalEvidenceStore(tmp_path)), **kwargs)  # type: ignore[arg-type]
 
 
 def test_submit_refuses_what_is_not_a_frame_result(tmp_path: Path) -> None:
-    with BatchedResultWriter(BlockedStore(EvidenceStore(tmp_path))) as writer:
+    with BatchedResultWriter(BlockedStore(LocalEvidenceStore(tmp_path))) as writer:
         with pytest.raises(TypeError, match="FrameResult"):
             writer.submit("not a result")  # type: ignore[arg-type]
         writer.flush()  # the thread is still alive and answering
