@@ -3,8 +3,10 @@
 Objects are named ``<prefix>/<sha[:2]>/<sha256>`` -- the content address alone, the media type kept as the
 object's ``Content-Type`` -- so a frame is found by one ``HEAD`` whatever its format, and two stations that
 write the same frame store it once. A put is one conditional ``PUT`` (``If-None-Match: *``): the first
-writer wins, a second gets 412 and that means "already stored". The server also checks the bytes against
-the sha256 we send (``x-amz-checksum-sha256``), so a frame corrupted in transit is refused, not kept.
+writer wins, a second gets 412 and that means "already stored" (a server that answers a simultaneous
+second writer with an error instead is checked with a ``HEAD``: the object there is the frame). The
+server also checks the bytes against the sha256 we send (``x-amz-checksum-sha256``), so a frame corrupted
+in transit is refused, not kept.
 
 The client is built outside (``s3_client``, called by ``inspection.store.backends.open_evidence_store``)
 and handed in, so tests and other tools inject their own. It is configured with bounded connect/read
@@ -148,12 +150,23 @@ class S3EvidenceStore(EvidenceStore):
                        Body=data, ContentType=media_type_of(suffix), IfNoneMatch="*",
                        ChecksumSHA256=checksum, Metadata={"suffix": suffix})
         except ClientError as e:
-            if _code(e) in _ALREADY_THERE:  # stored before, by us or another station: same bytes
-                log.debug("evidence %s already in %s", sha[:12], self.describe())
-            else:  # a 404 on put: the bucket is missing
+            if _code(e) not in _ALREADY_THERE:  # a 404 on put: the bucket is missing
                 raise StoreError(f"object store {self.describe()}: bucket {self.bucket!r} does not exist "
                                  f"(storing evidence {sha[:12]})") from e
+            log.debug("evidence %s already in %s", sha[:12], self.describe())  # by us or another station
+        except StoreError:
+            # Two stations putting the same frame at the same moment: some servers answer the loser with a
+            # 500 instead of 409/412. The name is the content's hash, so if the object is there, it is ours.
+            if not self._stored_already(sha, len(data)):
+                raise
         return self.ref(sha)
+
+    def _stored_already(self, sha: str, size: int) -> bool:
+        try:
+            info = self.stat(sha)
+        except StoreError:
+            return False
+        return info is not None and info.size == size
 
     def stat(self, sha: str) -> EvidenceInfo | None:
         try:

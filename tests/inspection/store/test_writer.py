@@ -17,6 +17,7 @@ from tests.inspection.store.factories import failure, finding, result, standard_
 
 
 def evidence_files(store: ResultsStore) -> list[Path]:
+    assert isinstance(store.evidence, LocalEvidenceStore)
     root = store.evidence.root
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
