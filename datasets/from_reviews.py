@@ -30,7 +30,7 @@ import cv2
 from datasets.library import DatasetLibrary
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from datasets.snapshot import Snapshot
-from inspection.errors import DatasetError, InvalidFrameError, NotFoundError
+from inspection.errors import DatasetError, InvalidFrameError
 from inspection.hashing import sha256_file
 from inspection.reviews import Decision
 from inspection.store.evidence import SUFFIXES, EvidenceStore, sha_of_path
@@ -79,11 +79,12 @@ def _staged(ref: str, sha: str | None, evidence: EvidenceStore | None, staging: 
     if evidence is None or staging is None or not sha:
         return "evidence frame is in an object store that this build was not given"
     try:
-        with evidence.open(sha) as reader:
+        reader = evidence.open_ref(ref, sha)
+        if reader is None:
+            return "evidence frame is gone"
+        with reader:
             data = reader.read_all()
             suffix = SUFFIXES.get(reader.info.media_type, ".img")
-    except NotFoundError:
-        return "evidence frame is gone"
     except InvalidFrameError as exc:
         return str(exc)
     path = staging / f"{sha}{suffix}"

@@ -204,6 +204,44 @@ class EvidenceStore(ABC):
     def exists(self, sha: str) -> bool:
         return self.stat(sha) is not None
 
+    def locate(self, ref: str | None, sha: str | None = None) -> EvidenceInfo | None:
+        """The frame an inspection recorded as ``ref`` (and ``sha``), wherever it is now; ``None`` if gone.
+
+        Tried in order: the recorded object itself when this backend can read it (another station's
+        prefix in the shared bucket), the content address in this store (a moved data dir), and a recorded
+        local file outside the store (an older data dir). ``StoreError`` if the store cannot be reached.
+        """
+        sha = sha or (sha_of_path(ref) if ref else None)
+        if sha:
+            info = self._stat_recorded(ref, sha) if ref else None
+            if info is None:
+                info = self.stat(sha)
+            if info is not None:
+                return info
+        if ref and "://" not in ref:
+            return local_file_info(Path(ref), sha)
+        return None
+
+    def open_ref(self, ref: str | None, sha: str | None = None) -> EvidenceReader | None:
+        """``locate``'s frame opened for streaming; ``None`` if it is gone."""
+        info = self.locate(ref, sha)
+        if info is None:
+            return None
+        try:
+            if "://" not in info.ref:
+                return open_local_file(Path(info.ref), info.sha256 or None, max_bytes=self.max_read_bytes)
+            return self._open_info(info)
+        except NotFoundError:  # released between the lookup and the read
+            return None
+
+    def _stat_recorded(self, ref: str, sha: str) -> EvidenceInfo | None:
+        """The object ``ref`` names if this backend reads it directly and it is not ``sha``'s own name here."""
+        return None
+
+    def _open_info(self, info: EvidenceInfo) -> EvidenceReader:
+        """Open a located object that is not a local file (only backends whose refs are URLs have those)."""
+        raise NotFoundError(f"{type(self).__name__} cannot read {info.ref}")
+
     def read(self, sha: str) -> bytes:
         """The bytes of the frame named ``sha`` (at most ``max_read_bytes``), checked against the name."""
         with self.open(sha) as reader:

@@ -169,21 +169,41 @@ class S3EvidenceStore(EvidenceStore):
         return info is not None and info.size == size
 
     def stat(self, sha: str) -> EvidenceInfo | None:
-        try:
-            head = self._call(f"looking up evidence {sha[:12]}", self.client.head_object, Bucket=self.bucket,
-                              Key=self.key(sha))
-        except ClientError:
-            return None  # only "missing" reaches here
-        return EvidenceInfo(sha, self.ref(sha), int(head.get("ContentLength", 0)),
-                            str(head.get("ContentType") or "application/octet-stream"))
+        return self._head(self.key(sha), sha)
 
     def open(self, sha: str) -> EvidenceReader:
+        return self._get(self.key(sha), sha)
+
+    def _recorded_key(self, ref: str, sha: str) -> str | None:
+        """The key of ``ref`` when it names ``sha`` in this bucket under another prefix (another station's)."""
+        if not ref.startswith(f"s3://{self.bucket}/"):
+            return None
+        key = ref[len(f"s3://{self.bucket}/"):]
+        return key if key.endswith(f"/{sha}") and key != self.key(sha) else None
+
+    def _stat_recorded(self, ref: str, sha: str) -> EvidenceInfo | None:
+        key = self._recorded_key(ref, sha)
+        return self._head(key, sha) if key else None
+
+    def _open_info(self, info: EvidenceInfo) -> EvidenceReader:
+        key = self._recorded_key(info.ref, info.sha256)
+        return self._get(key or self.key(info.sha256), info.sha256)
+
+    def _head(self, key: str, sha: str) -> EvidenceInfo | None:
         try:
-            got = self._call(f"reading evidence {sha[:12]}", self.client.get_object, Bucket=self.bucket,
-                             Key=self.key(sha))
+            head = self._call(f"looking up evidence {sha[:12]}", self.client.head_object, Bucket=self.bucket,
+                              Key=key)
+        except ClientError:
+            return None  # only "missing" reaches here
+        return EvidenceInfo(sha, f"s3://{self.bucket}/{key}", int(head.get("ContentLength", 0)),
+                            str(head.get("ContentType") or "application/octet-stream"))
+
+    def _get(self, key: str, sha: str) -> EvidenceReader:
+        try:
+            got = self._call(f"reading evidence {sha[:12]}", self.client.get_object, Bucket=self.bucket, Key=key)
         except ClientError as e:
             raise NotFoundError(f"evidence frame {sha[:12]} is not stored in {self.describe()}") from e
-        info = EvidenceInfo(sha, self.ref(sha), int(got.get("ContentLength", 0)),
+        info = EvidenceInfo(sha, f"s3://{self.bucket}/{key}", int(got.get("ContentLength", 0)),
                             str(got.get("ContentType") or "application/octet-stream"))
         body = got["Body"]
         try:

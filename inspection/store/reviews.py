@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,13 +21,7 @@ from sqlalchemy import case, exists, func, select, update
 
 from inspection.errors import InvalidFrameError, NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
-from inspection.store.evidence import (
-    EvidenceInfo,
-    EvidenceReader,
-    local_file_info,
-    open_local_file,
-    sha_of_path,
-)
+from inspection.store.evidence import EvidenceInfo, EvidenceReader
 from inspection.store.models import (
     InspectionRow,
     OrderRow,
@@ -74,32 +67,11 @@ class ReviewService:
     # -- evidence ---------------------------------------------------------------------------------------
 
     def evidence_info(self, evidence_path: str | None, evidence_sha256: str | None = None) -> EvidenceInfo | None:
-        """Where an inspection's evidence frame is now (file or object), or ``None`` if it is gone.
-
-        The content address (sha256) is looked up in the configured store -- local folder or object store --
-        so a moved data dir or another station's frame in the shared bucket is found; a recorded local
-        path outside the store (an older data dir) is tried next. ``StoreError`` if the store is away.
-        """
-        sha = evidence_sha256 or (sha_of_path(evidence_path) if evidence_path else None)
-        if sha:
-            info = self.store.evidence.stat(sha)
-            if info is not None:
-                return info
-        if evidence_path and "://" not in evidence_path:
-            return local_file_info(Path(evidence_path), sha)
-        return None
-
-    def _open_evidence(self, evidence_path: str | None, evidence_sha256: str | None) -> EvidenceReader | None:
-        store = self.store.evidence
-        sha = evidence_sha256 or (sha_of_path(evidence_path) if evidence_path else None)
-        if sha:
-            try:
-                return store.open(sha)
-            except NotFoundError:
-                pass
-        if evidence_path and "://" not in evidence_path:
-            return open_local_file(Path(evidence_path), sha, max_bytes=store.max_read_bytes)
-        return None
+        """Where an inspection's evidence frame is now (file or object), or ``None`` if it is gone: the
+        recorded place, then the content address in the configured store (``EvidenceStore.locate``), so a
+        moved data dir or another station's frame in the shared bucket is found. ``StoreError`` if the
+        store is away."""
+        return self.store.evidence.locate(evidence_path, evidence_sha256)
 
     def _evidence_ref(self, inspection_id: int) -> tuple[str | None, str | None]:
         """The recorded evidence path and sha256 of an inspection; ``NotFoundError`` if it is not recorded."""
@@ -113,7 +85,7 @@ class ReviewService:
     def evidence_of(self, inspection_id: int) -> EvidenceReader:
         """An inspection's evidence frame opened for streaming (close it); ``NotFoundError`` if the inspection
         or its frame is gone, ``StoreError`` if the evidence store cannot be reached."""
-        reader = self._open_evidence(*self._evidence_ref(inspection_id))
+        reader = self.store.evidence.open_ref(*self._evidence_ref(inspection_id))
         if reader is None:
             raise NotFoundError(f"inspection {inspection_id} has no evidence frame (released after a PASS, or gone)")
         return reader
@@ -141,7 +113,7 @@ class ReviewService:
         evidence_path, evidence_sha = self._evidence_ref(decision.inspection_id)
         size: tuple[int, int] | None = None
         if decision.decision.labels_frame:
-            reader = self._open_evidence(evidence_path, evidence_sha)
+            reader = self.store.evidence.open_ref(evidence_path, evidence_sha)
             if reader is None:
                 raise ReviewError(
                     f"inspection {decision.inspection_id}: its evidence frame "

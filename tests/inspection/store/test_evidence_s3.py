@@ -8,6 +8,7 @@ object store, and an object store that is away is a ``StoreError`` soon -- never
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -71,6 +72,7 @@ def test_put_get_exists_delete_round_trip(s3_server: S3Server, s3_bucket: str, s
     info = s3_store.stat(sha)
     assert info is not None and (info.size, info.media_type, info.ref) == (len(data), "image/png", ref)
     assert s3_store.exists(sha) and s3_store.read(sha) == data
+    s3_store.check()  # the bucket answers
     with s3_store.open(sha) as reader:
         chunks = list(reader.chunks(size=100))
     assert len(chunks) > 1 and b"".join(chunks) == data  # streamed, not one read
@@ -116,6 +118,22 @@ def test_two_stations_share_one_bucket(s3_server: S3Server, s3_bucket: str) -> N
     sha_2 = line_2.put(only_2, ".png")
     assert line_1.read(sha_2) == only_2  # a frame one station wrote, another reads
     assert line_1.delete(sha_2) and not line_2.exists(sha_2)
+
+
+def test_a_frame_recorded_under_another_stations_prefix_is_found(s3_server: S3Server, s3_bucket: str) -> None:
+    """Lines may keep their own prefix (lifecycle rules, ownership); the central review service, configured
+    with a prefix of its own, still reads every line's frames through the path each row recorded."""
+    line_1, central = station_store(s3_server, s3_bucket, "line-1"), station_store(s3_server, s3_bucket, "central")
+    data = frame_bytes(9)
+    sha, ref = line_1.put_file(data, ".png")
+    assert not central.exists(sha)  # not under its own prefix ...
+    info = central.locate(ref, sha)
+    assert info is not None and info.ref == ref and info.size == len(data)  # ... but where the row says
+    reader = central.open_ref(ref)  # the sha256 is read from the ref's name when not given
+    assert reader is not None and reader.read_all() == data
+    assert central.locate(f"s3://other-bucket/line-1/{sha[:2]}/{sha}", sha) is None  # only its own bucket
+    line_1.delete(sha)
+    assert central.locate(ref, sha) is None and central.open_ref(ref, sha) is None
 
 
 def test_reads_are_capped(s3_server: S3Server, s3_bucket: str) -> None:
@@ -314,18 +332,21 @@ def test_the_review_page_serves_a_frame_from_s3(s3_server: S3Server, s3_bucket: 
     with TestClient(create_app(context=ctx)) as client:
         assert ctx.wait_ready(30), ctx.load_error
         camera = {"Authorization": f"Bearer {keys[Role.CAMERA]}"}
-        operator = {"Authorization": f"Bearer {keys[Role.OPERATOR]}"}
         posted = client.post("/v1/frames", headers=camera, data={"unit_id": "U-s3", "order_id": "ORD-1",
                                                                  "camera_id": "top"},
                              files={"image": ("frame.jpg", frame, "image/jpeg")})
         assert posted.status_code == 200 and posted.json()["verdict"] == "FAIL", posted.text
         ctx.writer.flush(timeout=30)
-        record = client.get("/v1/units/U-s3", headers=operator).json()
-        [shown] = record["frames"]
         sha = hashlib.sha256(frame).hexdigest()
         assert object_keys(s3_server, s3_bucket) == [f"station-a/{sha[:2]}/{sha}"]
-        assert shown["evidence_url"] == f"/v1/inspections/{shown['id']}/image"
-        image = client.get(shown["evidence_url"], headers=operator)
+        # The operator signs in to the review page, opens the unit and its <img> loads the frame from S3.
+        signed_in = client.post("/review/login", data={"key": keys[Role.OPERATOR]}, follow_redirects=False)
+        assert signed_in.status_code == 303, signed_in.text
+        page = client.get("/review/units/U-s3")
+        assert page.status_code == 200
+        [src] = re.findall(r'<img class="frame-image" src="([^"]+)"', page.text)
+        image = client.get(src)
         assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
         assert image.content == frame and image.headers["etag"] == f'"{sha}"'
-        assert client.get(shown["evidence_url"]).status_code == 401  # still behind the sign-in
+        client.cookies.clear()
+        assert client.get(src).status_code == 401  # still behind the sign-in
