@@ -45,6 +45,14 @@ MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png",
 SUFFIXES = {media: suffix for suffix, media in reversed(MEDIA_TYPES.items())}
 
 
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def sha_of_path(path: str | Path) -> str | None:
     """The sha256 an evidence path or object URL is named by, or ``None`` if the name is not content-addressed."""
     stem = Path(str(path)).stem
@@ -262,7 +270,8 @@ class LocalEvidenceStore(EvidenceStore):
     """Frames under ``root`` as ``<root>/<sha[:2]>/<sha><suffix>``: the embedded default.
 
     Writes go to a temporary file in the same folder and are moved into place with ``os.replace``, so a
-    crash or a full disk never leaves a truncated JPEG under a valid name.
+    crash or a full disk never leaves a truncated JPEG under a valid name; the file and then its folder are
+    fsynced, so a frame acknowledged to a camera is on disk before its row is committed.
     """
 
     def __init__(self, root: Path, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> None:
@@ -288,6 +297,7 @@ class LocalEvidenceStore(EvidenceStore):
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp_name, target)
+                _fsync_folder(target.parent)  # the rename itself survives a power loss
             except BaseException:
                 Path(tmp_name).unlink(missing_ok=True)
                 raise

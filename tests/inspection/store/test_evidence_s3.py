@@ -227,7 +227,7 @@ def finishes(call: Callable[[], object], bound_s: float = 60.0) -> BaseException
 def test_unreachable_s3_is_a_store_error_not_a_hang(kind: str, silent_endpoint: str, tmp_path: Path) -> None:
     endpoint = closed_endpoint() if kind == "refused" else silent_endpoint
     settings = Settings(data_dir=tmp_path, evidence_url="s3://qcline-evidence/line-1", s3_endpoint_url=endpoint,
-                        s3_access_key="k", s3_secret_key=SecretStr("s"), s3_timeout_s=0.5, s3_max_attempts=2)
+                        s3_access_key="k", s3_secret_key=SecretStr("s"), s3_timeout_s=0.3, s3_max_attempts=2)
     store = open_evidence_store(settings)  # opening contacts nothing: a station starts while S3 is away
     data = frame_bytes(8)
     sha = hashlib.sha256(data).hexdigest()
@@ -316,6 +316,16 @@ def test_the_writer_keeps_failing_units_frames_in_s3_and_releases_pass_ones(
     [entry] = built.snapshot.entries
     assert entry.image.sha256 == sha and entry.image.path.read_bytes() == failed.frame.data
     assert built.result.skipped == ()
+
+    # The object store goes away: reading a frame is a StoreError (503 on the page), never "gone", and a
+    # dataset build stops instead of quietly skipping every sample.
+    dead = S3EvidenceStore(s3_client(endpoint_url=closed_endpoint(), access_key="k", secret_key="s",
+                                     region="us-east-1", timeout_s=0.5, max_attempts=1), s3_bucket, "line-1")
+    away = ResultsStore(s3_results.engine, dead)  # same database, evidence unreachable
+    with pytest.raises(StoreError):
+        ReviewService(away).evidence_of(inspection)
+    with pytest.raises(StoreError):
+        build_from_reviews_report(away, library, model_classes=("scratch",))
 
 
 def test_the_review_page_serves_a_frame_from_s3(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
