@@ -13,7 +13,6 @@ treats a lost object store like a lost database.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -127,7 +126,7 @@ class EvidenceReader:
         """Every byte, verified against the content address: a frame that was altered is an
         ``InvalidFrameError``, not data."""
         data = b"".join(self.chunks())
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_bytes(data)
         if _SHA_RE.match(self.info.sha256) and actual != self.info.sha256:
             raise InvalidFrameError(f"evidence {self.info.ref} does not match its sha256 (has {actual[:12]}): "
                                     "the stored object was altered or truncated")
