@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from inspection.errors import InvalidFrameError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.store import LocalEvidenceStore
 from inspection.store.evidence import sha_of_path
@@ -69,3 +70,38 @@ def test_path_refuses_what_is_not_a_sha256(tmp_path: Path, sha: str) -> None:
 ])
 def test_sha_of_path(path: str, expected: str | None) -> None:
     assert sha_of_path(path) == expected
+
+
+def test_read_stream_and_cap(tmp_path: Path) -> None:
+    data = cv2.imencode(".png", image(70))[1].tobytes()
+    store = LocalEvidenceStore(tmp_path)
+    sha = store.put(data, ".png")
+    info = store.stat(sha)
+    assert info is not None and (info.size, info.media_type) == (len(data), "image/png")
+    assert store.read(sha) == data
+    with store.open(sha) as reader:
+        assert b"".join(reader.chunks(size=64)) == data
+    with pytest.raises(StoreError, match="more than"):
+        LocalEvidenceStore(tmp_path, max_read_bytes=len(data) - 1).read(sha)
+    store.path(sha).write_bytes(data[:-5])  # altered on disk
+    with pytest.raises(InvalidFrameError, match="does not match its sha256"):
+        store.read(sha)
+    store.delete(sha)
+    with pytest.raises(NotFoundError):
+        store.open(sha)
+
+
+def test_locate_finds_a_frame_by_address_or_by_its_recorded_path(tmp_path: Path) -> None:
+    store = LocalEvidenceStore(tmp_path / "frames")
+    data = b"\xff\xd8\xff moved"
+    sha, ref = store.put_file(data, ".jpg")
+    stale = f"/old/data/dir/frames/{sha[:2]}/{sha}.jpg"  # the data dir was moved since it was recorded
+    info = store.locate(stale, None)
+    assert info is not None and info.ref == ref
+    outside = tmp_path / "older" / f"{sha}.jpg"  # a file of an older data dir, not in this store
+    outside.parent.mkdir()
+    outside.write_bytes(data)
+    store.delete(sha)
+    reader = store.open_ref(str(outside), sha)
+    assert reader is not None and reader.read_all() == data
+    assert store.locate(stale, sha) is None and store.open_ref(None, None) is None
