@@ -17,4 +17,3 @@ def store(db_url: str, tmp_path: Path) -> Iterator[ResultsStore]:
         yield results
     finally:
         results.close()
-
