@@ -31,7 +31,7 @@ from inspection.reviews import Decision, ReviewDecision
 from inspection.settings import Settings, load_settings
 from inspection.store import BatchedResultWriter, LocalEvidenceStore, ResultsStore
 from inspection.store.backends import open_evidence_store
-from inspection.store.evidence_s3 import S3EvidenceStore, parse_s3_url, s3_client
+from inspection.store.evidence_s3 import S3EvidenceStore, ca_bundle_or_flag, parse_s3_url, s3_client
 from inspection.store.reviews import ReviewService
 from inspection.types import Frame, Verdict
 from tests.api.conftest import jpeg, seed, service_settings
@@ -271,6 +271,13 @@ def test_half_a_key_pair_is_a_config_error(tmp_path: Path) -> None:
         open_evidence_store(Settings(data_dir=tmp_path, evidence_url="s3://qcline/x", s3_access_key="only-id"))
     with pytest.raises(ConfigError, match="s3://bucket"):
         open_evidence_store(Settings(data_dir=tmp_path, evidence_url="gs://elsewhere/x"))
+    with pytest.raises(ConfigError, match="CA_BUNDLE"):
+        open_evidence_store(Settings(data_dir=tmp_path, evidence_url="s3://qcline/x",
+                                     s3_ca_bundle=tmp_path / "no-such-ca.pem"))
+    assert ca_bundle_or_flag(False, None) is False
+    pem = tmp_path / "plant-ca.pem"
+    pem.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert ca_bundle_or_flag(True, pem) == str(pem)
 
 
 # -- the station, the review page and the dataset builder on the object store --------------------------------
