@@ -22,6 +22,7 @@ from rich.table import Table
 
 from api.cli_common import DataDirOption, JsonOption, print_json
 from api.cli_datasets import datasets_app
+from api.cli_evidence import evidence_app
 from api.cli_models import registry_app
 from api.cli_review import review_app
 from api.cli_serve import keys_app, serve_app
@@ -43,6 +44,7 @@ app.add_typer(orders_app, name="orders")
 app.add_typer(units_app, name="units")
 app.add_typer(models_app, name="models")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(evidence_app, name="evidence")
 for _command in registry_app.registered_commands:  # registry commands live under `qcline models` too
     models_app.registered_commands.append(_command)
 app.registered_commands.extend(training_app.registered_commands)  # `qcline train`, `qcline evaluate`

@@ -27,6 +27,7 @@ from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.sources import FrameSource
+from inspection.store.backends import open_evidence_store
 from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter
@@ -163,7 +164,7 @@ class Station:
 
 def open_store(settings: Settings) -> ResultsStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
+    return ResultsStore.open(settings.resolved_database_url, open_evidence_store(settings))
 
 
 def station_model(settings: Settings, model: Path | None = None, *, store: ResultsStore | None = None) -> Path:

@@ -8,13 +8,18 @@ labels there are:
 * ``false_alarm``: there is no defect; the frame becomes a negative example (no boxes),
 * ``correct``: the operator's boxes replace the model's, and may name a class the model does not know yet.
 
-The image is the inspection's evidence file. Evidence can be deleted (PASS clean-up, retention), so a
-missing or unreadable file is reported as an ``ImportIssue`` and the rest of the build goes on.
+The image is the inspection's evidence frame, from whichever evidence store is configured: a local file is
+read in place, an object in the shared object store (``s3://...``) is downloaded (size-capped, checked
+against its sha256) into a staging folder for the length of the build. Evidence can be deleted (PASS
+clean-up, retention), so a missing or unreadable frame is reported as an ``ImportIssue`` and the rest of
+the build goes on; an object store that cannot be reached stops the build (``StoreError``): a dataset
+quietly missing the samples of a network blip is worse than a build retried a minute later.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +30,10 @@ import cv2
 from datasets.library import DatasetLibrary
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from datasets.snapshot import Snapshot
-from inspection.errors import DatasetError
+from inspection.errors import DatasetError, InvalidFrameError
 from inspection.hashing import sha256_file
 from inspection.reviews import Decision
+from inspection.store.evidence import SUFFIXES, EvidenceStore, sha_of_path
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 
@@ -68,8 +74,27 @@ def _boxes(review: Mapping[str, Any], width: int, height: int) -> tuple[LabeledB
     return tuple(boxes)
 
 
-def _samples(reviews: Sequence[Mapping[str, Any]],
-             model_classes: Sequence[str]) -> tuple[ImportResult, tuple[int, ...]]:
+def _staged(ref: str, sha: str | None, evidence: EvidenceStore | None, staging: Path | None) -> Path | str:
+    """A local file holding the object ``ref`` names, or the reason there is none."""
+    if evidence is None or staging is None or not sha:
+        return "evidence frame is in an object store that this build was not given"
+    try:
+        reader = evidence.open_ref(ref, sha)
+        if reader is None:
+            return "evidence frame is gone"
+        with reader:
+            data = reader.read_all()
+            suffix = SUFFIXES.get(reader.info.media_type, ".img")
+    except InvalidFrameError as exc:
+        return str(exc)
+    path = staging / f"{sha}{suffix}"
+    path.write_bytes(data)
+    return path
+
+
+def _samples(reviews: Sequence[Mapping[str, Any]], model_classes: Sequence[str], *,
+             evidence: EvidenceStore | None = None,
+             staging: Path | None = None) -> tuple[ImportResult, tuple[int, ...]]:
     by_sha: dict[str, tuple[int, LabeledImage]] = {}
     skipped: list[ImportIssue] = []
     for review in sorted(reviews, key=lambda r: int(r["id"])):
@@ -79,7 +104,15 @@ def _samples(reviews: Sequence[Mapping[str, Any]],
         if not raw_path:
             skipped.append(ImportIssue(f"inspection {inspection_id}", f"{where}: no evidence frame was recorded"))
             continue
-        path = Path(str(raw_path))
+        if "://" in str(raw_path):  # an object in the shared evidence store
+            sha = review.get("evidence_sha256") or sha_of_path(str(raw_path))
+            staged = _staged(str(raw_path), sha, evidence, staging)
+            if isinstance(staged, str):
+                skipped.append(ImportIssue(str(raw_path), f"{where}: {staged}"))
+                continue
+            path = staged
+        else:
+            path = Path(str(raw_path))
         if not path.is_file():
             skipped.append(ImportIssue(str(path), f"{where}: evidence frame is gone"))
             continue
@@ -106,13 +139,16 @@ def _samples(reviews: Sequence[Mapping[str, Any]],
     return result, tuple(sorted(rid for rid, _ in by_sha.values()))
 
 
-def labeled_samples(reviews: Sequence[Mapping[str, Any]], *, model_classes: Sequence[str] = ()) -> ImportResult:
+def labeled_samples(reviews: Sequence[Mapping[str, Any]], *, model_classes: Sequence[str] = (),
+                    evidence: EvidenceStore | None = None, staging: Path | None = None) -> ImportResult:
     """Labeled images from ``ReviewService.latest_reviews()`` rows (see the module docstring for the rules).
 
     ``model_classes`` is the class map the samples will extend; classes outside it are allowed (they are
-    appended by ``compose``) and logged. Missing or unreadable evidence becomes an ``ImportIssue``.
+    appended by ``compose``) and logged. Missing or unreadable evidence becomes an ``ImportIssue``. Frames
+    in an object store need its ``evidence`` store and a ``staging`` folder to download them into (the
+    samples' paths point there, so keep it until the samples are copied into a library).
     """
-    return _samples(reviews, model_classes)[0]
+    return _samples(reviews, model_classes, evidence=evidence, staging=staging)[0]
 
 
 def build_from_reviews_report(store: ResultsStore, library: DatasetLibrary, *, parent: str | None = None,
@@ -130,16 +166,17 @@ def build_from_reviews_report(store: ResultsStore, library: DatasetLibrary, *, p
     if not reviews:
         raise DatasetError(f"no reviews after review id {since_id}: nothing to build")
     classes = tuple(parent_snapshot.classes) if parent_snapshot is not None else tuple(model_classes)
-    result, used = _samples(reviews, classes)
-    if not result.images:
-        reasons = "; ".join(issue.reason for issue in result.skipped[:5])
-        raise DatasetError(f"none of the {len(reviews)} reviews gave a usable sample: {reasons}")
-    label = f"{source}:{used[0]}-{used[-1]}"
-    if parent_snapshot is not None:
-        snapshot = library.compose(parent_snapshot.id, result, label, val_fraction=val_fraction)
-    else:
-        class_map = classes + tuple(c for c in result.classes if c not in classes)
-        snapshot = library.add(result, source=label, val_fraction=val_fraction, classes=class_map or None)
+    with tempfile.TemporaryDirectory(prefix="qcline-review-frames-") as staging:
+        result, used = _samples(reviews, classes, evidence=store.evidence, staging=Path(staging))
+        if not result.images:
+            reasons = "; ".join(issue.reason for issue in result.skipped[:5])
+            raise DatasetError(f"none of the {len(reviews)} reviews gave a usable sample: {reasons}")
+        label = f"{source}:{used[0]}-{used[-1]}"
+        if parent_snapshot is not None:  # the library copies each image in: staging can go afterwards
+            snapshot = library.compose(parent_snapshot.id, result, label, val_fraction=val_fraction)
+        else:
+            class_map = classes + tuple(c for c in result.classes if c not in classes)
+            snapshot = library.add(result, source=label, val_fraction=val_fraction, classes=class_map or None)
     log.info("snapshot %s from %d reviews (%d skipped)", snapshot.id[:12], len(used), len(result.skipped))
     return ReviewBuild(snapshot, result, used, len(reviews))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,22 @@ class Settings(BaseSettings):
         if self.outbox is not None:
             return self.outbox
         return bool(self.database_url) and self.resolved_database_url.startswith(("postgres", "postgresql"))
+    # -- evidence store (inspection/store/backends.py) --
+    evidence_url: str | None = Field(
+        default=None, description="Where evidence frames go: unset means <data_dir>/frames; s3://bucket/prefix "
+        "an S3-compatible object store shared by stations; a folder path (or file:///path) that folder.")
+    evidence_max_mb: float = Field(default=64.0, gt=0.0, description="Largest evidence object a read accepts.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint, e.g. http://seaweedfs:8333 or https://minio.plant:9000; unset "
+        "means AWS S3 itself.")
+    s3_access_key: str | None = Field(default=None, description="S3 access key id; unset (with the secret) "
+                                      "means the AWS credential chain (AWS_* variables, ~/.aws, instance role).")
+    s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret key (never logged).")
+    s3_region: str = Field(default="us-east-1", description="S3 region (SeaweedFS and MinIO accept any).")
+    s3_verify_tls: bool = Field(default=True, description="Check the S3 endpoint's TLS certificate.")
+    s3_ca_bundle: Path | None = Field(default=None, description="CA bundle (PEM) for a plant's own S3 certificate.")
+    s3_timeout_s: float = Field(default=3.0, gt=0.0, le=60.0, description="S3 connect and read timeout, each.")
+    s3_max_attempts: int = Field(default=2, ge=1, le=10, description="S3 attempts per call (first one included).")
 
     @property
     def resolved_database_url(self) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
@@ -49,12 +50,20 @@ async def review_history(inspection_id: RowId, request: Request,
 
 
 @router.get("/inspections/{inspection_id}/image", summary="The frame an inspection judged",
-            response_class=FileResponse, responses=ERRORS)
+            response_class=StreamingResponse, responses=ERRORS | {
+                200: {"description": "The evidence frame as stored (its sha256 is the ETag)",
+                      "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                                  "image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                503: {"model": ErrorOut, "description": "The evidence store cannot be reached"}})
 async def inspection_image(inspection_id: RowId, request: Request,
-                           _: Annotated[Principal, Depends(READER)]) -> FileResponse:
-    path = await run_in_threadpool(context(request).reviews.evidence_of, inspection_id)
-    media = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
+                           _: Annotated[Principal, Depends(READER)]) -> StreamingResponse:
+    """Streamed from the configured evidence store (local folder or object store), in chunks, size-capped."""
+    reader = await run_in_threadpool(context(request).reviews.evidence_of, inspection_id)
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Length": str(reader.info.size)}
+    if reader.info.sha256:  # content-addressed: the name is the strongest validator there is
+        headers["ETag"] = f'"{reader.info.sha256}"'
+    return StreamingResponse(reader.chunks(), media_type=reader.info.media_type, headers=headers,
+                             background=BackgroundTask(reader.close))
 
 
 @router.post("/units/{unit_id:path}/disposition", status_code=201, summary="Release, rework or scrap a unit",

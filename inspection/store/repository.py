@@ -27,7 +27,7 @@ from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.rules import roll_up
 from inspection.store.db import Database, describe, insert_ignore, open_database
-from inspection.store.evidence import EvidenceStore, sha_of_path
+from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
 from inspection.store.models import (
     DetectionRow,
     InspectionRow,
@@ -147,12 +147,14 @@ class ResultsStore(Database):
         self._profiles: dict[str, InspectionProfile] = {}  # by content hash: never stale
 
     @classmethod
-    def open(cls, url: str, evidence_dir: Path) -> ResultsStore:
-        """Connect to ``url``, migrate it to head, and keep evidence frames under ``evidence_dir``."""
-        return cls(open_database(url), EvidenceStore(Path(evidence_dir)))
+    def open(cls, url: str, evidence: EvidenceStore | Path) -> ResultsStore:
+        """Connect to ``url``, migrate it to head, and keep evidence frames in ``evidence`` (a store, or the
+        folder of a ``LocalEvidenceStore``)."""
+        store = evidence if isinstance(evidence, EvidenceStore) else LocalEvidenceStore(Path(evidence))
+        return cls(open_database(url), store)
 
     def __repr__(self) -> str:
-        return f"ResultsStore({describe(self.engine.url)}, evidence={self.evidence.root})"
+        return f"ResultsStore({describe(self.engine.url)}, evidence={self.evidence.describe()})"
 
     # -- orders and profiles ---------------------------------------------------------------------------
 

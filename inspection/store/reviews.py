@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 from sqlalchemy import case, exists, func, select, update
 
-from inspection.errors import NotFoundError
+from inspection.errors import InvalidFrameError, NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
-from inspection.store.evidence import sha_of_path
+from inspection.store.evidence import EvidenceInfo, EvidenceReader
 from inspection.store.models import (
     InspectionRow,
     OrderRow,
@@ -66,20 +66,12 @@ class ReviewService:
 
     # -- evidence ---------------------------------------------------------------------------------------
 
-    def evidence_file(self, evidence_path: str | None, evidence_sha256: str | None = None) -> Path | None:
-        """Where an inspection's evidence frame is now, or ``None`` if it is gone.
-
-        The recorded path is tried first; a relative data dir or a moved evidence folder can make it stale,
-        so the content address (sha256) is then looked up in the store's evidence folder.
-        """
-        if evidence_path and Path(evidence_path).is_file():
-            return Path(evidence_path)
-        sha = evidence_sha256 or (sha_of_path(evidence_path) if evidence_path else None)
-        if sha:
-            candidate = self.store.evidence.path(sha)
-            if candidate.is_file():
-                return candidate
-        return None
+    def evidence_info(self, evidence_path: str | None, evidence_sha256: str | None = None) -> EvidenceInfo | None:
+        """Where an inspection's evidence frame is now (file or object), or ``None`` if it is gone: the
+        recorded place, then the content address in the configured store (``EvidenceStore.locate``), so a
+        moved data dir or another station's frame in the shared bucket is found. ``StoreError`` if the
+        store is away."""
+        return self.store.evidence.locate(evidence_path, evidence_sha256)
 
     def _evidence_ref(self, inspection_id: int) -> tuple[str | None, str | None]:
         """The recorded evidence path and sha256 of an inspection; ``NotFoundError`` if it is not recorded."""
@@ -90,17 +82,18 @@ class ReviewService:
             raise NotFoundError(f"inspection {inspection_id} is not recorded")
         return row[0], row[1]
 
-    def evidence_of(self, inspection_id: int) -> Path:
-        """Where an inspection's evidence frame is now; ``NotFoundError`` if the inspection or its frame is gone."""
-        path = self.evidence_file(*self._evidence_ref(inspection_id))
-        if path is None:
+    def evidence_of(self, inspection_id: int) -> EvidenceReader:
+        """An inspection's evidence frame opened for streaming (close it); ``NotFoundError`` if the inspection
+        or its frame is gone, ``StoreError`` if the evidence store cannot be reached."""
+        reader = self.store.evidence.open_ref(*self._evidence_ref(inspection_id))
+        if reader is None:
             raise NotFoundError(f"inspection {inspection_id} has no evidence frame (released after a PASS, or gone)")
-        return path
+        return reader
 
     @staticmethod
-    def _frame_size(path: Path) -> tuple[int, int] | None:
-        """(width, height) of a readable image; ``None`` if it does not decode."""
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    def _frame_size(data: bytes) -> tuple[int, int] | None:
+        """(width, height) of an image's bytes; ``None`` if they do not decode."""
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if image is None or image.size == 0:
             return None
         return int(image.shape[1]), int(image.shape[0])
@@ -120,16 +113,20 @@ class ReviewService:
         evidence_path, evidence_sha = self._evidence_ref(decision.inspection_id)
         size: tuple[int, int] | None = None
         if decision.decision.labels_frame:
-            path = self.evidence_file(evidence_path, evidence_sha)
-            if path is None:
+            reader = self.store.evidence.open_ref(evidence_path, evidence_sha)
+            if reader is None:
                 raise ReviewError(
                     f"inspection {decision.inspection_id}: its evidence frame "
                     f"{'(' + evidence_path + ') ' if evidence_path else ''}is gone, so a "
                     f"'{decision.decision.value}' decision cannot become a labeled sample; nothing recorded")
-            size = self._frame_size(path)
+            with reader:
+                try:
+                    size = self._frame_size(reader.read_all())
+                except InvalidFrameError:  # altered or truncated; a StoreError (store away) goes up: retry later
+                    size = None
             if size is None:
-                raise ReviewError(f"inspection {decision.inspection_id}: evidence frame {path} does not decode "
-                                  f"as an image, so it cannot become a labeled sample; nothing recorded")
+                raise ReviewError(f"inspection {decision.inspection_id}: evidence frame {reader.info.ref} does not "
+                                  f"decode as an image, so it cannot become a labeled sample; nothing recorded")
         if size is not None:
             width, height = size
             for box in decision.boxes:
@@ -204,11 +201,11 @@ class ReviewService:
             findings = findings_of(session, [r.inspection_id for r, _ in pairs])
         out = []
         for review, insp in pairs:
-            found = self.evidence_file(insp.evidence_path, insp.evidence_sha256)
+            found = self.evidence_info(insp.evidence_path, insp.evidence_sha256)
             out.append(_review_dict(review) | {
                 "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": iso_time(insp.captured_at),
                 "verdict": insp.verdict, "model_sha256": insp.model_sha256,
-                "evidence_path": str(found) if found else insp.evidence_path,
+                "evidence_path": found.ref if found else insp.evidence_path,
                 "evidence_sha256": insp.evidence_sha256, "evidence_exists": found is not None,
                 "findings": [finding_json(d) for d in findings.get(insp.id, [])],
             })

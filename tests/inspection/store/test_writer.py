@@ -13,7 +13,7 @@ import pytest
 from inspection.errors import StoreError
 from inspection.hashing import sha256_bytes
 from inspection.store import BatchedResultWriter, ResultsStore
-from inspection.store.evidence import EvidenceStore
+from inspection.store.evidence import EvidenceStore, LocalEvidenceStore
 from inspection.store.repository import GroupCommit
 from inspection.store.writer import NotRecordedError
 from inspection.types import Committed, Frame, FrameResult, UnitVerdict, Verdict
@@ -21,6 +21,7 @@ from tests.inspection.store.factories import failure, finding, result, standard_
 
 
 def evidence_files(store: ResultsStore) -> list[Path]:
+    assert isinstance(store.evidence, LocalEvidenceStore)
     root = store.evidence.root
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
