@@ -1,0 +1,190 @@
+"""The MQTT sink against the real Mosquitto on 127.0.0.1:1883, watched by a real subscriber."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from inspection.errors import ConfigError
+from inspection.settings import REPO_ROOT
+from inspection.signals.mqtt import MqttConfig, MqttSink
+from inspection.signals.payloads import topic_level
+from inspection.signals.spool import Spool
+from inspection.types import Verdict
+from tests.inspection.signals.conftest import Subscriber
+from tests.inspection.signals.peers import TcpProxy, free_port, wait_until
+from tests.inspection.signals.records import MODEL, PROFILE, frame_result, unit_verdict
+from tests.inspection.signals.schemas import validate
+
+
+def make_sink(tmp_path: Path, prefix: str, port: int, *, host: str = "127.0.0.1", **options: object) -> MqttSink:
+    config = MqttConfig(host=host, port=port, station_id="st/1", topic_prefix=prefix, client_id="",
+                        keepalive_s=5, **options)  # type: ignore[arg-type]
+    return MqttSink(config, Spool(tmp_path / "spool.db", max_messages=1000), drain_timeout_s=5)
+
+
+def test_unit_verdicts_and_fail_frames_reach_the_subscriber_as_valid_json(
+        tmp_path: Path, broker: tuple[str, int], prefix: str, subscriber: Subscriber) -> None:
+    sink = make_sink(tmp_path, prefix, broker[1])
+    try:
+        sink.submit(frame_result("W/7+#", Verdict.PASS))  # a PASS frame is no event by default
+        sink.submit(frame_result("W/7+#", Verdict.FAIL, camera_id="side"))
+        sink.submit_unit_verdict(unit_verdict("W/7+#", Verdict.FAIL, order_id="O-42"))
+        got = dict(subscriber.take(2))
+        assert sink.wait_delivered(10)
+    finally:
+        sink.close()
+    station = f"{prefix}/st%2F1"
+    unit_topic = f"{station}/units/{topic_level('W/7+#')}/verdict"
+    assert set(got) == {unit_topic, f"{station}/units/W%2F7%2B%23/frames/side"}
+    unit = got[unit_topic]
+    validate("unit-verdict", unit)
+    assert (unit["unit_id"], unit["order_id"], unit["verdict"]) == ("W/7+#", "O-42", "FAIL")
+    assert unit["model_sha256"] == MODEL and unit["profile_hash"] == PROFILE and unit["reasons"]
+    assert unit["station_id"] == "st/1" and unit["frame_count"] == 2
+    frame = got[f"{station}/units/W%2F7%2B%23/frames/side"]
+    validate("frame-event", frame)
+    assert frame["verdict"] == "FAIL" and frame["camera_id"] == "side"
+    assert subscriber.messages.empty() or all(t.endswith("/status") for t, *_ in list(subscriber.messages.queue))
+
+
+def test_messages_are_qos1_and_the_status_is_retained_online_with_the_model(
+        tmp_path: Path, broker: tuple[str, int], prefix: str) -> None:
+    sink = make_sink(tmp_path, prefix, broker[1])
+    try:
+        sink.submit_unit_verdict(unit_verdict("U-1"))
+        assert sink.wait_delivered(10)
+        late = Subscriber(*broker, f"{prefix}/#")  # subscribes after the fact: only retained messages come
+        try:
+            topic, payload, retained, _ = late.messages.get(timeout=5)
+        finally:
+            late.close()
+        live = Subscriber(*broker, f"{prefix}/#")
+        try:
+            live.messages.get(timeout=5)  # the retained status again
+            sink.submit_unit_verdict(unit_verdict("U-2"))
+            _, _, _, unit_qos = live.messages.get(timeout=10)
+        finally:
+            live.close()
+    finally:
+        sink.close()
+    assert topic == f"{prefix}/st%2F1/status" and retained
+    validate("station-status", payload)
+    assert payload["state"] == "online" and payload["model_sha256"] == MODEL
+    assert unit_qos == 1
+    after = Subscriber(*broker, f"{prefix}/#")
+    try:
+        _, payload, retained, _ = after.messages.get(timeout=5)
+    finally:
+        after.close()
+    assert retained and payload["state"] == "offline"  # a clean stop says so
+
+
+def test_the_broker_announces_offline_when_the_station_process_dies(
+        tmp_path: Path, broker: tuple[str, int], prefix: str, subscriber: Subscriber) -> None:
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pathlib import Path
+        from inspection.signals.mqtt import MqttConfig, MqttSink
+        from inspection.signals.spool import Spool
+        from tests.inspection.signals.records import unit_verdict
+        sink = MqttSink(MqttConfig(host="127.0.0.1", port={broker[1]}, station_id="st/1", topic_prefix="{prefix}",
+                                   keepalive_s=5), Spool(Path(r"{tmp_path}") / "spool.db", max_messages=100))
+        sink.submit_unit_verdict(unit_verdict("U-1"))
+        assert sink.wait_delivered(20)
+        print("delivered", flush=True)
+        time.sleep(60)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "delivered"
+        states = []
+        while "online" not in states:
+            topic, payload, _, _ = subscriber.messages.get(timeout=10)
+            if topic.endswith("/status"):
+                states.append(payload["state"])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        while True:
+            topic, payload, _, _ = subscriber.messages.get(timeout=20)
+            if topic.endswith("/status"):
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    validate("station-status", payload)
+    assert payload["state"] == "offline" and payload["station_id"] == "st/1"
+
+
+def test_messages_spooled_while_the_broker_is_away_arrive_after_a_restart(
+        tmp_path: Path, broker: tuple[str, int], prefix: str, subscriber: Subscriber) -> None:
+    dead = make_sink(tmp_path, prefix, free_port())  # nothing listens there
+    for i in range(5):
+        dead.submit_unit_verdict(unit_verdict(f"U-{i}", Verdict.REVIEW, missing=("back",)))
+    assert dead.stats().spool.depth == 5  # type: ignore[union-attr]
+    assert not dead.stats().connected
+    dead.close()  # the station stops with the messages undelivered
+    with pytest.raises(queue.Empty):
+        subscriber.messages.get(timeout=0.5)
+    restarted = make_sink(tmp_path, prefix, broker[1])
+    try:
+        got = subscriber.take(5)
+        assert restarted.wait_delivered(10)
+        assert restarted.stats().published == 5
+    finally:
+        restarted.close()
+    assert [p["unit_id"] for _, p in got] == [f"U-{i}" for i in range(5)]  # in order
+    for _, payload in got:
+        validate("unit-verdict", payload)
+        assert payload["missing_views"] == ["back"]
+
+
+def test_a_cut_connection_loses_nothing(tmp_path: Path, broker: tuple[str, int], prefix: str,
+                                        subscriber: Subscriber) -> None:
+    proxy = TcpProxy(broker)
+    sink = make_sink(tmp_path, prefix, proxy.port)
+    try:
+        sink.submit_unit_verdict(unit_verdict("before"))
+        assert subscriber.take(1)[0][1]["unit_id"] == "before"
+        proxy.cut()
+        assert wait_until(lambda: not sink.stats().connected, 10)
+        for i in range(20):
+            sink.submit_unit_verdict(unit_verdict(f"during-{i}"))
+        assert sink.stats().spool.depth >= 20  # type: ignore[union-attr]
+        proxy.restore()  # paho reconnects by itself (1 s back-off first)
+        got = subscriber.take(20, timeout_s=30)
+        assert sink.wait_delivered(10)
+    finally:
+        sink.close()
+        proxy.close()
+    units = [p["unit_id"] for _, p in got]
+    assert set(units) == {f"during-{i}" for i in range(20)}
+    event_ids = {p["event_id"] for _, p in got}
+    assert len(event_ids) == len(set(units))  # a re-send after a cut keeps its event id
+
+
+@pytest.mark.parametrize(("url", "host", "port", "tls", "user"), [
+    ("mqtt://broker", "broker", 1883, False, None),
+    ("mqtt://10.0.0.5:1884", "10.0.0.5", 1884, False, None),
+    ("mqtts://line:s%40cret@broker.plant", "broker.plant", 8883, True, "line"),
+])
+def test_mqtt_urls(url: str, host: str, port: int, tls: bool, user: str | None) -> None:
+    config = MqttConfig.from_url(url, station_id="st")
+    assert (config.host, config.port, config.tls, config.username) == (host, port, tls, user)
+    if user:
+        assert config.password == "s@cret"
+
+
+@pytest.mark.parametrize("url", ["http://broker", "mqtt://", "broker:1883", "mqtt://broker:99999"])
+def test_bad_mqtt_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="QC_MQTT_URL"):
+        MqttConfig.from_url(url, station_id="st")
