@@ -23,6 +23,8 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
+from inspection.signals import LineSignal, build_line_signals, close_line_signals
+from inspection.signals.factory import register_line_signal_metrics
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
@@ -46,6 +48,7 @@ class ServiceContext:
     watcher: ModelWatcher | None = None
     model_path: Path | None = None
     load_error: str = ""
+    signals: list[LineSignal] = field(default_factory=list)  # MQTT / PLC sinks (inspection.signals)
     _ready: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None
 
@@ -59,9 +62,17 @@ class ServiceContext:
         writer = BatchedResultWriter(store, batch_size=settings.write_batch, keep_pass_frames=settings.keep_pass_frames,
                                      put_timeout_s=600.0)
         registry = ModelRegistry(engine, settings.data_dir / "models")
+        try:
+            signals = build_line_signals(settings)
+        except BaseException:
+            writer.close()
+            store.close()
+            raise
+        metrics = ServiceMetrics()
+        register_line_signal_metrics(metrics.registry, signals)
         return cls(settings=settings, store=store, writer=writer, registry=registry, keys=ApiKeyService(engine),
                    reviews=ReviewService(store), idempotency=IdempotencyStore(engine),
-                   jobs=TrainingJobs(engine, settings), metrics=ServiceMetrics())
+                   jobs=TrainingJobs(engine, settings), metrics=metrics, signals=signals)
 
     # -- the model ----------------------------------------------------------------------------------
 
@@ -104,7 +115,7 @@ class ServiceContext:
             log.exception("model failed to load")
             return
         self.model_path = path
-        inspector = Inspector(detector, self.store, [StoreSink(self.writer)], batch_size=s.batch_size)
+        inspector = Inspector(detector, self.store, [StoreSink(self.writer), *self.signals], batch_size=s.batch_size)
         batcher = MicroBatcher(inspector, max_batch=s.batch_size, max_wait_s=s.batch_wait_ms / 1000.0,
                                max_queue=s.max_queue, on_batch=self.metrics.observe_batch)
         batcher.start()
@@ -152,6 +163,7 @@ class ServiceContext:
         if self.batcher is not None:
             self.batcher.stop()
         self.jobs.close()
+        close_line_signals(self.signals)
         self.writer.close()
         stats = self.writer.stats
         if stats.dropped_writes or stats.failed_writes or stats.lost_results:

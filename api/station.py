@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspection.detector import OnnxDetector
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
+from inspection.signals import LineSignal, build_line_signals, close_line_signals
 from inspection.sources import FrameSource
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter
@@ -44,10 +45,11 @@ class Station:
     store: ResultsStore
     writer: BatchedResultWriter
     detector: OnnxDetector
+    signals: list[LineSignal] = field(default_factory=list)  # MQTT / PLC sinks (inspection.signals)
 
     def inspector(self, on_unit_verdict: Callable[[UnitVerdict], None] | None = None) -> Inspector:
-        return Inspector(self.detector, self.store, [StoreSink(self.writer)], batch_size=self.settings.batch_size,
-                         on_unit_verdict=on_unit_verdict)
+        return Inspector(self.detector, self.store, [StoreSink(self.writer), *self.signals],
+                         batch_size=self.settings.batch_size, on_unit_verdict=on_unit_verdict)
 
     @contextmanager
     def following_champion(self, inspector: Inspector, poll_interval_s: float = 2.0) -> Iterator[ModelWatcher]:
@@ -107,9 +109,12 @@ def open_station(settings: Settings, model: Path | None = None) -> Iterator[Stat
     detector.warmup()
     writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                  keep_pass_frames=settings.keep_pass_frames)
+    signals: list[LineSignal] = []
     try:
-        yield Station(settings, store, writer, detector)
+        signals = build_line_signals(settings)
+        yield Station(settings, store, writer, detector, signals)
     finally:
+        close_line_signals(signals)
         writer.close()
         stats = writer.stats
         if stats.dropped_writes or stats.failed_writes or stats.lost_results:

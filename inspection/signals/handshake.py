@@ -12,16 +12,23 @@ sequence        station       unit sequence number, 1..65535 then 1 again (never
                               restart from the value found in the PLC
 unit_id         station       the unit id, ASCII, truncated to the map's length (Modbus: 20 chars)
 result_valid    station       1 once result_code, sequence and unit_id are written (written last)
-ack             PLC           the PLC writes the ``sequence`` it has taken; the station then clears
-                              result_valid and, after that, presents the next queued result
-fault           station       0 ok, 1 the last result timed out unacknowledged (cleared by the next ack)
+ack             PLC           the PLC writes the ``sequence`` it has taken, and 0 once it saw
+                              result_valid drop
+fault           station       0 ok; 1 a result was not acknowledged in time; 2 the PLC did not clear ack
 ==============  ============  ==========================================================================
 
-A result that arrives while the previous is not yet acknowledged waits in order in a bounded queue
-(``max_pending``; beyond it the oldest waiting result is dropped, logged and counted). A result not
-acknowledged within ``ack_timeout_s`` is withdrawn (result_valid 0), ``fault`` is set and the timeout is
-logged with the unit id; the next result follows. The connection is retried in the background; results
-queue meanwhile, and one being presented is written again (same sequence) after a reconnect.
+The four steps (no timing assumption about the PLC's scan cycle):
+1. station: result_code, sequence, unit_id, then result_valid = 1
+2. PLC: ack = sequence
+3. station: result_valid = 0
+4. PLC: ack = 0; only then does the station present the next result.
+
+A result that arrives while the previous is not through the handshake waits in order in a bounded queue
+(``max_pending``; beyond it the oldest waiting result is dropped, logged and counted). A step the PLC does
+not take within ``ack_timeout_s`` sets ``fault`` and is logged with the unit id; an unacknowledged result
+is withdrawn (result_valid 0) and the next follows. ``fault`` clears on the next complete handshake. The
+connection is retried in the background; results queue meanwhile, and one being presented is written
+again (same sequence) after a reconnect.
 """
 
 from __future__ import annotations
@@ -101,6 +108,8 @@ class PlcOutput:
         self._stats = PlcStats()
         self._current: UnitVerdict | None = None
         self._presented_at = 0.0
+        self._withdrawn_at: float | None = None
+        self._acked_last = False
         self._seq = 0
         self._heartbeat = 0
         self._fault = 0
@@ -153,30 +162,44 @@ class PlcOutput:
 
     def _step(self) -> float:
         """One pass of the handshake; returns how long to wait before the next."""
+        if self._withdrawn_at is not None:  # step 4: wait for the PLC to clear ack
+            if self.backend.read("ack") == 0:
+                self._withdrawn_at = None
+                if self._fault and self._acked_last:
+                    self._write_fault(0)
+            elif time.monotonic() - self._withdrawn_at > self.ack_timeout_s:
+                self._withdrawn_at = None
+                self._write_fault(2)
+                log.error("PLC %s did not clear ack after sequence %d within %.1f s; going on",
+                          self.backend.description, self._seq, self.ack_timeout_s)
+            else:
+                return self.poll_s
         if self._current is None:
             with self._cond:
                 nxt = self._pending.popleft() if self._pending else None
-            if nxt is not None:
-                self._present(nxt)
-        if self._current is not None:
-            if self.backend.read("ack") == self._seq:
-                self.backend.write({"result_valid": 0})
-                self._current = None
-                self._stats.acknowledged += 1
-                if self._fault:
-                    self._write_fault(0)
-                return 0.0
-            if time.monotonic() - self._presented_at > self.ack_timeout_s:
-                unit = self._current
-                self._current = None
-                self._stats.ack_timeouts += 1
-                self.backend.write({"result_valid": 0})
-                self._write_fault(1)
-                log.error("PLC %s did not acknowledge unit %s (%s, sequence %d) within %.1f s; withdrawn",
-                          self.backend.description, unit.unit_id, unit.verdict.value, self._seq, self.ack_timeout_s)
-                return 0.0
-            return self.poll_s
-        return self.heartbeat_s
+            if nxt is None:
+                return self.heartbeat_s
+            self._present(nxt)
+        if self.backend.read("ack") == self._seq:  # step 2 seen: step 3
+            self.backend.write({"result_valid": 0})
+            self._current = None
+            self._acked_last = True
+            self._withdrawn_at = time.monotonic()
+            self._stats.acknowledged += 1
+            return 0.0
+        if time.monotonic() - self._presented_at > self.ack_timeout_s:
+            unit = self._current
+            assert unit is not None
+            self._current = None
+            self._acked_last = False
+            self._stats.ack_timeouts += 1
+            self.backend.write({"result_valid": 0})
+            self._write_fault(1)
+            self._withdrawn_at = time.monotonic()
+            log.error("PLC %s did not acknowledge unit %s (%s, sequence %d) within %.1f s; withdrawn",
+                      self.backend.description, unit.unit_id, unit.verdict.value, self._seq, self.ack_timeout_s)
+            return 0.0
+        return self.poll_s
 
     def _run(self) -> None:
         next_beat = 0.0
@@ -208,7 +231,8 @@ class PlcOutput:
                 wait = 1.0
             if wait > 0:
                 with self._cond:
-                    if not self._stop and (self._current is not None or not self._pending or not self._connected):
+                    busy = self._current is not None or self._withdrawn_at is not None
+                    if not self._stop and (busy or not self._pending or not self._connected):
                         self._cond.wait(wait)
 
     # -- lifecycle --------------------------------------------------------------------------------

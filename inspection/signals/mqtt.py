@@ -147,7 +147,7 @@ class MqttSink:
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stop.is_set():
             log.warning("MQTT connection to %s:%d lost (%s); messages wait in the spool", self.config.host,
                         self.config.port, reason)
         self._stats.last_error = f"disconnected: {reason}"
