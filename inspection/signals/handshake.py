@@ -95,7 +95,7 @@ class PlcOutput:
     """A pipeline sink that hands each unit verdict to a PLC through the result-valid / ack handshake."""
 
     def __init__(self, backend: PlcBackend, *, codes: ResultCodes | None = None, ack_timeout_s: float = 5.0,
-                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.002) -> None:
+                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.0005) -> None:
         self.backend = backend
         self.codes = codes or ResultCodes()
         self.ack_timeout_s = ack_timeout_s
