@@ -28,7 +28,7 @@ the machine; loopback hides network latency; other processes running at the same
 (``loadavg`` is printed).
 
 Usage: python bench/signals.py [--cameras 8] [--fps 10] [--views 1] [--seconds 20] [--fail-ratio 0.1]
-                               [--plc-scan-ms 2]
+                               [--plc-scan-ms 2] [--handshake four-step|sequence]
 """
 
 from __future__ import annotations
@@ -135,8 +135,9 @@ def run_direct(prefix: str, n: int, rate: float, sent: dict[int, float]) -> None
     client.disconnect()
 
 
-def simulated_plc(port: int, stop: threading.Event, seen: Stamps, scan_s: float) -> None:
-    """A PLC program: on result_valid read the result, ack = sequence; on result_valid 0, ack = 0."""
+def simulated_plc(port: int, stop: threading.Event, seen: Stamps, scan_s: float, clear_ack: bool) -> None:
+    """A PLC program: a result is new when result_valid = 1 and its sequence is not the last taken: read it,
+    ack = sequence; with the four-step handshake, ack = 0 once result_valid is 0 again."""
     client = ModbusTcpClient("127.0.0.1", port=port)
     client.connect()
     acked = 0
@@ -147,13 +148,13 @@ def simulated_plc(port: int, stop: threading.Event, seen: Stamps, scan_s: float)
             seen.put(seq)
             client.write_register(REG["ack"], seq)
             acked = seq
-        elif valid == 0 and ack != 0:
+        elif clear_ack and valid == 0 and ack != 0:
             client.write_register(REG["ack"], 0)
         time.sleep(scan_s)
     client.close()
 
 
-def peers(prefix: str, scan_s: float, conn: Connection) -> None:
+def peers(prefix: str, scan_s: float, clear_ack: bool, conn: Connection) -> None:
     """The far side, in its own process as it would be on its own machines: the MQTT subscriber, the PLC's
     Modbus server and the simulated PLC program. Sends the Modbus port, then on request every stamp."""
     mqtt_seen, direct_seen, valid_at, plc_seen = Stamps(), Stamps(), Stamps(), Stamps()
@@ -169,7 +170,8 @@ def peers(prefix: str, scan_s: float, conn: Connection) -> None:
     sub = subscriber(f"{prefix}/#", mqtt_seen, direct_seen)
     with ModbusServer(on_write=on_write) as server:
         stop = threading.Event()
-        plc = threading.Thread(target=simulated_plc, args=(server.port, stop, plc_seen, scan_s), daemon=True)
+        plc = threading.Thread(target=simulated_plc, args=(server.port, stop, plc_seen, scan_s, clear_ack),
+                               daemon=True)
         plc.start()
         conn.send(server.port)
         conn.recv()  # the station is done
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--fail-ratio", type=float, default=0.1)
     parser.add_argument("--plc-scan-ms", type=float, default=2.0)
+    parser.add_argument("--handshake", choices=("four-step", "sequence"), default="four-step")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not broker_reachable():
@@ -201,7 +204,9 @@ def main() -> None:
     handed: dict[str, float] = {}
     submit_cost: list[float] = []
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    far = multiprocessing.get_context("spawn").Process(target=peers, args=(prefix, args.plc_scan_ms / 1000, theirs),
+    far = multiprocessing.get_context("spawn").Process(target=peers,
+                                                       args=(prefix, args.plc_scan_ms / 1000,
+                                                             args.handshake == "four-step", theirs),
                                                        daemon=True)
     far.start()
     modbus_port = ours.recv()
@@ -213,7 +218,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(data_dir=Path(tmp), station_id="bench", mqtt_url=f"mqtt://{BROKER_HOST}:{BROKER_PORT}",
                                  mqtt_topic_prefix=prefix, modbus_host="127.0.0.1", modbus_port=modbus_port,
-                                 plc_ack_timeout_s=5.0, plc_max_pending=10_000)
+                                 plc_ack_timeout_s=5.0, plc_max_pending=10_000, plc_handshake=args.handshake)
         signals = build_line_signals(settings)
         mqtt = next(s for s in signals if isinstance(s, MqttSink))
         plc = next(s for s in signals if isinstance(s, PlcOutput))
@@ -264,7 +269,7 @@ def main() -> None:
         "modbus_register": {**reg_p, "presented": len(valid_at), "expected": units,
                             "acknowledged": plc_stats.acknowledged, "ack_timeouts": plc_stats.ack_timeouts,
                             "dropped": plc_stats.dropped},
-        "plc_seen": {**percentiles(seen_lat), "scan_ms": args.plc_scan_ms},
+        "plc_seen": {**percentiles(seen_lat), "scan_ms": args.plc_scan_ms}, "handshake": args.handshake,
         "submit_ms": percentiles(submit_cost),
         "target_p99_ms": 100,
         "meets_target": bool(mqtt_p.get("p99_ms", 1e9) < 100 and reg_p.get("p99_ms", 1e9) < 100

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     plc_ack_timeout_s: float = Field(default=5.0, gt=0.0, description="How long a result stays valid unacknowledged.")
     plc_heartbeat_s: float = Field(default=1.0, gt=0.0)
     plc_max_pending: int = Field(default=64, ge=1, description="Results queued behind an unacknowledged one.")
+    plc_handshake: Literal["four-step", "sequence"] = Field(default="four-step", description="sequence: the PLC "
+                                                            "does not clear ack; results are told apart by sequence.")
 
     @property
     def resolved_database_url(self) -> str:

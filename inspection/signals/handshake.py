@@ -23,6 +23,11 @@ The four steps (no timing assumption about the PLC's scan cycle):
 3. station: result_valid = 0
 4. PLC: ack = 0; only then does the station present the next result.
 
+``mode="sequence"`` (``QC_PLC_HANDSHAKE=sequence``) leaves out step 4: right after clearing result_valid
+the station presents the next result, so a PLC program must tell results apart by ``sequence`` changing
+(``result_valid = 1 and sequence <> last taken``), not by an edge of result_valid, which may be too short
+to see. Half the round trips, twice the units per second through one PLC.
+
 A result that arrives while the previous is not through the handshake waits in order in a bounded queue
 (``max_pending``; beyond it the oldest waiting result is dropped, logged and counted). A step the PLC does
 not take within ``ack_timeout_s`` sets ``fault`` and is logged with the unit id; an unacknowledged result
@@ -41,11 +46,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from inspection.errors import QCError
+from inspection.errors import ConfigError, QCError
 from inspection.types import FrameResult, UnitVerdict, Verdict
 
 log = logging.getLogger(__name__)
 
+HANDSHAKES = ("four-step", "sequence")
 SIGNALS = ("heartbeat", "ready", "result_code", "sequence", "unit_id", "result_valid", "ack", "fault")
 REQUIRED = ("heartbeat", "ready", "result_code", "sequence", "result_valid", "ack")
 
@@ -95,7 +101,11 @@ class PlcOutput:
     """A pipeline sink that hands each unit verdict to a PLC through the result-valid / ack handshake."""
 
     def __init__(self, backend: PlcBackend, *, codes: ResultCodes | None = None, ack_timeout_s: float = 5.0,
-                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.0005) -> None:
+                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.0005,
+                 mode: str = "four-step") -> None:
+        if mode not in HANDSHAKES:
+            raise ConfigError(f"QC_PLC_HANDSHAKE must be one of {', '.join(HANDSHAKES)}, not {mode!r}")
+        self.mode = mode
         self.backend = backend
         self.codes = codes or ResultCodes()
         self.ack_timeout_s = ack_timeout_s
@@ -184,8 +194,11 @@ class PlcOutput:
             self.backend.write({"result_valid": 0})
             self._current = None
             self._acked_last = True
-            self._withdrawn_at = time.monotonic()
             self._stats.acknowledged += 1
+            if self.mode == "four-step":
+                self._withdrawn_at = time.monotonic()
+            elif self._fault:
+                self._write_fault(0)
             return 0.0
         if time.monotonic() - self._presented_at > self.ack_timeout_s:
             unit = self._current

@@ -22,3 +22,12 @@ def take_result(plc: PlcView, timeout_s: float = 10.0) -> tuple[int, int, str]:
     assert wait_until(lambda: plc.read("result_valid") == 0, timeout_s), "station did not clear result_valid"
     plc.write("ack", 0)
     return code, seq, unit
+
+
+def take_by_sequence(plc: PlcView, last: int, timeout_s: float = 10.0) -> tuple[int, int, str]:
+    """The ``sequence`` handshake from the PLC's side: a result is new when result_valid = 1 and its sequence
+    differs from the last one taken; ack = sequence, and never back to 0."""
+    assert wait_until(lambda: plc.read("result_valid") == 1 and plc.read("sequence") != last, timeout_s)
+    code, seq, unit = int(plc.read("result_code")), int(plc.read("sequence")), str(plc.read("unit_id"))
+    plc.write("ack", seq)
+    return code, seq, unit

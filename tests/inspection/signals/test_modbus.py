@@ -13,7 +13,7 @@ from inspection.signals.handshake import PlcOutput, ResultCodes
 from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS, ModbusBackend, register_map
 from inspection.types import Verdict
 from tests.inspection.signals.peers import ModbusServer, free_port, wait_until
-from tests.inspection.signals.plc import take_result
+from tests.inspection.signals.plc import take_by_sequence, take_result
 from tests.inspection.signals.records import unit_verdict
 
 
@@ -135,6 +135,28 @@ def test_the_station_waits_for_an_absent_plc_and_delivers_when_it_appears() -> N
             assert take_result(plc, timeout_s=20) == (2, 1, "early")
     finally:
         out.close()
+
+
+def test_the_sequence_handshake_goes_on_without_the_plc_clearing_ack(server: ModbusServer) -> None:
+    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    out = output(server.port, mode="sequence")
+    try:
+        for unit in ("S-1", "S-2", "S-3"):
+            out.submit_unit_verdict(unit_verdict(unit, Verdict.FAIL))
+        taken: list[tuple[int, int, str]] = []
+        for _ in range(3):
+            taken.append(take_by_sequence(plc, taken[-1][1] if taken else 0))
+        assert wait_until(lambda: out.stats().acknowledged == 3)
+        assert wait_until(lambda: plc.read("result_valid") == 0)
+    finally:
+        out.close()
+    assert taken == [(2, 1, "S-1"), (2, 2, "S-2"), (2, 3, "S-3")]
+    assert plc.read("ack") == 3 and out.stats().ack_timeouts == 0
+
+
+def test_an_unknown_handshake_is_refused() -> None:
+    with pytest.raises(ConfigError, match="QC_PLC_HANDSHAKE"):
+        PlcOutput(ModbusBackend("127.0.0.1", free_port()), mode="two-step")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
