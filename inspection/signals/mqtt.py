@@ -129,6 +129,7 @@ class MqttSink:
                         qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         return client
 
@@ -144,6 +145,12 @@ class MqttSink:
         self._wake.set()
         log.info("MQTT connected to %s:%d (station status on %s)", self.config.host, self.config.port,
                  self.topics.status)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        error = f"cannot reach the broker at {self.config.host}:{self.config.port}"
+        if self._stats.last_error != error:  # once per outage, not once per retry
+            log.warning("MQTT %s; messages wait in the spool %s", error, self._spool.path)
+        self._stats.last_error = error
 
     def _on_disconnect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                        properties: object) -> None:
