@@ -135,11 +135,14 @@ class MqttSink:
 
     def _on_connect(self, client: paho.Client, userdata: object, flags: object, reason: object,
                     properties: object) -> None:
-        if getattr(reason, "is_failure", False):
-            self._stats.last_error = f"broker refused the connection: {reason}"
-            log.error("MQTT %s:%d refused the connection: %s", self.config.host, self.config.port, reason)
+        if getattr(reason, "is_failure", False):  # bad credentials, client id refused ...: retried, said once
+            error = f"broker refused the connection: {reason}"
+            if self._stats.last_error != error:
+                log.error("MQTT %s:%d refused the connection: %s", self.config.host, self.config.port, reason)
+            self._stats.last_error = error
             return
         self._stats.connects += 1
+        self._stats.last_error = ""
         self._connected.set()
         self._status_due.set()
         self._wake.set()
@@ -157,7 +160,8 @@ class MqttSink:
         if self._connected.is_set() and not self._stop.is_set():
             log.warning("MQTT connection to %s:%d lost (%s); messages wait in the spool", self.config.host,
                         self.config.port, reason)
-        self._stats.last_error = f"disconnected: {reason}"
+        if not self._stats.last_error.startswith("broker refused"):  # keep the reason, not its aftermath
+            self._stats.last_error = f"disconnected: {reason}"
         self._connected.clear()
 
     def _on_publish(self, client: paho.Client, userdata: object, mid: int, reason: object,

@@ -10,15 +10,23 @@ from typing import Any
 
 import pytest
 
-from tests.inspection.signals.peers import BROKER_HOST, BROKER_PORT, broker_reachable
+from tests.inspection.signals.peers import BROKER_HOST, BROKER_PORT, Mosquitto, broker_reachable, mosquitto_binary
 
 
-@pytest.fixture
-def broker() -> tuple[str, int]:
-    if not broker_reachable():
-        pytest.skip(f"no MQTT broker on {BROKER_HOST}:{BROKER_PORT}: start Mosquitto (Debian: apt install "
-                    "mosquitto) to run the MQTT tests")
-    return BROKER_HOST, BROKER_PORT
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """The Mosquitto on 127.0.0.1:1883 when it runs, else one of our own on a free port, else skip."""
+    if broker_reachable():
+        yield BROKER_HOST, BROKER_PORT
+        return
+    if mosquitto_binary() is None:
+        pytest.skip(f"no MQTT broker on {BROKER_HOST}:{BROKER_PORT} and no mosquitto binary: install Mosquitto "
+                    "(scripts/install-system-deps.sh as root, or apt install mosquitto) to run the MQTT tests")
+    own = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
+    try:
+        yield "127.0.0.1", own.port
+    finally:
+        own.close()
 
 
 @pytest.fixture
