@@ -156,6 +156,7 @@ class TcpProxy:
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._cut = threading.Event()
+        self._stall = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="test-tcp-proxy", daemon=True)
         self._thread.start()
@@ -190,7 +191,8 @@ class TcpProxy:
                     data = s.recv(65536)
                     if not data:
                         return
-                    (b if s is a else a).sendall(data)
+                    if not self._stall.is_set():  # stalled: bytes vanish, as into a dead switch
+                        (b if s is a else a).sendall(data)
         except OSError:
             return
         finally:
@@ -208,7 +210,12 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                     s.close()
 
+    def stall(self) -> None:
+        """Keep the connections open but deliver nothing either way (a half-dead link)."""
+        self._stall.set()
+
     def restore(self) -> None:
+        self._stall.clear()
         self._cut.clear()
 
     def close(self) -> None:

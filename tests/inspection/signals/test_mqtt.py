@@ -175,6 +175,28 @@ def test_a_cut_connection_loses_nothing(tmp_path: Path, broker: tuple[str, int],
     assert len(event_ids) == len(set(units))  # a re-send after a cut keeps its event id
 
 
+def test_messages_in_flight_when_the_link_dies_are_sent_again(tmp_path: Path, broker: tuple[str, int],
+                                                               prefix: str, subscriber: Subscriber) -> None:
+    """Published, never acknowledged (the link swallowed them), then the link drops: they must not be lost."""
+    proxy = TcpProxy(broker)
+    sink = make_sink(tmp_path, prefix, proxy.port)
+    try:
+        assert wait_until(lambda: sink.stats().connected, 10)
+        proxy.stall()
+        for i in range(5):
+            sink.submit_unit_verdict(unit_verdict(f"inflight-{i}"))
+        assert wait_until(lambda: len(sink._inflight) == 5, 5)  # sent, awaiting PUBACK
+        assert sink.stats().spool.depth == 5  # type: ignore[union-attr]  # still spooled until acknowledged
+        proxy.cut()
+        proxy.restore()
+        got = subscriber.take(5, timeout_s=30)
+        assert sink.wait_delivered(10)
+    finally:
+        sink.close()
+        proxy.close()
+    assert sorted(p["unit_id"] for _, p in got) == [f"inflight-{i}" for i in range(5)]
+
+
 @pytest.mark.parametrize(("url", "host", "port", "tls", "user"), [
     ("mqtt://broker", "broker", 1883, False, None),
     ("mqtt://10.0.0.5:1884", "10.0.0.5", 1884, False, None),
