@@ -119,6 +119,7 @@ class PlcOutput:
         self._current: UnitVerdict | None = None
         self._presented_at = 0.0
         self._withdrawn_at: float | None = None
+        self._seq_known = False
         self._acked_last = False
         self._seq = 0
         self._heartbeat = 0
@@ -144,10 +145,9 @@ class PlcOutput:
     # -- the handshake loop -----------------------------------------------------------------------
     def _connect(self) -> None:
         self.backend.connect()
-        try:
+        if not self._seq_known:  # first contact: continue the PLC's numbering (e.g. after a station restart)
             self._seq = self.backend.read("sequence")
-        except PlcError:
-            self._seq = 0
+            self._seq_known = True
         self.backend.write({"result_valid": 0, "ready": 1, "heartbeat": self._heartbeat})
         if self._fault:
             self._write_fault(self._fault)
@@ -161,14 +161,16 @@ class PlcOutput:
         self.backend.write({"fault": code})  # a map without a fault signal skips it
 
     def _present(self, verdict: UnitVerdict, *, new_sequence: bool = True) -> None:
+        # Taken before writing: if a write fails, the reconnect presents it again under the same sequence
+        # (a PLC that already took it sees a sequence it knows, and its ack still matches).
         if new_sequence:
             self._seq = self._seq % 65535 + 1
+            self._stats.presented += 1
+        self._current = verdict
+        self._presented_at = time.monotonic()
         self.backend.write({"result_code": self.codes.of(verdict.verdict), "sequence": self._seq,
                             "unit_id": verdict.unit_id})
         self.backend.write({"result_valid": 1})
-        self._current = verdict
-        self._presented_at = time.monotonic()
-        self._stats.presented += 1
 
     def _step(self) -> float:
         """One pass of the handshake; returns how long to wait before the next."""
@@ -185,8 +187,9 @@ class PlcOutput:
             else:
                 return self.poll_s
         if self._current is None:
-            with self._cond:
+            with self._cond:  # current is set under the lock, so stats never miss the result in hand
                 nxt = self._pending.popleft() if self._pending else None
+                self._current = nxt
             if nxt is None:
                 return self.heartbeat_s
             self._present(nxt)

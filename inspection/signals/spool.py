@@ -130,7 +130,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            row = self._db.execute("SELECT MIN(created_at) FROM messages").fetchone()
+            row = self._db.execute("SELECT created_at FROM messages ORDER BY id LIMIT 1").fetchone()  # by key
             depth, refused, alarm = self._depth, self._refused, self._alarmed
         oldest = time.time() - row[0] if row and row[0] is not None else 0.0
         return SpoolStats(depth=depth, capacity=self.capacity, refused=refused, oldest_age_s=max(0.0, oldest),

@@ -159,6 +159,25 @@ def test_an_unknown_handshake_is_refused() -> None:
         PlcOutput(ModbusBackend("127.0.0.1", free_port()), mode="two-step")
 
 
+def test_a_result_in_hand_when_the_plc_restarts_is_presented_again_under_its_sequence() -> None:
+    port = free_port()
+    with ModbusServer(port=port) as server:
+        plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+        out = output(port)
+        out.submit_unit_verdict(unit_verdict("U-1"))
+        assert take_result(plc) == (1, 1, "U-1")
+        out.submit_unit_verdict(unit_verdict("U-2", Verdict.FAIL))
+        assert wait_until(lambda: plc.read("result_valid") == 1)  # presented, then the PLC goes away
+    try:
+        assert wait_until(lambda: not out.stats().connected, 10)
+        with ModbusServer(port=port) as server:  # a PLC that restarted: every register back to 0
+            plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+            assert take_result(plc, timeout_s=20) == (2, 2, "U-2")
+            assert wait_until(lambda: out.stats().acknowledged == 2)
+    finally:
+        out.close()
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"ack": 4}, "overlap"),
     ({"unit_id": 0}, "overlap"),
