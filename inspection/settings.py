@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     plc_ack_timeout_s: float = Field(default=5.0, gt=0.0, description="How long a result stays valid unacknowledged.")
     plc_heartbeat_s: float = Field(default=1.0, gt=0.0)
     plc_max_pending: int = Field(default=64, ge=1, description="Results queued behind an unacknowledged one.")
+    plc_poll_ms: float = Field(default=2.0, ge=0.1, le=1000.0, description="How often the PLC's ack is read while "
+                               "a result waits for it (idle, only the heartbeat is written).")
     plc_handshake: Literal["four-step", "sequence"] = Field(default="four-step", description="sequence: the PLC "
                                                             "does not clear ack; results are told apart by sequence.")
 
