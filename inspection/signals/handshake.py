@@ -101,7 +101,7 @@ class PlcOutput:
     """A pipeline sink that hands each unit verdict to a PLC through the result-valid / ack handshake."""
 
     def __init__(self, backend: PlcBackend, *, codes: ResultCodes | None = None, ack_timeout_s: float = 5.0,
-                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.0005,
+                 heartbeat_s: float = 1.0, max_pending: int = 64, poll_s: float = 0.002,
                  mode: str = "four-step") -> None:
         if mode not in HANDSHAKES:
             raise ConfigError(f"QC_PLC_HANDSHAKE must be one of {', '.join(HANDSHAKES)}, not {mode!r}")
@@ -211,7 +211,8 @@ class PlcOutput:
             self._stats.ack_timeouts += 1
             self.backend.write({"result_valid": 0})
             self._write_fault(1)
-            self._withdrawn_at = time.monotonic()
+            if self.mode == "four-step":  # a PLC that took it late clears its ack before the next result
+                self._withdrawn_at = time.monotonic()
             log.error("PLC %s did not acknowledge unit %s (%s, sequence %d) within %.1f s; withdrawn",
                       self.backend.description, unit.unit_id, unit.verdict.value, self._seq, self.ack_timeout_s)
             return 0.0

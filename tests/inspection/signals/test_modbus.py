@@ -154,6 +154,27 @@ def test_the_sequence_handshake_goes_on_without_the_plc_clearing_ack(server: Mod
     assert plc.read("ack") == 3 and out.stats().ack_timeouts == 0
 
 
+def test_the_sequence_handshake_times_out_like_the_other_and_goes_on(
+        server: ModbusServer, caplog: pytest.LogCaptureFixture) -> None:
+    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    out = output(server.port, mode="sequence", ack_timeout_s=0.3)
+    try:
+        with caplog.at_level(logging.ERROR, logger="inspection.signals.handshake"):
+            out.submit_unit_verdict(unit_verdict("first"))
+            assert take_by_sequence(plc, 0) == (1, 1, "first")  # ack stays 1: this PLC never clears it
+            out.submit_unit_verdict(unit_verdict("ignored", Verdict.FAIL))
+            out.submit_unit_verdict(unit_verdict("next"))
+            assert wait_until(lambda: plc.read("fault") == 1)
+            assert take_by_sequence(plc, 2) == (1, 3, "next")
+            assert wait_until(lambda: plc.read("fault") == 0)  # cleared by the acknowledgement
+        assert out.stats().ack_timeouts == 1 and out.stats().acknowledged == 2
+    finally:
+        out.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("did not acknowledge unit ignored" in m for m in messages)
+    assert not any("did not clear ack" in m for m in messages)  # no step 4 in this handshake
+
+
 def test_an_unknown_handshake_is_refused() -> None:
     with pytest.raises(ConfigError, match="QC_PLC_HANDSHAKE"):
         PlcOutput(ModbusBackend("127.0.0.1", free_port()), mode="two-step")
