@@ -24,6 +24,7 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher
 from inspection.pipeline import Sink
+from inspection.signals.factory import register_line_signal_metrics
 from inspection.store.outbox import StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
@@ -64,6 +65,7 @@ class ServiceContext:
         metrics.bind_writer(lambda: core.writer.stats)
         if core.outbox is not None:
             metrics.bind_outbox(core.outbox.status)
+        register_line_signal_metrics(metrics.registry, core.signals)
         registry = ModelRegistry(engine, settings.data_dir / "models")
         return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine, local=core.outbox),
                    reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine, local=core.outbox),

@@ -26,6 +26,7 @@ from inspection.detector import OnnxDetector
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
+from inspection.signals import build_line_signals
 from inspection.sources import FrameSource
 from inspection.store.backends import open_evidence_store
 from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
@@ -38,8 +39,9 @@ log = logging.getLogger(__name__)
 
 def line_signal_sinks(settings: Settings) -> list[Sink]:
     """After-commit sinks every station builds from its settings (the line signals: MQTT to the MES, PLC
-    outputs). THE PLUG POINT: ``return list(inspection.signals.build_line_signals(settings))``."""
-    return []
+    outputs), configured by ``QC_MQTT_*``, ``QC_MODBUS_*``, ``QC_OPCUA_*``; none configured means none built.
+    Each queues on its own durable spool or thread, so a commit never waits for the broker or the PLC."""
+    return list(build_line_signals(settings))
 
 
 @dataclass
@@ -51,6 +53,7 @@ class StationCore:
     writer: BatchedResultWriter
     sinks: list[Sink] = field(default_factory=list)
     outbox: Outbox | None = None
+    signals: list[Sink] = field(default_factory=list)  # the line signals among ``sinks`` (MQTT, PLC)
 
     @property
     def orders(self) -> OrderResolver:
@@ -109,7 +112,8 @@ def open_core(settings: Settings, *, sinks: Sequence[Sink] = (), give_up_after_s
     try:
         if settings.outbox_enabled:
             outbox = Outbox(settings.data_dir / OUTBOX_FILE, max_bytes=int(settings.outbox_max_mb * 1024**2))
-        all_sinks = [*sinks, *line_signal_sinks(settings)]
+        signals = line_signal_sinks(settings)
+        all_sinks = [*sinks, *signals]
         writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                      keep_pass_frames=settings.keep_pass_frames, give_up_after_s=give_up_after_s,
                                      after_commit=all_sinks, outbox=outbox)
@@ -118,7 +122,7 @@ def open_core(settings: Settings, *, sinks: Sequence[Sink] = (), give_up_after_s
             outbox.close()
         store.close()
         raise
-    return StationCore(settings, store, writer, all_sinks, outbox)
+    return StationCore(settings, store, writer, all_sinks, outbox, signals)
 
 
 @dataclass

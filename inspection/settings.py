@@ -6,7 +6,9 @@ stations (or two tests) in one process never share hidden state.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,6 +58,46 @@ class Settings(BaseSettings):
     s3_ca_bundle: Path | None = Field(default=None, description="CA bundle (PEM) for a plant's own S3 certificate.")
     s3_timeout_s: float = Field(default=3.0, gt=0.0, le=60.0, description="S3 connect and read timeout, each.")
     s3_max_attempts: int = Field(default=2, ge=1, le=10, description="S3 attempts per call (first one included).")
+
+    # -- line signals (inspection/signals): MQTT for the MES, Modbus TCP / OPC UA for the PLC -----------
+    station_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
+                            description="This station's name in MQTT topics and payloads.")
+    mqtt_url: str | None = Field(default=None, description="mqtt://[user:password@]host[:port] or mqtts://...; "
+                                 "unset means no MQTT.")
+    mqtt_username: str | None = Field(default=None, description="Overrides the URL's user.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Overrides the URL's password.")
+    mqtt_client_id: str | None = Field(default=None, description="Default qcline-<station_id>.")
+    mqtt_topic_prefix: str = Field(default="qcline", min_length=1, description="First topic level(s).")
+    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for mqtts:// (default: system CAs).")
+    mqtt_cert_file: Path | None = Field(default=None, description="Client certificate (mutual TLS).")
+    mqtt_key_file: Path | None = Field(default=None, description="Client certificate's key.")
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_frame_events: Literal["none", "fail", "all"] = Field(default="fail", description="Which frame results "
+                                                              "are published besides every unit verdict.")
+    mqtt_spool_max_messages: int = Field(default=100_000, ge=10, description="Undelivered messages kept on disk.")
+    mqtt_max_inflight: int = Field(default=64, ge=1, le=65535, description="Messages awaiting PUBACK at once.")
+    modbus_host: str | None = Field(default=None, description="PLC for Modbus TCP output; unset means none.")
+    modbus_port: int = Field(default=502, ge=1, le=65535)
+    modbus_device_id: int = Field(default=1, ge=0, le=255, description="Modbus unit (slave) id.")
+    modbus_registers: dict[str, int] = Field(default_factory=dict, description="Holding-register addresses that "
+                                             "differ from the default map (README, 'Line signals').")
+    opcua_url: str | None = Field(default=None, description="opc.tcp://host:port of the PLC; needs the [opcua] extra.")
+    opcua_node_prefix: str = Field(default="ns=2;s=qcline.", description="Node id = prefix + signal name.")
+    opcua_nodes: dict[str, str] = Field(default_factory=dict, description="Node ids that differ from prefix+name.")
+    opcua_username: str | None = None
+    opcua_password: SecretStr | None = None
+    opcua_security: str | None = Field(default=None, description="asyncua security string, e.g. "
+                                       "Basic256Sha256,SignAndEncrypt,cert.der,key.pem.")
+    plc_code_ok: int = Field(default=1, ge=0, le=65535)
+    plc_code_ng: int = Field(default=2, ge=0, le=65535)
+    plc_code_review: int = Field(default=3, ge=0, le=65535)
+    plc_ack_timeout_s: float = Field(default=5.0, gt=0.0, description="How long a result stays valid unacknowledged.")
+    plc_heartbeat_s: float = Field(default=1.0, gt=0.0)
+    plc_max_pending: int = Field(default=64, ge=1, description="Results queued behind an unacknowledged one.")
+    plc_poll_ms: float = Field(default=2.0, ge=0.1, le=1000.0, description="How often the PLC's ack is read while "
+                               "a result waits for it (idle, only the heartbeat is written).")
+    plc_handshake: Literal["four-step", "sequence"] = Field(default="four-step", description="sequence: the PLC "
+                                                            "does not clear ack; results are told apart by sequence.")
 
     @property
     def resolved_database_url(self) -> str:

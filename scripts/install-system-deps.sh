@@ -8,6 +8,9 @@ packages=(
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly
   chromium
+  mosquitto
+  mosquitto-clients
+  openssl
 )
 missing=()
 for p in "${packages[@]}"; do

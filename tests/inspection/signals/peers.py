@@ -1,0 +1,287 @@
+"""Real peers on loopback for the line-signal tests and ``bench/signals.py``: a pymodbus server, an asyncua
+server, a TCP proxy that can be cut, and a check for the Mosquitto broker. Nothing here is a mock: the
+station talks Modbus TCP, OPC UA and MQTT to real protocol stacks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import select
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BROKER_HOST = "127.0.0.1"
+BROKER_PORT = 1883
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def broker_reachable(host: str = BROKER_HOST, port: int = BROKER_PORT) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval_s)
+    return condition()
+
+
+WriteHook = Callable[[int, list[int]], None]
+
+
+class ModbusServer:
+    """A pymodbus TCP server with 200 holding registers (0..199), in its own thread and event loop.
+
+    ``on_write(address, values)`` (optional) is called inside the server as each write request is applied,
+    which is the moment the values become readable by any client.
+    """
+
+    def __init__(self, on_write: WriteHook | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self._on_write = on_write
+        self._loop = asyncio.new_event_loop()
+        self._server: Any = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="test-modbus-server", daemon=True)
+
+    async def _action(self, function_code: int, start_address: int, address: int, count: int,
+                      registers: list[int], set_values: Any) -> None:
+        if set_values is not None and self._on_write is not None:
+            self._on_write(address, list(set_values))
+
+    def _serve(self) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator import DataType, SimData, SimDevice
+
+        device = SimDevice(id=1, simdata=[SimData(0, count=200, values=0, datatype=DataType.REGISTERS)],
+                           action=self._action)
+
+        async def main() -> None:
+            self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+            self._started.set()
+            await self._server.serve_forever()
+
+        asyncio.set_event_loop(self._loop)
+        with contextlib.suppress(asyncio.CancelledError):
+            self._loop.run_until_complete(main())
+
+    def __enter__(self) -> ModbusServer:
+        self._thread.start()
+        self._started.wait(10)
+        if not wait_until(lambda: _port_open(self.port), 10):
+            raise RuntimeError(f"pymodbus server did not listen on {self.port}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
+        self._thread.join(10)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+OPCUA_SIGNALS = ("heartbeat", "ready", "result_code", "sequence", "result_valid", "ack", "fault")
+
+
+class OpcUaServer:
+    """An asyncua server with the handshake nodes ``ns=2;s=qcline.<name>`` (UInt16; unit_id a String)."""
+
+    def __init__(self, port: int | None = None) -> None:
+        from asyncua import ua
+        from asyncua.sync import Server
+
+        self.port = port or free_port()
+        self.url = f"opc.tcp://127.0.0.1:{self.port}/qcline/"
+        self.server = Server()
+        self.server.set_endpoint(self.url)
+        self.namespace = self.server.register_namespace("urn:qcline:test-plc")
+        folder = self.server.nodes.objects.add_object(self.namespace, "qcline")
+        self.nodes: dict[str, Any] = {}
+        for name in OPCUA_SIGNALS:
+            node = folder.add_variable(ua.NodeId.from_string(f"ns={self.namespace};s=qcline.{name}"), name, 0,
+                                       varianttype=ua.VariantType.UInt16)
+            node.set_writable()
+            self.nodes[name] = node
+        node = folder.add_variable(ua.NodeId.from_string(f"ns={self.namespace};s=qcline.unit_id"), "unit_id", "",
+                                   varianttype=ua.VariantType.String)
+        node.set_writable()
+        self.nodes["unit_id"] = node
+
+    @property
+    def node_prefix(self) -> str:
+        return f"ns={self.namespace};s=qcline."
+
+    def __enter__(self) -> OpcUaServer:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new ones (accepts
+    and closes at once) until ``restore()``: a cable pulled between the station and its peer."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._lock = threading.Lock()
+        self._cut = threading.Event()
+        self._stall = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="test-tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._listener], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._pairs.append((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        sockets = [a, b]
+        try:
+            while not self._stop.is_set() and not self._cut.is_set():
+                ready, _, _ = select.select(sockets, [], [], 0.1)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if not self._stall.is_set():  # stalled: bytes vanish, as into a dead switch
+                        (b if s is a else a).sendall(data)
+        except OSError:
+            return
+        finally:
+            for s in sockets:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            pairs, self._pairs = self._pairs, []
+        for a, b in pairs:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+    def stall(self) -> None:
+        """Keep the connections open but deliver nothing either way (a half-dead link)."""
+        self._stall.set()
+
+    def restore(self) -> None:
+        self._stall.clear()
+        self._cut.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._listener.close()
+        self._thread.join(5)
+
+
+def mosquitto_binary() -> str | None:
+    import shutil
+
+    return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if Path(p).exists()), None)
+
+
+class Mosquitto:
+    """A broker of our own on a free loopback port (for TLS and password tests, or where no broker runs)."""
+
+    def __init__(self, folder: Path, *, tls: tuple[Path, Path, Path] | None = None,
+                 password_file: Path | None = None) -> None:
+        binary = mosquitto_binary()
+        if binary is None:
+            raise RuntimeError("mosquitto is not installed (Debian: apt install mosquitto)")
+        self.port = free_port()
+        # as root, mosquitto would switch to its own user, who cannot read the test's private temp folder
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "log_dest stderr",
+                 f"user {getpass.getuser()}"]
+        if password_file is not None:
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if tls is not None:
+            ca, cert, key = tls
+            lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "mosquitto.conf"
+        config.write_text("\n".join(lines) + "\n")
+        self._proc = subprocess.Popen([binary, "-c", str(config)], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+        if not wait_until(lambda: _port_open(self.port) or self._proc.poll() is not None, 10) or self._proc.poll():
+            err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+            raise RuntimeError(f"mosquitto did not start: {err}")
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+
+def self_signed_tls(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1 made with the openssl command: (ca, cert, key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key = folder / "ca.pem", folder / "ca.key"
+    cert, key, csr = folder / "server.pem", folder / "server.key", folder / "server.csr"
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+        "-subj", "/CN=qcline test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert),
+        "-days", "2", "-extfile", str(ext))
+    return ca, cert, key
