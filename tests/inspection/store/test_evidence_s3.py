@@ -36,7 +36,7 @@ from inspection.store.reviews import ReviewService
 from inspection.types import Frame, Verdict
 from tests.api.conftest import jpeg, seed, service_settings
 from tests.builders import Candidate, tiny_package
-from tests.inspection.store.factories import finding, result, standard_book, unit_verdict
+from tests.inspection.store.factories import finding, result, standard_book
 from tests.s3_server import S3Server
 
 
@@ -297,13 +297,14 @@ def test_the_writer_keeps_failing_units_frames_in_s3_and_releases_pass_ones(
     failed = result("U1", camera="top", seq=1, verdict=Verdict.FAIL, findings=[finding()], with_bytes=True)
     clean_view = result("U1", camera="side", seq=2, with_bytes=True)
     passed = result("U2", camera="top", seq=3)  # no original bytes: JPEG-encoded from the pixels
-    with BatchedResultWriter(s3_results) as writer:
-        for item in (failed, clean_view, passed):
-            writer.submit(item)
-        writer.submit_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL, [failed, clean_view]))
-        writer.submit_unit_verdict(unit_verdict("U2", "ORD-1", Verdict.PASS, [passed]))
+    passed_side = result("U2", camera="side", seq=4)
+    with BatchedResultWriter(s3_results) as writer:  # both required views in: the store rolls each unit up
+        for item in (failed, clean_view, passed, passed_side):
+            writer.submit(item).result(timeout=30)
     stats = writer.stats
-    assert (stats.written, stats.evidence_written, stats.evidence_failures, stats.evidence_released) == (3, 3, 0, 1)
+    assert (stats.written, stats.evidence_written, stats.evidence_failures) == (4, 4, 0)
+    assert stats.evidence_released >= 1
+    assert s3_results.unit_record("U1")["verdict"] == "FAIL" and s3_results.unit_record("U2")["verdict"] == "PASS"
     frames = {f["camera_id"]: f for f in s3_results.unit_record("U1")["frames"]}
     assert isinstance(failed.frame, Frame)
     sha = failed.frame.sha256
