@@ -173,7 +173,8 @@ class Station:
             out.flush()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-level", self.log_level], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                 "--log-level", self.log_level], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent)
         self.starts += 1
         if wait:
             self.wait_ready(timeout)
@@ -239,6 +240,28 @@ class Station:
             return r.status_code, r.json()
         except ValueError:
             return r.status_code, r.text
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # looked up here, not in the forked child (other threads may hold the import lock)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGKILL it when the drill dies, so an interrupted drill leaves no
+    service running. Best effort; elsewhere a no-op."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager
@@ -370,6 +393,7 @@ class CameraFleet:
         while True:
             sent = time.monotonic()
             status, detail, payload, replayed = STATUS_DOWN, "", None, False
+            pause = self.retry_s
             try:
                 r = client.post("/v1/frames", content=body, headers={"Idempotency-Key": record.key})
                 status = r.status_code
@@ -378,6 +402,8 @@ class CameraFleet:
                     replayed = r.headers.get("Idempotent-Replayed") == "true"
                 else:
                     detail = r.text[:200]
+                    with contextlib.suppress(ValueError):  # back-pressure: honour Retry-After, within reason
+                        pause = min(max(float(r.headers.get("Retry-After", "")), self.retry_s), 2.0)
             except (httpx.HTTPError, ValueError) as e:
                 detail = f"{type(e).__name__}: {e}"[:200]
             attempt = Attempt(sent, time.monotonic() - sent, status, detail)
@@ -399,7 +425,7 @@ class CameraFleet:
             if now - first > self.give_up_s or (self._stop_at is not None and now - self._stop_at > self.drain_s):
                 record.gave_up = True
                 return
-            time.sleep(self.retry_s)
+            time.sleep(pause)
 
 
 def summarize(records: Sequence[FrameRecord]) -> dict[str, Any]:
@@ -503,9 +529,9 @@ def host_port(url: str) -> tuple[str, int]:
 # -- the service's own figures -------------------------------------------------------------------------------
 
 _BACKLOG_KEY = re.compile(r"backlog|outbox|pending", re.IGNORECASE)
-_BACKLOG_METRIC = re.compile(
-    r"^(qcline_\w*(?:backlog|outbox)\w*?)(?<!_age_seconds)(?<!_bytes)(?<!_created)(?<!_total)(?:\{[^}]*\})? "
-    r"([0-9.eE+-]+)$", re.MULTILINE)
+_GAUGE = re.compile(r"^(qcline_\w+)(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.MULTILINE)
+_OUTBOX_COUNT = re.compile(r"outbox_\w*(size|pending|depth|frames|results|rows|items|length)$")
+_NOT_A_COUNT = ("age", "bytes", "seconds", "_created", "_total", "_ratio", "_limit", "_capacity", "_free")
 
 
 def backlog_from_readyz(state: Any) -> int | None:
@@ -528,9 +554,14 @@ def backlog_from_readyz(state: Any) -> int | None:
 
 
 def backlog_from_metrics(text: str) -> int | None:
-    """Sum of the ``qcline_*backlog*`` / ``qcline_*outbox*`` gauges in ``/metrics`` (ages, bytes, counters left out)."""
-    values = [float(m.group(2)) for m in _BACKLOG_METRIC.finditer(text) if "age" not in m.group(1)]
-    return int(sum(values)) if values else None
+    """The backlog gauge(s) in ``/metrics``: ``qcline_*backlog*`` (else ``qcline_outbox_*size`` / ``*pending`` ...),
+    summed over labels; ages, sizes in bytes, counters and limits left out. None when there is none."""
+    gauges = [(m.group(1), float(m.group(2))) for m in _GAUGE.finditer(text)
+              if not any(part in m.group(1) for part in _NOT_A_COUNT)]
+    names = [n for n, _ in gauges if "backlog" in n] or [n for n, _ in gauges if _OUTBOX_COUNT.search(n)]
+    if not names:
+        return None
+    return int(sum(v for n, v in gauges if n == names[0]))  # one gauge (over its labels): no double count
 
 
 def rss_mb(pid: int) -> float | None:
