@@ -30,23 +30,25 @@ log = logging.getLogger("drills.kill9")
 
 def run(*, rounds: int = 20, cameras: int = 8, seed: int = 1, database_url: str | None = None,
         up_s: tuple[float, float] = (1.0, 4.0), down_s: tuple[float, float] = (0.0, 0.5), images: int = 64,
-        early_p: float = 0.2, keep: bool = False) -> dict[str, Any]:
+        early_p: float = 0.2, drain_s: float = 60.0, keep: bool = False) -> dict[str, Any]:
     """The drill; ``database_url`` names a PostgreSQL server on which a throw-away database is made."""
     rng = random.Random(seed)
     with h.workdir("qcline-drill-kill9-", keep) as tmp:
         if database_url:
             with h.throwaway_postgres(database_url) as url:
-                return _drill(tmp, url, rounds, cameras, seed, rng, up_s, down_s, images, early_p)
-        return _drill(tmp, None, rounds, cameras, seed, rng, up_s, down_s, images, early_p)
+                return _drill(tmp, url, rounds, cameras, seed, rng, up_s, down_s, images, early_p, drain_s)
+        return _drill(tmp, None, rounds, cameras, seed, rng, up_s, down_s, images, early_p, drain_s)
 
 
 def _drill(tmp: Any, url: str | None, rounds: int, cameras: int, seed: int, rng: random.Random,
-           up_s: tuple[float, float], down_s: tuple[float, float], images: int, early_p: float) -> dict[str, Any]:
+           up_s: tuple[float, float], down_s: tuple[float, float], images: int, early_p: float,
+           drain_s: float) -> dict[str, Any]:
     station = h.Station(tmp, database_url=url)
     station.prepare()
     first_start = station.start()
     log.info("service ready in %.1f s at %s (%s)", first_start, station.url, "PostgreSQL" if url else "SQLite")
-    fleet = h.CameraFleet(station.url, station.camera_key, cameras, h.image_files(images, seed=seed), seed=seed)
+    fleet = h.CameraFleet(station.url, station.camera_key, cameras, h.image_files(images, seed=seed), seed=seed,
+                          drain_s=drain_s)
     fleet.start()
     restarts: list[float] = []
     acked_at_kill: list[int] = []
