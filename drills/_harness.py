@@ -475,6 +475,34 @@ def count_rows(store_url: str, unit_prefix: str) -> dict[tuple[str, str], int]:
     return {(str(u), str(c)): int(n) for u, c, n in rows}
 
 
+def store_facts(store_url: str, unit_prefix: str, acked_units: set[str]) -> dict[str, int]:
+    """Beyond the frame rows: units of acknowledged frames without a verdict (each drill frame completes its
+    unit), unit verdicts without a frame row, and evidence files that a row names but that are not on disk
+    (local paths only; an object-store key is not checked here)."""
+    from sqlalchemy import create_engine, text
+
+    from inspection.store.db import normalise_url
+
+    engine = create_engine(normalise_url(store_url))
+    try:
+        with engine.connect() as conn:
+            units = {str(u): v for u, v in conn.execute(text(
+                "SELECT id, verdict FROM units WHERE id LIKE :p"), {"p": unit_prefix + "%"}).all()}
+            framed = {str(u) for (u,) in conn.execute(text(
+                "SELECT DISTINCT unit_id FROM inspections WHERE unit_id LIKE :p"), {"p": unit_prefix + "%"}).all()}
+            paths = [str(p) for (p,) in conn.execute(text(
+                "SELECT evidence_path FROM inspections WHERE unit_id LIKE :p AND evidence_path IS NOT NULL"),
+                {"p": unit_prefix + "%"}).all()]
+    finally:
+        engine.dispose()
+    return {
+        "acked_units_without_verdict": sum(1 for u in acked_units if units.get(u) is None),
+        "unit_verdicts_without_frames": sum(1 for u, v in units.items() if v is not None and u not in framed),
+        "evidence_files_missing": sum(1 for p in paths if os.path.isabs(p) and not os.path.exists(p)),
+        "evidence_files": len(paths),
+    }
+
+
 def audit(records: Sequence[FrameRecord], rows: dict[tuple[str, str], int]) -> dict[str, Any]:
     """Acknowledged frames missing from the database, and frames stored more than once (both must be 0)."""
     acked = [r for r in records if r.acked]
@@ -489,6 +517,18 @@ def audit(records: Sequence[FrameRecord], rows: dict[tuple[str, str], int]) -> d
         "stored_but_not_acknowledged": unacked_stored,
         "missing_samples": [r.key for r in missing[:5]],
     }
+
+
+STORE_FACTS = ("acked_units_without_verdict", "unit_verdicts_without_frames", "evidence_files_missing")
+
+
+def final_audit(store_url: str, fleet: CameraFleet) -> dict[str, Any]:
+    """``audit`` of everything the fleet sent against the database, plus ``store_facts``."""
+    records = fleet.all_records()
+    prefix = f"DR-{fleet.run_id}-"
+    figures = audit(records, count_rows(store_url, prefix))
+    figures.update(store_facts(store_url, prefix, {r.unit_id for r in records if r.acked}))
+    return figures
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------------

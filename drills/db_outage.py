@@ -91,9 +91,8 @@ def run(*, outage_s: float = 60.0, cameras: int = 8, database_url: str | None = 
                 stop_probe.set()
                 fleet.stop()
                 station.stop()
-            rows = h.count_rows(real_url, f"DR-{fleet.run_id}-")  # read directly, not through the proxy
+            figures = h.final_audit(real_url, fleet)  # read directly
         records = fleet.all_records()
-    figures = h.audit(records, rows)
     seen = h.summarize(records)
     statuses = Counter("no_answer" if a.status == h.STATUS_DOWN else str(a.status) for a in during)
     return {
@@ -126,6 +125,7 @@ def run(*, outage_s: float = 60.0, cameras: int = 8, database_url: str | None = 
         "conflict_409_frames": seen["conflict_409_frames"],
         "stored_rows": figures["stored_rows"],
         "missing_samples": figures["missing_samples"],
+        **{k: figures[k] for k in h.STORE_FACTS},
         "error_samples": h.error_samples(records),
         "first_start_s": round(first_start, 2),
         "machine": f"{os.cpu_count()} cpus, service, cameras, proxy and PostgreSQL on one host (loopback)",

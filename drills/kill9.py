@@ -72,8 +72,7 @@ def _drill(tmp: Any, url: str | None, rounds: int, cameras: int, seed: int, rng:
         fleet.stop()
         station.stop()
     records = fleet.all_records()
-    rows = h.count_rows(station.store_url, f"DR-{fleet.run_id}-")
-    figures = h.audit(records, rows)
+    figures = h.final_audit(station.store_url, fleet)
     seen = h.summarize(records)
     return {
         "drill": "kill9",
@@ -95,6 +94,7 @@ def _drill(tmp: Any, url: str | None, rounds: int, cameras: int, seed: int, rng:
         "restart_s_mean": round(sum(restarts) / len(restarts), 2) if restarts else None,
         "restart_s_max": round(max(restarts), 2) if restarts else None,
         "missing_samples": figures["missing_samples"],
+        **{k: figures[k] for k in h.STORE_FACTS},
         "error_samples": h.error_samples(records),
         "seed": seed,
         "machine": f"{os.cpu_count()} cpus, service and cameras on one host (loopback)",

@@ -122,12 +122,11 @@ def run(*, cycles: int = 3, cameras: int = 8, seed: int = 1, warm_s: float = 3.0
             fleet.stop()
             station.stop()
         records = fleet.all_records()
-        rows = h.count_rows(station.store_url, f"DR-{fleet.run_id}-")
+        figures = h.final_audit(station.store_url, fleet)
     changes = []
     for per in fleet.records:
         models = [r.model_sha256 for r in per if r.acked]
         changes.append(sum(1 for x, y in itertools.pairwise(models) if x != y))
-    figures = h.audit(records, rows)
     seen = h.summarize(records)
     failed = seen["attempts"] - seen["attempts_by_status"].get("200", 0)
     expected = 2 * cycles
@@ -146,6 +145,7 @@ def run(*, cycles: int = 3, cameras: int = 8, seed: int = 1, warm_s: float = 3.0
         "acknowledged": figures["acknowledged"],
         "missing": figures["missing"],
         "duplicated": figures["duplicated"],
+        **{k: figures[k] for k in h.STORE_FACTS},
         "swap_all_cameras_s_max": max(slowest) if slowest else None,
         "swaps": swaps,
         "error_samples": h.error_samples(records),

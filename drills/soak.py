@@ -63,8 +63,7 @@ def run(*, minutes: float = 10.0, cameras: int = 8, sample_s: float = 5.0, warmu
             fleet.stop()
             station.stop()
         records = fleet.all_records()
-        rows = h.count_rows(station.store_url, f"DR-{fleet.run_id}-")
-    figures = h.audit(records, rows)
+        figures = h.final_audit(station.store_url, fleet)
     seen = h.summarize(records)
     fitted = [s for s in samples if (s["t_min"] or 0) * 60 >= warmup_s] or samples
 
@@ -105,6 +104,7 @@ def run(*, minutes: float = 10.0, cameras: int = 8, sample_s: float = 5.0, warmu
         "acknowledged": figures["acknowledged"],
         "missing": figures["missing"],
         "duplicated": figures["duplicated"],
+        **{k: figures[k] for k in h.STORE_FACTS},
         "error_samples": h.error_samples(records),
         "first_start_s": round(first_start, 2),
         "machine": f"{os.cpu_count()} cpus, service and cameras on one host (loopback)",
