@@ -56,11 +56,26 @@ STATUS_DOWN = 0  # a transport error: no HTTP answer at all
 log = logging.getLogger("drills")
 
 __all__ = [
-    "BOUNDARY", "ORDER_ID", "CameraFleet", "Station", "audit", "count_rows", "emit", "free_port", "image_files",
-    "linear_slope", "percentile", "setup_logging", "throwaway_postgres",
+    "BOUNDARY", "ORDER_ID", "CameraFleet", "DrillError", "Station", "audit", "count_rows", "emit", "final_audit",
+    "free_port", "image_files", "linear_slope", "main_guard", "percentile", "setup_logging", "throwaway_postgres",
 ]
 
 percentile = _percentile
+
+
+class DrillError(RuntimeError):
+    """The drill could not run (a peer is missing, the service did not start): no figures, exit code 2."""
+
+
+def main_guard(run: Callable[[], dict[str, Any]]) -> int:
+    """Run a drill: its JSON line and exit 0 (promise kept) / 1 (broken), or a one-line reason and exit 2."""
+    try:
+        result = run()
+    except DrillError as e:
+        sys.stderr.write(f"drill could not run: {e}\n")
+        return 2
+    emit(result)
+    return 0 if result.get("ok") else 1
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -150,7 +165,7 @@ class Station:
         done = subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, env=env or self.env,
                               capture_output=True, text=True, check=False, timeout=timeout)
         if done.returncode != 0:
-            raise RuntimeError(f"qcline {' '.join(args[:3])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+            raise DrillError(f"qcline {' '.join(args[:3])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done.stdout
 
     def cli_json(self, *args: str, env: dict[str, str] | None = None) -> Any:
@@ -188,14 +203,14 @@ class Station:
             while time.monotonic() < deadline:
                 if self.process is None or self.process.poll() is not None:
                     code = None if self.process is None else self.process.returncode
-                    raise RuntimeError(f"service exited ({code}) before it was ready:\n{self.log_tail()}")
+                    raise DrillError(f"service exited ({code}) before it was ready:\n{self.log_tail()}")
                 with contextlib.suppress(httpx.TransportError, ValueError):
                     response = client.get("/readyz")
                     if response.status_code == 200:
                         state: dict[str, Any] = response.json()
                         return state
                 time.sleep(0.1)
-        raise RuntimeError(f"service not ready after {timeout:.0f} s:\n{self.log_tail()}")
+        raise DrillError(f"service not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
     @property
     def pid(self) -> int | None:
@@ -544,8 +559,12 @@ def throwaway_postgres(server_url: str | None = None) -> Iterator[str]:
         drivername="postgresql")
     admin = base.render_as_string(hide_password=False)
     name = f"qcline_drill_{secrets.token_hex(5)}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as e:
+        raise DrillError(f"PostgreSQL at {base.render_as_string(hide_password=True)} is not usable for a "
+                         f"throw-away database (start it, or pass --database-url / QC_TEST_POSTGRES_URL): {e}") from e
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -182,11 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.outage_s <= 0 or args.cameras < 1:
         parser.error("--outage-s must be > 0 and --cameras >= 1")
     h.setup_logging(args.verbose)
-    result = run(outage_s=args.outage_s, cameras=args.cameras, database_url=args.database_url, warm_s=args.warm_s,
-                 after_s=args.after_s, drain_timeout_s=args.drain_timeout_s, mode=args.mode, seed=args.seed,
-                 keep=args.keep)
-    h.emit(result)
-    return 0 if result["ok"] else 1
+    return h.main_guard(lambda: run(
+        outage_s=args.outage_s, cameras=args.cameras, database_url=args.database_url, warm_s=args.warm_s,
+        after_s=args.after_s, drain_timeout_s=args.drain_timeout_s, mode=args.mode, seed=args.seed, keep=args.keep))
 
 
 if __name__ == "__main__":

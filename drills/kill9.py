@@ -120,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or args.cameras < 1 or not 0 < args.min_up_s <= args.max_up_s:
         parser.error("--rounds and --cameras must be >= 1 and 0 < --min-up-s <= --max-up-s")
     h.setup_logging(args.verbose)
-    result = run(rounds=args.rounds, cameras=args.cameras, seed=args.seed, database_url=args.database_url,
-                 up_s=(args.min_up_s, args.max_up_s), images=args.images, early_p=args.kill_while_starting,
-                 keep=args.keep)
-    h.emit(result)
-    return 0 if result["ok"] else 1
+    return h.main_guard(lambda: run(
+        rounds=args.rounds, cameras=args.cameras, seed=args.seed, database_url=args.database_url,
+        up_s=(args.min_up_s, args.max_up_s), images=args.images, early_p=args.kill_while_starting, keep=args.keep))
 
 
 if __name__ == "__main__":

@@ -171,9 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cycles < 1 or args.cameras < 1:
         parser.error("--cycles and --cameras must be >= 1")
     h.setup_logging(args.verbose)
-    result = run(cycles=args.cycles, cameras=args.cameras, seed=args.seed, hold_s=args.hold_s, keep=args.keep)
-    h.emit(result)
-    return 0 if result["ok"] else 1
+    return h.main_guard(lambda: run(
+        cycles=args.cycles, cameras=args.cameras, seed=args.seed, hold_s=args.hold_s, keep=args.keep))
 
 
 if __name__ == "__main__":
