@@ -132,6 +132,9 @@ class Station:
     camera_key: str = ""
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    service_root: Path = field(default_factory=lambda: Path(os.environ.get("DRILLS_SERVICE_ROOT") or ROOT))
+    """The checkout whose ``qcline`` is drilled: this one, or ``$DRILLS_SERVICE_ROOT`` (another branch's worktree,
+    to see a fix before it is merged; nothing is written into it)."""
 
     @property
     def data_dir(self) -> Path:
@@ -151,7 +154,10 @@ class Station:
         env["QC_DATA_DIR"] = str(self.data_dir)
         if self.database_url:
             env["QC_DATABASE_URL"] = self.database_url
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+        root = self.service_root.resolve()
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+        if root != ROOT:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave the other checkout as it is
         env.update(self.extra_env)
         return env
 
@@ -162,7 +168,7 @@ class Station:
 
     def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300.0) -> str:
         """Run ``qcline ARGS`` (this checkout's code) on this station's data; stdout, or an error with stderr."""
-        done = subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, env=env or self.env,
+        done = subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=self.service_root, env=env or self.env,
                               capture_output=True, text=True, check=False, timeout=timeout)
         if done.returncode != 0:
             raise DrillError(f"qcline {' '.join(args[:3])} failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -188,8 +194,8 @@ class Station:
             out.flush()
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--log-level", self.log_level], cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent)
+                 "--log-level", self.log_level], cwd=self.service_root, env=self.env, stdout=out,
+                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         self.starts += 1
         if wait:
             self.wait_ready(timeout)

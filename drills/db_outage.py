@@ -87,6 +87,7 @@ def run(*, outage_s: float = 60.0, cameras: int = 8, database_url: str | None = 
                     station, fleet.run_id, acked_by_restore, restored_at, drain_timeout_s)
                 time.sleep(max(0.0, after_s - (time.monotonic() - restored_at)))
                 backlog_end, _, _ = _backlog(station)
+                _, ready_end = station.get("/readyz")
             finally:
                 stop_probe.set()
                 fleet.stop()
@@ -115,6 +116,7 @@ def run(*, outage_s: float = 60.0, cameras: int = 8, database_url: str | None = 
         "readyz_during_outage": dict(readyz),
         "backlog_max": backlog_max,
         "backlog_end": backlog_end,
+        "station_end": ready_end.get("station") if isinstance(ready_end, dict) else None,
         "backlog_drain_s": backlog_drain_s,
         "rows_complete_s": rows_drain_s,
         "drain_s": drain_s,
