@@ -29,10 +29,10 @@ test: $(VENV)/.dev-installed system-deps lint typecheck
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check -q inspection training datasets models api tests bench
+	$(BIN)/ruff check -q inspection training datasets models api tests bench drills
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy inspection training datasets models api
+	$(BIN)/mypy inspection training datasets models api drills
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/inference.py
