@@ -26,6 +26,7 @@ from inspection.errors import (
     QCError,
     StoreError,
 )
+from inspection.imageio import DecoderBusyError
 from inspection.reviews import ReviewError
 from models.registry import PromotionRefusedError
 
@@ -60,6 +61,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (ConfigError, 422),
     (BadRequestError, 422),
     (OverloadedError, 503),
+    (DecoderBusyError, 503),
     (NotReadyError, 503),
     (TrainingUnavailableError, 503),
     (StoreError, 503),

@@ -22,7 +22,7 @@ from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import ConflictError, InvalidFrameError, QCError
-from inspection.imageio import decode_image
+from inspection.imageio import decode
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.types import Frame, UnitVerdict
 
@@ -149,10 +149,11 @@ class FrameService:
     async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
-            image = await run_in_threadpool(decode_image, request.data)
-            frame = Frame(image=image, camera_id=request.camera_id, unit_id=request.unit_id,
+            limits = self.ctx.settings
+            decoded = await run_in_threadpool(lambda: decode(request.data, max_pixels=limits.max_frame_pixels))
+            frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=request.unit_id,
                           order_id=request.order_id, captured_at=request.captured_at,
-                          source=f"http:{principal.name}", data=request.data)
+                          source=f"http:{principal.name}", data=request.data, scale=decoded.scale)
             future = batcher.submit(frame)
         outcome = await asyncio.wrap_future(future)
         if outcome.status is FrameStatus.REJECTED:

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")
     keep_pass_frames: bool = Field(default=False, description="Also keep evidence frames of PASS units.")
+    max_frame_pixels: int = Field(
+        default=40_000_000, ge=64, le=200_000_000,
+        description="Largest frame (declared width x height) decoded; larger ones are refused before decoding.")
 
     @property
     def resolved_database_url(self) -> str:
