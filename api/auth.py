@@ -35,6 +35,8 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     ENGINEER = "engineer"
     ADMIN = "admin"
+    METRICS = "metrics"
+    """May only read ``/metrics`` (a Prometheus scraper's key)."""
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -71,13 +73,15 @@ def hash_secret(secret: str) -> str:
 class ApiKeyService(Database):
     """Create, list, revoke and check API keys; sign review-page sessions in and out.
 
-    A verified key is cached for ``cache_s`` seconds so a camera sending 30 frames a second does not cost a
-    database round trip per frame; a revocation therefore takes effect within ``cache_s``.
+    Every request checks its key against the database (one indexed lookup, well under a millisecond): a
+    key revoked by any process (``qcline keys revoke``, another service worker) stops working at once in
+    every process. ``cache_s`` > 0 caches verified keys in this process for that long, trading that
+    guarantee for one query less per request; it is off by default.
     """
 
     label = "key store"
 
-    def __init__(self, engine: Engine, *, cache_s: float = 5.0) -> None:
+    def __init__(self, engine: Engine, *, cache_s: float = 0.0) -> None:
         super().__init__(engine)
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, Principal]] = {}
@@ -138,17 +142,18 @@ class ApiKeyService(Database):
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.cache_s:
+        if cached is not None and self.cache_s > 0 and now - cached[0] < self.cache_s:
             return cached[1]
         with self._session("checking an API key") as session:
             row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
             if row is None or row.revoked_at is not None:
                 raise AuthError("invalid or revoked API key")
             principal = Principal(row.id, row.name, Role(row.role))
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
+        if self.cache_s > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, principal)
         return principal
 
     # -- review page sessions ---------------------------------------------------------------------------
