@@ -26,6 +26,7 @@ from inspection.errors import (
     QCError,
     StoreError,
 )
+from inspection.ids import IdentifierError
 from inspection.imageio import DecoderBusyError
 from inspection.reviews import ReviewError
 from models.registry import PromotionRefusedError
@@ -59,6 +60,7 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (DatasetError, 422),
     (ModelPackageError, 422),
     (ConfigError, 422),
+    (IdentifierError, 422),
     (BadRequestError, 422),
     (OverloadedError, 503),
     (DecoderBusyError, 503),

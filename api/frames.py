@@ -22,6 +22,7 @@ from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import ConflictError, InvalidFrameError, QCError
+from inspection.ids import check_identifier
 from inspection.imageio import decode
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.types import Frame, UnitVerdict
@@ -43,12 +44,8 @@ def sniff_image_type(data: bytes) -> str:
 
 
 def check_id(name: str, value: str | None) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise BadRequestError(f"{name} is required")
-    if len(value) > MAX_ID_LENGTH or not value.isprintable():
-        raise BadRequestError(f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
-    return value
+    """An id as sent, refused (422) when empty, too long, or a look-alike of another (``inspection.ids``)."""
+    return check_identifier(name, value)
 
 
 def parse_captured_at(value: str | None) -> datetime:

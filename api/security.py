@@ -2,13 +2,13 @@
 
 ``Gatekeeper`` (pure ASGI, inside the metrics middleware) decides per route, from the method and path alone:
 
-1. **Body cap** (by ``Content-Length`` up front and while streaming): frames ``QC_MAX_UPLOAD_MB``, order book
-   imports ``QC_MAX_IMPORT_MB``, every other route ``QC_MAX_JSON_KB`` (1 MiB): an 18 MiB JSON array is 413
-   before it is read, whoever sends it.
-2. **Authentication first**: every route but the probes, the static files and the sign-in form needs a
+1. **Authentication first**: every route but the probes, the static files and the sign-in form needs a
    valid bearer key (or, on the few routes the review page calls, its session cookie) *before* the body is
    read or parsed; a request without one is answered 401 at once, its body never read. Which role may do
    what stays with the routes' dependencies (403).
+2. **Body cap** (by ``Content-Length`` up front and while streaming): frames ``QC_MAX_UPLOAD_MB``, order book
+   imports ``QC_MAX_IMPORT_MB``, every other route ``QC_MAX_JSON_KB`` (1 MiB): an 18 MiB JSON array is 413
+   before it is read, even with a valid key.
 3. **CSRF**: a cookie is a credential the browser adds by itself, also to a form another site (or another
    port of this host: SameSite ignores ports) submits. So a cookie is accepted only on the review page's
    routes; a state-changing request authenticated by it must come from this origin (``Sec-Fetch-Site`` /
@@ -171,11 +171,6 @@ class Gatekeeper:
         rule = rule_for(method, path, self.settings)
         headers = Headers(scope=scope)
         send = self._with_headers(send, path)
-        length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > rule.max_body:
-            await _refuse(send, 413, f"request body of {length} bytes is larger than the {rule.max_body} bytes "
-                                     f"{path[:64]} accepts", "PayloadTooLargeError")
-            return
         state: dict[str, Any] = scope.setdefault("state", {})
         if rule.access in ("key", "page"):
             keys: ApiKeyService = scope["app"].state.context.keys
@@ -202,6 +197,11 @@ class Gatekeeper:
                 await _refuse(send, 403, reason.replace("use the review page's session", "sign in here"),
                               "CSRFError")
                 return
+        length = headers.get("content-length")  # after authentication: a stranger learns no limits
+        if length is not None and length.isdigit() and int(length) > rule.max_body:
+            await _refuse(send, 413, f"request body of {length} bytes is larger than the {rule.max_body} bytes "
+                                     f"{path[:64]} accepts", "PayloadTooLargeError")
+            return
         await self.app(scope, _capped(receive, rule.max_body), send)
 
     def _with_headers(self, send: Send, path: str) -> Send:

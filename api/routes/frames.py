@@ -14,6 +14,7 @@ from api.deps import CAMERA, LINE, context
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.frames import FrameRequest, FrameService, unit_verdict_json
 from api.schemas import ErrorOut, FrameVerdictOut, UnitVerdictOut
+from inspection.ids import check_identifier
 
 router = APIRouter(prefix="/v1", tags=["cameras"])
 
@@ -84,6 +85,7 @@ async def close_unit(unit_id: str, request: Request, _: Annotated[Principal, Dep
     """Rolls the unit up from every frame it has, after the frames already queued; required views that never
     arrived are named and decide the verdict per the order's profile."""
     ctx = context(request)
+    unit_id = check_identifier("unit_id", unit_id)
     batcher = ctx.require_batcher()
     verdict = await asyncio.wrap_future(batcher.call(lambda inspector: inspector.close_unit(unit_id)))
     return unit_verdict_json(verdict)
