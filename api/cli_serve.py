@@ -33,6 +33,7 @@ def serve(
 
     from api.app import create_app
     from api.config import load_service_settings
+    from api.server import header_timeout_protocol
     from inspection.errors import ConfigError
 
     if (ssl_certfile is None) != (ssl_keyfile is None):
@@ -44,7 +45,7 @@ def serve(
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=30, timeout_keep_alive=int(max(1, settings.timeout_keep_alive_s)),
-                h11_max_incomplete_event_size=16 * 1024, server_header=False,
+                http=header_timeout_protocol(settings.header_timeout_s), server_header=False,
                 ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                 ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 

@@ -34,6 +34,8 @@ class ServiceSettings(Settings):
     secure_cookies: bool | None = Field(default=None, description="Mark the review page's cookies Secure; unset: "
                                         "when the request came over https (set true behind a TLS proxy).")
     timeout_keep_alive_s: float = Field(default=5.0, gt=0.0, description="Idle keep-alive connections close.")
+    header_timeout_s: float = Field(default=10.0, gt=0.0, description="A connection that sends no complete "
+                                    "request head in this time is closed (slowloris).")
 
     @property
     def max_upload_bytes(self) -> int:

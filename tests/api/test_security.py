@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from api.auth import Role
+from api.auth import SESSION_COOKIE, Role
 from tests import hostile
-from tests.api.conftest import Service, jpeg
+from tests.api.conftest import LiveService, Service, csrf_of, jpeg, login
 from tests.builders import Candidate, tiny_package
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,3 +49,192 @@ def test_qcline_detect_reports_each_bomb_and_stays_small(tmp_path: Path) -> None
     assert [("error" in row) for row in rows] == [True, True, True, False], rows
     assert all("over the limit" in row["error"] for row in rows[:3])
     assert "3 of 4 images could not be read" in done.stderr
+
+
+# -- 2. authentication before work, body caps ------------------------------------------------------------------
+
+HUGE = 18 * 1024 * 1024
+
+
+def _asgi_post(service: Service, path: str, headers: dict[str, str], size: int = HUGE,
+               chunked: bool = False, media: str = "application/json") -> tuple[int, int, int]:
+    """POST ``size`` bytes of a JSON array straight into the app (its own event loop); returns the status, the
+    body bytes the app pulled and how often it asked for more: proof of what was read before the answer."""
+    import asyncio
+
+    chunk = b"[" + b"1," * (512 * 1024 - 1) + b"1]"  # 1 MiB of valid JSON, sent again and again
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw += [(b"content-type", media.encode()), (b"host", b"testserver")]
+    if not chunked:
+        raw.append((b"content-length", str(size).encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "path": path,
+             "raw_path": path.encode(), "query_string": b"", "headers": raw, "scheme": "http",
+             "server": ("testserver", 80), "client": ("127.0.0.1", 5555), "root_path": ""}
+    pulled = {"bytes": 0, "calls": 0}
+    answer: dict[str, int] = {}
+
+    async def receive() -> dict[str, object]:
+        pulled["calls"] += 1
+        left = size - pulled["bytes"]
+        body = chunk[:max(0, min(len(chunk), left))]
+        pulled["bytes"] += len(body)
+        return {"type": "http.request", "body": body, "more_body": pulled["bytes"] < size}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = int(message["status"])  # type: ignore[call-overload]
+
+    asyncio.run(service.client.app(scope, receive, send))  # type: ignore[arg-type]
+    return answer["status"], pulled["bytes"], pulled["calls"]
+
+
+@pytest.mark.parametrize("path", ["/v1/orders/import", "/v1/orders", "/v1/reviews", "/v1/keys", "/v1/frames",
+                                  "/v1/models/rollback", "/v1/training-jobs", "/v1/units/U-1/close",
+                                  "/v1/nonexistent"])
+def test_an_unauthenticated_huge_body_is_401_before_a_byte_is_read(service: Service, path: str) -> None:
+    started = time.perf_counter()
+    status, read, calls = _asgi_post(service, path, {})
+    assert (status, read, calls) == (401, 0, 0)
+    status, read, calls = _asgi_post(service, path, {"Authorization": "Bearer qck_wrong"}, chunked=True)
+    assert (status, read, calls) == (401, 0, 0)
+    assert time.perf_counter() - started < 5  # loose: nothing parsed
+
+
+@pytest.mark.parametrize(("path", "role", "cap_mib"), [("/v1/orders/import", Role.ENGINEER, 8),
+                                                       ("/v1/reviews", Role.OPERATOR, 1),
+                                                       ("/v1/keys", Role.ADMIN, 1),
+                                                       ("/v1/frames", Role.CAMERA, 20)])
+def test_bodies_over_the_routes_cap_are_413_with_a_key_too(service: Service, path: str, role: Role,
+                                                           cap_mib: int) -> None:
+    media = "image/jpeg" if path == "/v1/frames" else "application/json"
+    size = (cap_mib + 4) * 1024 * 1024
+    status, read, _ = _asgi_post(service, path, service.auth(role), size=size, media=media)
+    assert (status, read) == (413, 0)  # by Content-Length: nothing read
+    status, read, _ = _asgi_post(service, path, service.auth(role), size=size, chunked=True, media=media)
+    assert status == 413 and read <= (cap_mib + 1) * 1024 * 1024  # streamed: stopped at the cap
+    assert service.post_frame(jpeg(255), unit_id="U-after-413").status_code == 200
+
+
+def test_camera_latency_stays_low_while_huge_unauthenticated_bodies_arrive(live_service: LiveService) -> None:
+    """The report's attack on a real port: ten 18 MiB JSON bodies without a key, over and over, while a camera
+    sends frames. Each is refused at once (401); the camera's median latency stays near its quiet value."""
+    import statistics
+    import threading
+
+    import httpx
+
+    camera = {"Authorization": f"Bearer {live_service.keys[Role.CAMERA]}"}
+    body = b"[" + b"1," * (HUGE // 2 - 1) + b"1]"
+    stop = threading.Event()
+    refused: list[int] = []
+
+    def attacker() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    refused.append(client.post(f"{live_service.url}/v1/orders/import", content=body,
+                                               headers={"Content-Type": "application/json"}).status_code)
+                except httpx.TransportError:
+                    refused.append(-1)  # the server closed the connection on the unread body: also a refusal
+
+    def frames(client: httpx.Client, n: int, offset: int) -> list[float]:
+        times = []
+        for i in range(n):
+            started = time.perf_counter()
+            r = client.post(f"{live_service.url}/v1/frames", headers=camera,
+                            data={"unit_id": f"U-lat-{offset + i}", "order_id": "ORD-1", "camera_id": "top"},
+                            files={"image": ("f.jpg", jpeg(255, noise=offset + i + 1), "image/jpeg")})
+            assert r.status_code == 200, r.text
+            times.append(time.perf_counter() - started)
+        return times
+
+    with httpx.Client(timeout=30) as client:
+        quiet = statistics.median(frames(client, 10, 0))
+        threads = [threading.Thread(target=attacker) for _ in range(10)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            loaded = statistics.median(frames(client, 20, 100))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+    assert refused and set(refused) <= {401, -1}, set(refused)
+    assert loaded < quiet * 5 + 0.1, (quiet, loaded)  # loose (a shared machine); was 7 ms -> 430 ms before
+
+
+# -- 3. same-site CSRF, in-process --------------------------------------------------------------------------------
+
+
+def _signed_in(service: Service, role: Role = Role.OPERATOR) -> str:
+    assert login(service.client, service.keys[role], follow_redirects=False).status_code == 303
+    return csrf_of(service.client)
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/units/U-1/close"), ("POST", "/v1/frames"),
+                                              ("POST", "/v1/orders/import"), ("GET", "/v1/orders"),
+                                              ("GET", "/v1/keys"), ("POST", "/v1/keys"), ("GET", "/v1/models")])
+def test_the_session_cookie_opens_only_the_review_pages_routes(service: Service, method: str, path: str) -> None:
+    token = _signed_in(service, Role.ADMIN)
+    r = service.client.request(method, path, headers={"X-CSRF-Token": token}, json={})
+    assert r.status_code == 401 and "not the review page's session" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(("headers", "refused"), [
+    ({}, "CSRF token"),
+    ({"X-CSRF-Token": "0" * 64}, "CSRF token"),
+    ({"X-CSRF-Token": "{token}", "Origin": "http://127.0.0.1:9999"}, "cross-origin"),
+    ({"X-CSRF-Token": "{token}", "Origin": "null"}, "opaque origin"),
+    ({"X-CSRF-Token": "{token}", "Sec-Fetch-Site": "same-site"}, "same-site"),
+    ({"X-CSRF-Token": "{token}", "Sec-Fetch-Site": "cross-site", "Origin": "http://testserver"}, "cross-site"),
+    ({"X-CSRF-Token": "{token}", "Origin": "http://testserver", "Sec-Fetch-Site": "same-origin"}, None),
+], ids=["no-token", "wrong-token", "other-port", "null-origin", "same-site", "cross-site", "same-origin"])
+def test_state_changes_by_cookie_need_this_origin_and_the_token(service: Service, headers: dict[str, str],
+                                                                refused: str | None) -> None:
+    token = _signed_in(service)
+    sent = {k: v.format(token=token) for k, v in headers.items()}
+    r = service.client.post("/v1/units/U-csrf/disposition", headers=sent, json={"disposition": "scrap", "note": ""})
+    dispositions = service.ctx.reviews.dispositions("U-csrf")
+    if refused is None:
+        assert r.status_code not in (401, 403), r.text  # passed the gate (404/422: no such unit)
+        return
+    assert r.status_code == 403 and refused in r.json()["detail"], r.text
+    assert dispositions == []
+
+
+def test_a_bearer_key_needs_no_csrf_token(service: Service) -> None:
+    assert service.post_frame(jpeg(255), unit_id="U-bearer").status_code == 200
+    r = service.client.post("/v1/units/U-bearer/close", headers={**service.auth(Role.CAMERA),
+                                                            "Origin": "http://elsewhere.example"})
+    assert r.status_code == 200  # no browser adds a bearer key by itself: nothing to forge
+
+
+def test_logout_from_another_sites_form_keeps_the_session(service: Service) -> None:
+    _signed_in(service)
+    r = service.client.post("/review/logout", data={}, follow_redirects=False)
+    assert r.status_code == 303 and "set-cookie" not in r.headers
+    assert service.client.get("/review", follow_redirects=False).status_code == 200
+
+
+# -- 4. login CSRF, in-process ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["no-token", "wrong-token", "other-origin", "cross-site"])
+def test_a_cross_site_form_cannot_sign_a_browser_in(service: Service, case: str) -> None:
+    page = service.client.get("/review/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    data = {"key": service.keys[Role.OPERATOR], "login_token": token}
+    headers: dict[str, str] = {}
+    if case == "no-token":
+        data.pop("login_token")
+    elif case == "wrong-token":
+        data["login_token"] = "attacker-chosen-token-value"
+    elif case == "other-origin":
+        headers["Origin"] = "http://127.0.0.1:9999"
+    else:
+        headers["Sec-Fetch-Site"] = "cross-site"
+    r = service.client.post("/review/login", data=data, headers=headers, follow_redirects=False)
+    assert r.status_code == 403
+    assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
+    assert service.client.get("/review", follow_redirects=False).status_code == 303  # still signed out
