@@ -238,3 +238,170 @@ def test_a_cross_site_form_cannot_sign_a_browser_in(service: Service, case: str)
     assert r.status_code == 403
     assert SESSION_COOKIE not in r.headers.get("set-cookie", "")
     assert service.client.get("/review", follow_redirects=False).status_code == 303  # still signed out
+
+
+# -- 5. YAML bombs ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "media", "message"), [
+    (hostile.yaml_alias_bomb(), "application/yaml", "anchors"),
+    (hostile.deep_yaml(), "application/yaml", "nested deeper"),
+    ("{\"orders\": " + "[" * 100_000 + "]" * 100_000 + "}", "application/json", "nested too deeply"),
+], ids=["alias-bomb", "deep-yaml", "deep-json"])
+def test_yaml_and_json_bombs_are_422_and_store_nothing(service: Service, body: str, media: str,
+                                                       message: str) -> None:
+    r = service.client.post("/v1/orders/import", content=body.encode(), headers={
+        **service.auth(Role.ENGINEER), "Content-Type": media})
+    assert r.status_code == 422 and message in r.json()["detail"], r.text
+    assert service.client.get("/v1/orders/BOMB", headers=service.auth(Role.ENGINEER)).status_code == 404
+    assert service.client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("text", [hostile.yaml_alias_bomb(), hostile.deep_yaml()], ids=["alias-bomb", "deep"])
+def test_qcline_orders_import_refuses_yaml_bombs_in_one_line(tmp_path: Path, text: str) -> None:
+    path = hostile.write(tmp_path / "orders.yaml", text.encode())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QC_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "400"}
+    done = subprocess.run([sys.executable, "-m", "api.cli", "orders", "import", str(path)], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and ("not accepted" in lines[0] or "nested deeper" in lines[0]), done.stderr
+
+
+# -- 6. exposure ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/docs", "/redoc", "/openapi.json"])
+def test_metrics_and_docs_need_a_key(service: Service, path: str) -> None:
+    assert service.post_frame(jpeg(255), unit_id="U-metrics").status_code == 200
+    r = service.client.get(path)
+    assert r.status_code == 401 and "ORD-1" not in r.text
+    allowed = Role.METRICS if path == "/metrics" else Role.OPERATOR
+    assert service.client.get(path, headers=service.auth(allowed)).status_code == 200
+    if path == "/metrics":
+        assert service.client.get(path, headers=service.auth(Role.CAMERA)).status_code == 403
+        assert service.client.get(path, headers=service.auth(Role.OPERATOR)).status_code == 403
+
+
+def test_settings_can_open_metrics_and_docs(tmp_path: Path, tiny_model: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.context import ServiceContext
+    from tests.api.conftest import service_settings
+
+    ctx = ServiceContext.open(service_settings(tmp_path / "d", tiny_model, metrics_public=True, docs_public=True))
+    with TestClient(create_app(context=ctx)) as client:
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert client.get(path).status_code == 200, path
+        assert client.get("/v1/orders").status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/v1/orders", "/review/login", "/static/review.js", "/nope"])
+def test_every_answer_carries_the_security_headers(service: Service, path: str) -> None:
+    r = service.client.get(path, headers=service.auth(Role.OPERATOR))
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["x-frame-options"] == "DENY"
+    csp = r.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_errors_do_not_show_server_paths(service: Service, tmp_path: Path) -> None:
+    from inspection.errors import ModelPackageError
+
+    async def boom() -> None:
+        raise ModelPackageError(f"model package {tmp_path}/secret/pkg/model.onnx is missing metadata.json")
+
+    service.client.app.add_api_route("/v1/boom", boom)  # type: ignore[attr-defined]
+    r = service.client.get("/v1/boom", headers=service.auth(Role.OPERATOR))
+    assert r.status_code == 422
+    assert str(tmp_path) not in r.text and "…/model.onnx" in r.json()["detail"]
+
+
+def test_a_revoked_key_stops_at_once_in_another_process(service: Service) -> None:
+    """Two key services on one database stand for two processes: a revocation in one is seen by the other on
+    its very next request (no cache to outlive it)."""
+    from api.auth import ApiKeyService
+
+    secret, record = service.ctx.keys.create(Role.CAMERA, "cam-revoked")
+    other = ApiKeyService.open(service.ctx.settings.resolved_database_url)
+    try:
+        assert other.authenticate(secret).key_id == record["id"]
+        assert service.client.get("/v1/reviews/queue", headers={"Authorization": f"Bearer {secret}"}).status_code \
+            == 403  # authenticated in the service process (a camera may not read the queue)
+        other.revoke(record["id"])
+        r = service.client.post("/v1/units/U-1/close", headers={"Authorization": f"Bearer {secret}"})
+        assert r.status_code == 401
+    finally:
+        other.engine.dispose()
+
+
+@pytest.mark.parametrize("unit_id", ["UNIT\u20107", "\uff35\uff2e\uff29\uff34-7", "UNIT\u200b-7", "UN\u0406T-7",
+                                     "UNIT\u00a07", "UNIT\u22127", "UNIT\u202e7"],
+                         ids=["u2010-hyphen", "full-width", "zero-width", "cyrillic-i", "nbsp", "minus", "bidi"])
+def test_look_alike_ids_are_refused_with_a_clear_422(service: Service, unit_id: str) -> None:
+    assert service.post_frame(jpeg(255), unit_id="UNIT-7").status_code == 200
+    r = service.post_frame(jpeg(255, noise=3), unit_id=unit_id)
+    assert r.status_code == 422, r.text
+    assert "U+" in r.json()["detail"] or "mixes Latin" in r.json()["detail"] or "printable" in r.json()["detail"]
+    r = service.client.post(f"/v1/units/{unit_id}/close", headers=service.auth(Role.CAMERA))
+    assert r.status_code == 422
+    r = service.client.post("/v1/orders", headers=service.auth(Role.ENGINEER),
+                            json={"id": unit_id, "profile": "high-gloss"})
+    assert r.status_code == 422
+
+
+def test_plain_ids_with_slashes_dots_and_spaces_still_work(service: Service) -> None:
+    for unit_id in ("LOT-7/UNIT-3", "u.1 b", "Tür-7", "Ω-7"):
+        assert service.post_frame(jpeg(255, noise=len(unit_id)), unit_id=unit_id).status_code == 200, unit_id
+
+
+def test_a_slow_client_is_disconnected(tmp_path: Path, tiny_model: Path) -> None:
+    """Slowloris: a connection that opens and sends nothing, or trickles its headers, is closed after the
+    header timeout, and the service answers others meanwhile."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+    from api.context import ServiceContext
+    from api.server import header_timeout_protocol
+    from tests.api.conftest import free_port, service_settings
+
+    ctx = ServiceContext.open(service_settings(tmp_path / "d", tiny_model))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning",
+                                          http=header_timeout_protocol(1.0), timeout_keep_alive=1))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        idle = socket.create_connection(("127.0.0.1", port))
+        trickle = socket.create_connection(("127.0.0.1", port))
+        trickle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed: set[str] = set()
+        while time.monotonic() - started < 8 and len(closed) < 2:
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            for name, sock in (("idle", idle), ("trickle", trickle)):
+                if name in closed:
+                    continue
+                try:
+                    if name == "trickle":
+                        sock.sendall(b"X-Slow: 1\r\n")
+                    sock.settimeout(0.2)
+                    if sock.recv(64) == b"":
+                        closed.add(name)
+                except TimeoutError:
+                    pass
+                except OSError:
+                    closed.add(name)
+            time.sleep(0.2)
+        assert closed == {"idle", "trickle"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
