@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,15 @@ def test_the_alias_bomb_order_book_is_a_profile_error_not_a_huge_order(tmp_path:
         load_order_book(path)
     with pytest.raises(ProfileError, match=r"aliases|anchors"):
         InspectionProfile.from_yaml("name: &n x\nclasses: {}\ndescription: *n\n")
+
+
+PLAIN_LOAD = re.compile(r"(?<![\w.])yaml\.(safe_load|load|full_load|unsafe_load|load_all|safe_load_all)\(")
+
+
+def test_no_code_reads_yaml_around_safe_yaml() -> None:
+    """Every YAML a user wrote goes through ``safe_yaml``: a plain ``yaml.safe_load`` would bring bombs back."""
+    root = Path(__file__).resolve().parents[2]
+    offenders = [str(p.relative_to(root)) for folder in ("api", "inspection", "datasets", "training", "models")
+                 for p in (root / folder).rglob("*.py")
+                 if p.name != "safe_yaml.py" and PLAIN_LOAD.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
