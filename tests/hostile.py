@@ -73,3 +73,35 @@ def yaml_alias_bomb(levels: int = 9) -> str:
 def deep_yaml(depth: int = 5000) -> str:
     """A document nested ``depth`` levels deep (RecursionError in a naive loader)."""
     return "orders: " + "[" * depth + "]" * depth + "\n"
+
+
+ATTACKER_SCRIPT = """
+import json, os, sys, time, httpx
+url, stop, pause = sys.argv[1], sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+body = b"[" + b"1," * (9 * 1024 * 1024 - 1) + b"1]"  # 18 MiB of JSON, no key
+seen = []
+with httpx.Client(timeout=60) as client:
+    while not os.path.exists(stop):
+        try:
+            seen.append(client.post(url, content=body, headers={"Content-Type": "application/json"}).status_code)
+        except httpx.TransportError:
+            seen.append(-1)  # the server closed the connection on the unread body: a refusal too
+        if len(seen) == 1:
+            open(f"{stop}.ready.{os.getpid()}", "w").close()  # started (imports, body built): measure now
+        time.sleep(pause)
+print(json.dumps(seen))
+"""
+"""``python -c ATTACKER_SCRIPT URL STOPFILE [PAUSE_S]``: posts 18 MiB JSON bodies without a key (PAUSE_S apart)
+until STOPFILE exists, then prints the statuses it got; ``STOPFILE.ready.PID`` says it has started. A process of
+its own, so it competes with the camera for CPU, not for a GIL."""
+
+
+def wait_for_attackers(stop: Path, count: int, timeout_s: float = 120) -> None:
+    """Until ``count`` attacker processes have had their first answer (their start-up is not the attack)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while len(list(stop.parent.glob(stop.name + ".ready.*"))) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"attackers did not start within {timeout_s} s")
+        time.sleep(0.1)
