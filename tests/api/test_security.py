@@ -396,3 +396,61 @@ def test_a_slow_client_is_disconnected(tmp_path: Path, tiny_model: Path) -> None
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+# -- TLS ------------------------------------------------------------------------------------------------------
+
+
+def test_serve_refuses_half_a_tls_setup(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QC_DATA_DIR": str(tmp_path / "d"), "COLUMNS": "400"}
+    cert = hostile.write(tmp_path / "cert.pem", b"not used")
+    for args in (["--ssl-certfile", str(cert)], ["--ssl-certfile", str(cert), "--ssl-keyfile", str(tmp_path / "no")]):
+        done = subprocess.run([sys.executable, "-m", "api.cli", "serve", *args], capture_output=True, text=True,
+                              env=env, timeout=120, check=False)
+        assert done.returncode == 1 and ("needs both" in done.stderr or "not found" in done.stderr), done.stderr
+
+
+@pytest.mark.slow
+def test_serve_over_tls_marks_the_session_cookie_secure(tmp_path: Path) -> None:
+    """``qcline serve --ssl-certfile/--ssl-keyfile`` with a self-signed certificate: HTTPS answers, plain HTTP
+    on that port does not, and the review page's cookie comes back ``Secure``."""
+    import shutil
+
+    import httpx
+
+    from tests.api.conftest import free_port
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found: needed to make a self-signed test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")} | {
+        "PYTHONPATH": str(REPO), "QC_DATA_DIR": str(tmp_path / "d")}
+    qcline = [sys.executable, "-m", "api.cli"]
+    secret = json.loads(subprocess.run([*qcline, "keys", "create", "--role", "operator", "--json"], env=env,
+                                       check=True, capture_output=True, text=True).stdout)["key"]
+    port = free_port()
+    server = subprocess.Popen([*qcline, "serve", "--port", str(port), "--ssl-certfile", str(cert),
+                               "--ssl-keyfile", str(key)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    base = f"https://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base, verify=False, timeout=10) as client:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                try:
+                    if client.get("/healthz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.3)
+            page = client.get("/review/login")
+            assert page.status_code == 200 and "secure" in page.headers["set-cookie"].lower()
+            token = re.search(r'name="login_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+            r = client.post("/review/login", data={"key": secret, "login_token": token}, follow_redirects=False)
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
