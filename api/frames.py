@@ -23,7 +23,7 @@ from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import ConflictError, InvalidFrameError, QCError
 from inspection.ids import check_identifier
-from inspection.imageio import decode
+from inspection.imageio import DEFAULT_LONG_SIDE, decode
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.types import Frame, UnitVerdict
 
@@ -107,6 +107,14 @@ def outcome_json(outcome: FrameOutcome) -> dict[str, Any]:
     }
 
 
+def decode_long_side(detector: object) -> int:
+    """How far a large frame may be decoded reduced: its long side stays at least twice the model's input
+    (``DEFAULT_LONG_SIDE`` for a detector that does not say its input size)."""
+    metadata = getattr(detector, "metadata", None)
+    size = max(int(getattr(metadata, "input_width", 0) or 0), int(getattr(metadata, "input_height", 0) or 0))
+    return 2 * size if size else DEFAULT_LONG_SIDE
+
+
 class FrameService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -146,8 +154,9 @@ class FrameService:
     async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
-            limits = self.ctx.settings
-            decoded = await run_in_threadpool(lambda: decode(request.data, max_pixels=limits.max_frame_pixels))
+            limits, long_side = self.ctx.settings, decode_long_side(batcher.inspector.detector)
+            decoded = await run_in_threadpool(
+                lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
             frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=request.unit_id,
                           order_id=request.order_id, captured_at=request.captured_at,
                           source=f"http:{principal.name}", data=request.data, scale=decoded.scale)

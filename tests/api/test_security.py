@@ -35,6 +35,23 @@ def test_image_bombs_get_422_and_the_camera_goes_on(service: Service, data: byte
     assert service.client.get("/v1/units/U-bomb", headers=service.auth(Role.OPERATOR)).status_code == 404
 
 
+def test_a_large_frame_is_decoded_reduced_and_judged_in_its_own_pixels(service: Service) -> None:
+    """2560x2560 for a 64-pixel model: decoded at 1/8 (long side 320 >= 2 x 64); the boxes come back in the
+    frame's own pixels, as a full-size decode would give them (the tiny model's box: centre 32, size 16 of 64)."""
+    from api.frames import decode_long_side
+    from inspection.imageio import read_header, reduction_for
+
+    assert service.ctx.batcher is not None
+    long_side = decode_long_side(service.ctx.batcher.inspector.detector)
+    assert long_side == 128 and reduction_for(read_header(jpeg(255, 2560, 2560)), long_side) == 8
+    small = service.post_frame(jpeg(255, 64, 64), unit_id="U-small").json()
+    big = service.post_frame(jpeg(255, 2560, 2560), unit_id="U-big").json()
+    assert [d["class"] for d in big["detections"]] == [d["class"] for d in small["detections"]]
+    for d_small, d_big in zip(small["detections"], big["detections"], strict=True):
+        expected = [v * 40 for v in d_small["box"]]
+        assert all(abs(a - b) <= 40 for a, b in zip(d_big["box"], expected, strict=True)), (d_big, expected)
+
+
 def test_qcline_detect_reports_each_bomb_and_stays_small(tmp_path: Path) -> None:
     package = tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.9)], classes=("scratch", "dent"))
     files = [hostile.write(tmp_path / "fill.jpg", hostile.fill_byte_bomb()),
