@@ -20,6 +20,7 @@ from api.errors import install_error_handlers
 from api.metrics import ServiceMetrics
 from api.middleware import BodyLimitAndMetrics
 from api.routes import engineering, frames, health, keys, orders, reviews, web
+from api.security import Gatekeeper
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
         description="AI vision quality control for build-to-order lines. Every call but the probes needs "
         "`Authorization: Bearer <API key>` (`qcline keys create --role camera|operator|engineer|admin`).")
     install_error_handlers(app)
+    app.add_middleware(Gatekeeper, settings=settings)  # inside the metrics: refusals are counted too
     app.add_middleware(BodyLimitAndMetrics, max_bytes=settings.max_upload_bytes, metrics=metrics)
     for router in (health.router, frames.router, orders.router, reviews.router, engineering.router, keys.router,
                    web.router):

@@ -36,6 +36,8 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     ENGINEER = "engineer"
     ADMIN = "admin"
+    METRICS = "metrics"
+    """May only read ``/metrics`` (a Prometheus scraper's key)."""
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -72,19 +74,22 @@ def hash_secret(secret: str) -> str:
 class ApiKeyService(Database):
     """Create, list, revoke and check API keys; sign review-page sessions in and out.
 
-    A verified key is cached for ``cache_s`` seconds so a camera sending 30 frames a second does not cost a
-    database round trip per frame; a revocation therefore takes effect within ``cache_s``.
+    Every request checks its key against the database (one indexed lookup, well under a millisecond): a
+    key revoked by any process (``qcline keys revoke``, another service worker) stops working at once in
+    every process. ``cache_s`` > 0 caches verified keys in this process for that long, trading that
+    guarantee for one query less per request; it is off by default.
     """
 
     label = "key store"
 
-    def __init__(self, engine: Engine, *, cache_s: float = 5.0, local: Outbox | None = None) -> None:
+    def __init__(self, engine: Engine, *, cache_s: float = 0.0, local: Outbox | None = None) -> None:
         super().__init__(engine)
         self.cache_s = cache_s
         self.local = local
         """The station's outbox file: keys checked centrally are cached there (hashes only), so cameras keep
         working while the central database is unreachable."""
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cached_locally: set[str] = set()
         self._lock = threading.Lock()
 
     @classmethod
@@ -142,7 +147,7 @@ class ApiKeyService(Database):
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.cache_s:
+        if cached is not None and self.cache_s > 0 and now - cached[0] < self.cache_s:
             return cached[1]
         try:
             with self._session("checking an API key") as session:
@@ -157,15 +162,20 @@ class ApiKeyService(Database):
             if known is None:
                 raise
             return Principal(known[0], known[1], Role(known[2]))
-        if self.local is not None and cached is None:
+        if self.local is not None and digest not in self._cached_locally:  # one local write per key, not per call
             try:
                 self.local.cache_key(digest, principal.key_id, principal.name, principal.role.value)
+                with self._lock:
+                    if len(self._cached_locally) > 10_000:
+                        self._cached_locally.clear()
+                    self._cached_locally.add(digest)
             except Exception as e:  # resilience lost, not this request
                 log.warning("cannot cache API key %d locally: %s", principal.key_id, e)
-        with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[digest] = (now, principal)
+        if self.cache_s > 0:  # off by default: a revocation must bite at once in every process
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, principal)
         return principal
 
     def sync_local(self) -> int:

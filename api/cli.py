@@ -271,7 +271,7 @@ def detect(
 ) -> None:
     """Run the model on images; with --json one line per image: {"image", "detections": [...]}."""
     from inspection.detector import OnnxDetector
-    from inspection.imageio import decode_image
+    from inspection.imageio import decode
     from inspection.sources.files import expand_image_paths
 
     settings = _settings(model=model)
@@ -283,8 +283,9 @@ def detect(
     def flush() -> None:
         if not batch:
             return
-        results = detector.detect([image for _, image in batch], confidence=conf)
-        for (path, _), dets in zip(batch, results, strict=True):
+        results = detector.detect([decoded.image for _, decoded in batch], confidence=conf)
+        for (path, decoded), found in zip(batch, results, strict=True):
+            dets = found.scaled(decoded.scale)  # a large image decoded reduced: boxes in its own pixels
             if as_json:
                 print_json({"image": str(path), "detections": dets.to_list()})
             else:
@@ -294,7 +295,7 @@ def detect(
 
     for path in files:
         try:
-            batch.append((path, decode_image(path.read_bytes())))
+            batch.append((path, decode(path.read_bytes(), max_pixels=settings.max_frame_pixels)))
         except (QCError, OSError) as exc:
             failures += 1
             err.print(f"[red]error:[/] {path}: {exc}")

@@ -13,7 +13,7 @@ from api.auth import ApiKeyService
 from api.cli_common import DataDirOption
 
 serve_app = typer.Typer()
-keys_app = typer.Typer(help="API keys per role (camera, operator, engineer, admin).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys per role (camera, operator, engineer, admin, metrics).", no_args_is_help=True)
 
 
 
@@ -25,17 +25,29 @@ def serve(
     model: Annotated[Path | None, typer.Option("--model", help="Model package (default: the registry's champion, "
                                                                "else the bundled model).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this PEM certificate (chain).")] = None,
+    ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's PEM private key.")] = None,
 ) -> None:
     """Serve the API, the review page (/review) and the docs (/docs) with uvicorn."""
     import uvicorn
 
     from api.app import create_app
     from api.config import load_service_settings
+    from api.server import header_timeout_protocol
+    from inspection.errors import ConfigError
 
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ConfigError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    for path in (ssl_certfile, ssl_keyfile):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file not found: {path}")
     settings = load_service_settings(host=host, port=port, data_dir=data_dir, model_path=model)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30, timeout_keep_alive=int(max(1, settings.timeout_keep_alive_s)),
+                http=header_timeout_protocol(settings.header_timeout_s), server_header=False,
+                ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
 def _keys(data_dir: Path | None) -> ApiKeyService:
@@ -49,7 +61,8 @@ def _keys(data_dir: Path | None) -> ApiKeyService:
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Option(help="camera (send frames), operator (review), engineer (models, datasets, "
-                                           "training) or admin (keys, and everything else).")],
+                                           "training), metrics (read /metrics: a scraper) or admin (keys, "
+                                           "and everything else).")],
     name: Annotated[str, typer.Option(help="Who or what holds it; recorded as the actor of its decisions.")] = "",
     data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print {\"key\", \"role\", \"id\", \"name\"}.")] = False,

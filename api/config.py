@@ -26,9 +26,31 @@ class ServiceSettings(Settings):
     idempotency_hours: float = Field(default=48.0, gt=0.0, description="How long a request's first answer is "
                                      "kept for retries with the same Idempotency-Key.")
 
+    max_json_kb: float = Field(default=1024.0, gt=0.0, description="Largest body of a JSON route (413 above, "
+                               "before it is read).")
+    max_import_mb: float = Field(default=8.0, gt=0.0, description="Largest order book import body.")
+    metrics_public: bool = Field(default=False, description="Serve /metrics without a key (else a key of role "
+                                 "metrics, engineer or admin).")
+    docs_public: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json without a key.")
+    trusted_origins: list[str] = Field(default_factory=list, description="Other origins (scheme://host:port) "
+                                       "the review page is served from, e.g. behind a reverse proxy.")
+    secure_cookies: bool | None = Field(default=None, description="Mark the review page's cookies Secure; unset: "
+                                        "when the request came over https (set true behind a TLS proxy).")
+    timeout_keep_alive_s: float = Field(default=5.0, gt=0.0, description="Idle keep-alive connections close.")
+    header_timeout_s: float = Field(default=10.0, gt=0.0, description="A connection that sends no complete "
+                                    "request head in this time is closed (slowloris).")
+
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return int(self.max_json_kb * 1024)
+
+    @property
+    def max_import_bytes(self) -> int:
+        return int(self.max_import_mb * 1024 * 1024)
 
 
 def load_service_settings(**overrides: object) -> ServiceSettings:

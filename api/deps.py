@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from api.auth import SESSION_COOKIE, AuthError, ForbiddenError, Principal, Role
+from api.auth import AuthError, ForbiddenError, Principal, Role
 from api.context import ServiceContext
+from api.security import credentials
 
 
 def context(request: Request) -> ServiceContext:
@@ -16,19 +17,17 @@ def context(request: Request) -> ServiceContext:
 
 
 def principal_of(request: Request) -> Principal:
-    """The caller from ``Authorization: Bearer <key>``, or from the review page's session cookie."""
-    ctx = context(request)
-    header = request.headers.get("authorization")
-    if header is not None:
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise AuthError("Authorization must be 'Bearer <API key>'")
-        return ctx.keys.authenticate(secret.strip())
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        return ctx.keys.session_principal(token)
-    raise AuthError("missing credentials: send 'Authorization: Bearer <API key>' (create one with "
-                    "`qcline keys create --role ROLE`)")
+    """The caller as ``api.security.Gatekeeper`` authenticated it before the body was read (a bearer key, or
+    the review page's session cookie on the routes that take it); on a route the gatekeeper leaves open, from a
+    bearer key only (a cookie there would bypass its CSRF checks)."""
+    state = request.scope.get("state", {})
+    if "authenticated" in state:
+        found: Principal | None = state["authenticated"]
+        if found is None:
+            raise AuthError("not signed in")
+        return found
+    principal, _session = credentials(context(request).keys, request.headers, cookie_ok=False)  # bearer only
+    return principal
 
 
 def require(*roles: Role) -> Callable[[Request], Principal]:

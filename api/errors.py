@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import AuthError, ForbiddenError
 from api.batching import NotReadyError, OverloadedError
 from api.jobs import TrainingUnavailableError
+from api.redact import redact_paths
 from inspection.errors import (
     ConfigError,
     ConflictError,
@@ -26,6 +27,8 @@ from inspection.errors import (
     QCError,
     StoreError,
 )
+from inspection.ids import IdentifierError
+from inspection.imageio import DecoderBusyError
 from inspection.reviews import ReviewError
 from models.registry import PromotionRefusedError
 
@@ -58,8 +61,10 @@ STATUS: tuple[tuple[type[Exception], int], ...] = (
     (DatasetError, 422),
     (ModelPackageError, 422),
     (ConfigError, 422),
+    (IdentifierError, 422),
     (BadRequestError, 422),
     (OverloadedError, 503),
+    (DecoderBusyError, 503),
     (NotReadyError, 503),
     (TrainingUnavailableError, 503),
     (StoreError, 503),
@@ -87,7 +92,7 @@ async def _qc_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = "1"
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(error_body(str(exc), type(exc).__name__), status_code=status, headers=headers)
+    return JSONResponse(error_body(redact_paths(str(exc)), type(exc).__name__), status_code=status, headers=headers)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -96,14 +101,14 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    problems = [f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+    problems = [redact_paths(f"{_location(e.get('loc', ()))}: {e.get('msg', 'invalid')}") for e in exc.errors()]
     return JSONResponse(error_body("; ".join(problems) or "invalid request", "RequestValidationError",
                                    problems=problems), status_code=422)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return JSONResponse(error_body(str(exc.detail), "HTTPException"), status_code=exc.status_code,
+    return JSONResponse(error_body(redact_paths(str(exc.detail)), "HTTPException"), status_code=exc.status_code,
                         headers=getattr(exc, "headers", None))
 
 

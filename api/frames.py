@@ -22,7 +22,8 @@ from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import InvalidFrameError, QCError
-from inspection.imageio import decode_image
+from inspection.ids import check_identifier
+from inspection.imageio import DEFAULT_LONG_SIDE, decode
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.store.writer import NotRecordedError
 from inspection.types import Frame, UnitVerdict
@@ -44,12 +45,8 @@ def sniff_image_type(data: bytes) -> str:
 
 
 def check_id(name: str, value: str | None) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise BadRequestError(f"{name} is required")
-    if len(value) > MAX_ID_LENGTH or not value.isprintable():
-        raise BadRequestError(f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
-    return value
+    """An id as sent, refused (422) when empty, too long, or a look-alike of another (``inspection.ids``)."""
+    return check_identifier(name, value)
 
 
 def parse_captured_at(value: str | None) -> datetime:
@@ -112,6 +109,14 @@ def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dic
     }
 
 
+def decode_long_side(detector: object) -> int:
+    """How far a large frame may be decoded reduced: its long side stays at least twice the model's input
+    (``DEFAULT_LONG_SIDE`` for a detector that does not say its input size)."""
+    metadata = getattr(detector, "metadata", None)
+    size = max(int(getattr(metadata, "input_width", 0) or 0), int(getattr(metadata, "input_height", 0) or 0))
+    return 2 * size if size else DEFAULT_LONG_SIDE
+
+
 class FrameService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -151,10 +156,12 @@ class FrameService:
     async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
-            image = await run_in_threadpool(decode_image, request.data)
-            frame = Frame(image=image, camera_id=request.camera_id, unit_id=request.unit_id,
+            limits, long_side = self.ctx.settings, decode_long_side(batcher.inspector.detector)
+            decoded = await run_in_threadpool(
+                lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
+            frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=request.unit_id,
                           order_id=request.order_id, captured_at=request.captured_at,
-                          source=f"http:{principal.name}", data=request.data)
+                          source=f"http:{principal.name}", data=request.data, scale=decoded.scale)
             future = batcher.submit(frame)
         outcome = await asyncio.wrap_future(future)
         if outcome.status is FrameStatus.REJECTED:

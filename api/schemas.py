@@ -7,8 +7,9 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inspection.ids import IdentifierError, check_identifier
 from inspection.profiles import InspectionProfile
 
 _STRICT = ConfigDict(extra="forbid")
@@ -77,6 +78,14 @@ class OrderIn(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
     due_date: date | None = None
     profile: str | InspectionProfile
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        try:
+            return check_identifier("order id", value)
+        except IdentifierError as e:
+            raise ValueError(str(e)) from e
 
 
 class OrderBookIn(BaseModel):

@@ -445,8 +445,10 @@ class Inspector:
             detector = self._current_detector()
             detections = detector.detect([f.image for _, f, _ in accepted])
             self.summary.batches += 1
-            for (index, frame, state), dets in zip(accepted, detections, strict=True):
-                verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
+            for (index, frame, state), found in zip(accepted, detections, strict=True):
+                dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
+                verdict = judge(dets, frame_width=frame.width * frame.scale,
+                                frame_height=frame.height * frame.scale, unit_id=frame.unit_id,
                                 order_id=frame.order_id, camera_id=frame.camera_id,
                                 captured_at=frame.captured_at, profile=state.profile,
                                 model_sha256=detector.model_sha256, frame_sha256=frame.sha256)

@@ -17,7 +17,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inspection import safe_yaml
 from inspection.errors import ProfileError
+from inspection.ids import IdentifierError, check_identifier
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -96,7 +98,7 @@ class InspectionProfile(BaseModel):
     @classmethod
     def from_yaml(cls, text: str, *, origin: str = "profile") -> InspectionProfile:
         try:
-            raw = yaml.safe_load(text)
+            raw = safe_yaml.load(text)
         except yaml.YAMLError as exc:
             raise ProfileError(f"{origin}: YAML does not parse: {exc}") from exc
         return cls.from_mapping(raw, origin=origin)
@@ -117,6 +119,14 @@ class Order(BaseModel):
 
     id: str = Field(min_length=1, max_length=128)
     customer_ref: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        try:  # look-alike ids (U+2010, full-width letters) would be other orders that read the same
+            return check_identifier("order id", value)
+        except IdentifierError as e:
+            raise ValueError(str(e)) from e
     product: str = ""
     attributes: dict[str, Any] = Field(default_factory=dict)
     due_date: date | None = None
@@ -140,7 +150,7 @@ def load_order_book(path: Path) -> OrderBook:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_yaml.load(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"cannot read orders file {path}: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -51,6 +51,9 @@ class Frame:
     source_seq: int = 0
     data: bytes = b""
     """The encoded bytes the image was decoded from, when there were any (files, HTTP uploads)."""
+    scale: int = 1
+    """``image`` is 1/``scale`` of the encoded image's size (a large frame decoded reduced): boxes found on
+    it are multiplied by ``scale`` to be in the original's pixels, which the evidence and the rules use."""
 
     def __post_init__(self) -> None:
         image = self.image
@@ -65,6 +68,8 @@ class Frame:
                 raise InvalidFrameError(f"Frame.{name} must be a non-empty string")
         if self.captured_at.tzinfo is None:
             raise InvalidFrameError("Frame.captured_at must be timezone-aware (UTC recommended)")
+        if not isinstance(self.scale, int) or self.scale < 1:
+            raise InvalidFrameError(f"Frame.scale must be an integer >= 1, got {self.scale!r}")
 
     @property
     def height(self) -> int:
@@ -134,6 +139,12 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.confidence)
+
+    def scaled(self, factor: float) -> Detections:
+        """The same boxes in an image ``factor`` times larger (a frame decoded reduced, back to full size)."""
+        if factor == 1:
+            return self
+        return Detections(self.xyxy * np.float32(factor), self.confidence, self.class_id, self.class_names)
 
     def class_name(self, index: int) -> str:
         return self.class_names[int(self.class_id[index])]

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from inspection import safe_yaml
 from inspection.errors import TrainingError
 from training.offline import prepare_offline_ultralytics, ultralytics_logs_to_stderr
 
@@ -27,7 +28,12 @@ class TrainResult:
 
 def _localise_data_yaml(data_yaml: Path) -> Path:
     """Point ``path:`` at the yaml's own folder when the recorded one does not exist (moved dataset)."""
-    data = yaml.safe_load(data_yaml.read_text())
+    try:
+        data = safe_yaml.load(data_yaml.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TrainingError(f"{data_yaml.name}: does not parse as YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TrainingError(f"{data_yaml.name}: expected a mapping (path, names, train, val)")
     if not Path(str(data.get("path", ""))).is_dir():
         data["path"] = str(data_yaml.parent.resolve())
         data_yaml.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal
 from api.deps import ENGINEER, READER, context
 from api.engineering import promote_on_holdout, resolve_for_api
+from api.redact import redact_paths
 from api.schemas import ErrorOut, PromoteIn, RollbackIn, RowId, TrainingJobIn
 from inspection.errors import NotFoundError
 
@@ -128,17 +129,28 @@ async def start_training(body: TrainingJobIn, request: Request,
 @router.get("/training-jobs", summary="Training jobs, newest first", responses=ERRORS)
 async def list_training(request: Request, _: Annotated[Principal, Depends(ENGINEER)],
                         limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
-    return await run_in_threadpool(context(request).jobs.list, limit)
+    return [_redacted(job) for job in await run_in_threadpool(context(request).jobs.list, limit)]
 
 
 @router.get("/training-jobs/{job_id}", summary="A training job's status, epoch progress and log tail",
             responses=ERRORS)
 async def get_training(job_id: RowId, request: Request,
                        _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
-    return await run_in_threadpool(context(request).jobs.get, job_id)
+    return _redacted(await run_in_threadpool(context(request).jobs.get, job_id))
+
+
+def _redacted(value: Any) -> Any:
+    """A job as the network sees it: its error, result and log tail without server paths (files keep them)."""
+    if isinstance(value, str):
+        return redact_paths(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 @router.post("/training-jobs/{job_id}/cancel", summary="Stop a running training job", responses=ERRORS)
 async def cancel_training(job_id: RowId, request: Request,
                           _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
-    return await run_in_threadpool(context(request).jobs.cancel, job_id)
+    return _redacted(await run_in_threadpool(context(request).jobs.cancel, job_id))

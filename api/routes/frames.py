@@ -14,6 +14,7 @@ from api.deps import CAMERA, LINE, context
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.frames import FrameRequest, FrameService, unit_verdict_json
 from api.schemas import ErrorOut, FrameVerdictOut, UnitVerdictOut
+from inspection.ids import check_identifier
 
 router = APIRouter(prefix="/v1", tags=["cameras"])
 
@@ -85,6 +86,7 @@ async def close_unit(unit_id: str, request: Request, _: Annotated[Principal, Dep
     and answers once that is committed; required views that never
     arrived are named and decide the verdict per the order's profile."""
     ctx = context(request)
+    unit_id = check_identifier("unit_id", unit_id)
     batcher = ctx.require_batcher()
     durable = await asyncio.wrap_future(batcher.call(lambda inspector: inspector.close_unit_durably(unit_id)))
     return unit_verdict_json(await asyncio.wrap_future(durable))  # committed, rolled up from the store

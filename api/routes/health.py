@@ -1,4 +1,5 @@
-"""Liveness, readiness, Prometheus metrics: no key needed (probes and scrapers run inside the plant network)."""
+"""Liveness and readiness (no key: probes), Prometheus metrics (a key of role metrics, engineer or admin, unless
+``QC_METRICS_PUBLIC``: the exposition names orders and cameras)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.deps import context
+from api.auth import Role
+from api.deps import context, require
 
 router = APIRouter(tags=["health"])
 
@@ -31,4 +33,10 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(request: Request) -> Response:
-    return Response(context(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    ctx = context(request)
+    if not ctx.settings.metrics_public:
+        SCRAPERS(request)
+    return Response(ctx.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+SCRAPERS = require(Role.METRICS, Role.ENGINEER)

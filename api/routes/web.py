@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +29,7 @@ from api.auth import SESSION_COOKIE, AuthError, Principal, Role
 from api.deps import context, principal_of
 from api.routes.orders import unit_full_record
 from api.routes.reviews import fresh_queue
+from api.security import CSRF_FIELD, LOGIN_COOKIE, LOGIN_FIELD, csrf_token_for, tokens_match
 from inspection.errors import NotFoundError
 
 log = logging.getLogger(__name__)
@@ -75,7 +77,15 @@ def _to_login() -> RedirectResponse:
     return RedirectResponse("/review/login", status_code=303)
 
 
+def _secure(request: Request) -> bool:
+    """Cookies are ``Secure`` when served over TLS (or when ``QC_SECURE_COOKIES`` says a proxy terminates it)."""
+    setting = context(request).settings.secure_cookies
+    return request.url.scheme == "https" if setting is None else setting
+
+
 def _page(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    session = request.scope.get("state", {}).get("session_token")
+    values.setdefault("csrf_token", csrf_token_for(session) if session else "")
     response = templates.TemplateResponse(request, name, values, status_code=status_code)
     # The pages show customer data: keep them out of shared caches, and out of frames of other sites.
     response.headers["Cache-Control"] = "no-store"
@@ -87,46 +97,63 @@ def _page(request: Request, name: str, status_code: int = 200, **values: Any) ->
 # -- signing in and out -------------------------------------------------------------------------------------
 
 
+def _login_page(request: Request, status_code: int = 200, message: str = "") -> HTMLResponse:
+    """The sign-in form with a fresh token bound to a pre-session cookie: a form another site submits has
+    neither (login CSRF: signing a victim's browser in under the attacker's key)."""
+    known = request.cookies.get(LOGIN_COOKIE, "")
+    token = known if 20 <= len(known) <= 64 else secrets.token_urlsafe(24)
+    response = _page(request, "login.html", status_code, message=message, principal=None, login_token=token)
+    if token != known:
+        response.set_cookie(LOGIN_COOKIE, token, max_age=3600, path="/review/login", httponly=True,
+                            samesite="strict", secure=_secure(request))
+    return response
+
+
 @router.get("/review/login")
 async def login_form(request: Request) -> Response:
-    return _page(request, "login.html", message="", principal=None)
+    return _login_page(request)
 
 
 @router.post("/review/login")
 async def login(request: Request) -> Response:
     ctx = context(request)
-    form = await request.form()
+    form = await request.form(max_files=0, max_fields=4)
+    given = form.get(LOGIN_FIELD)
+    if not tokens_match(request.cookies.get(LOGIN_COOKIE, ""), given if isinstance(given, str) else None):
+        log.info("review page: sign-in refused (no or wrong login token: a stale form, or another site's)")
+        return _login_page(request, 403, "The sign-in form expired or was not this page's: sign in again.")
     raw = form.get("key")
     secret = raw.strip() if isinstance(raw, str) else ""
     if not secret:
-        return _page(request, "login.html", 401, message="Enter your API key.", principal=None)
+        return _login_page(request, 401, "Enter your API key.")
     try:
         principal = await run_in_threadpool(ctx.keys.authenticate, secret)
     except AuthError:
-        return _page(request, "login.html", 401, message="That API key is not valid (unknown or revoked).",
-                     principal=None)
+        return _login_page(request, 401, "That API key is not valid (unknown or revoked).")
     if not principal.allowed(REVIEWERS):
         log.info("review page: key %s (role %s) refused", principal.name, principal.role.value)
-        return _page(request, "login.html", 403, principal=None,
-                     message=f"This page is for operators only: the key {principal.name!r} has role "
-                     f"{principal.role.value}. Sign in with an operator key.")
+        return _login_page(request, 403, f"This page is for operators only: the key {principal.name!r} has role "
+                           f"{principal.role.value}. Sign in with an operator key.")
     hours = ctx.settings.session_hours
     token, principal = await run_in_threadpool(ctx.keys.start_session, secret, hours)
     log.info("review page: %s signed in", principal.name)
     response = RedirectResponse("/review", status_code=303)
     response.set_cookie(SESSION_COOKIE, token, max_age=int(hours * 3600), path="/", httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=_secure(request))
     return response
 
 
 @router.post("/review/logout")
 async def logout(request: Request) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
+    token = request.scope.get("state", {}).get("session_token")
     if token:
+        form = await request.form(max_files=0, max_fields=4)
+        given = form.get(CSRF_FIELD)
+        if not tokens_match(csrf_token_for(token), given if isinstance(given, str) else None):
+            return _to_login()  # another site's form: the session stays
         await run_in_threadpool(context(request).keys.end_session, token)
     response = RedirectResponse("/review/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
-                           secure=request.url.scheme == "https")
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request))
     return response
 
 

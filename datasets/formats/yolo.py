@@ -24,6 +24,7 @@ from datasets.formats import (
     require_folder,
 )
 from datasets.records import ImportIssue, ImportResult, LabeledBox
+from inspection import safe_yaml
 from inspection.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 
 def _names_from_yaml(path: Path) -> tuple[str, ...]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_yaml.load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DatasetError(f"{path} does not parse as YAML: {exc}") from exc
     names = raw.get("names") if isinstance(raw, dict) else None

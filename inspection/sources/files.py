@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from inspection.errors import InvalidFrameError, SourceError
-from inspection.imageio import decode_image
+from inspection.imageio import decode
 from inspection.sources.base import IMAGE_SUFFIXES, FrameOrigin, SourceBase, as_utc, utc_now
 from inspection.types import Frame, FrameFailure, SourceItem
 
@@ -62,10 +62,10 @@ def read_image_item(path: Path, origin: FrameOrigin, captured_at: datetime, seq:
     except OSError as exc:
         return failure(f"image file cannot be read: {path}: {exc.strerror or exc}")
     try:
-        image = decode_image(data)
-        return Frame(image=image, camera_id=origin.camera_id, unit_id=origin.unit_id,
+        decoded = decode(data)
+        return Frame(image=decoded.image, camera_id=origin.camera_id, unit_id=origin.unit_id,
                      order_id=origin.order_id, captured_at=captured_at, source=str(path), source_seq=seq,
-                     data=data)
+                     data=data, scale=decoded.scale)
     except InvalidFrameError as exc:
         return failure(f"{path}: {exc}")
 

@@ -4,6 +4,7 @@ bright frame shows a ``scratch`` (0.9) and a ``dent`` (0.6), a black one shows n
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -139,3 +140,18 @@ def live_service(tmp_path: Path, tiny_model: Path) -> Iterator[LiveService]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def login(client: TestClient, key: str, url: str = "/review/login", **kwargs: Any) -> Any:
+    """Sign in through the form as a browser does: fetch it first (its login token and pre-session cookie)."""
+    page = client.get("/review/login")
+    found = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return client.post(url, data={"key": key, "login_token": found.group(1)}, **kwargs)
+
+
+def csrf_of(client: TestClient, path: str = "/review") -> str:
+    """The signed-in page's CSRF token (its ``<meta name="csrf-token">``)."""
+    found = re.search(r'name="csrf-token" content="([^"]*)"', client.get(path).text)
+    assert found
+    return found.group(1)

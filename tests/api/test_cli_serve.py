@@ -51,7 +51,8 @@ def test_keys_create_refuses_an_unknown_role(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_serve_answers_cameras_and_flushes_on_sigterm(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")} | {"QC_DATA_DIR": str(tmp_path / "d")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")} | {"QC_DATA_DIR": str(tmp_path / "d"),
+                                                                             "QC_METRICS_PUBLIC": "true"}
     qcline = [sys.executable, "-m", "api.cli"]
     subprocess.run([*qcline, "orders", "import", str(DEMO_ORDERS)], env=env, check=True, capture_output=True)
     key = json.loads(subprocess.run([*qcline, "keys", "create", "--role", "camera", "--json"], env=env, check=True,
@@ -73,7 +74,7 @@ def test_serve_answers_cameras_and_flushes_on_sigterm(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert ready is not None and ready.status_code == 200, "service never became ready"
         assert ready.json()["name"] == "neu-det-yolov8n-416"
-        assert httpx.get(f"{base}/docs").status_code == 200
+        assert httpx.get(f"{base}/docs").status_code == 401  # behind a key unless QC_DOCS_PUBLIC
         frame = REPO / "api" / "demo" / "frames" / "scratches_100.jpg"
         r = httpx.post(f"{base}/v1/frames", headers={"Authorization": f"Bearer {key}", "Idempotency-Key": "t-1"},
                        data={"unit_id": "U-cli", "order_id": "ORD-24-1001", "camera_id": "top",

@@ -205,7 +205,7 @@ def test_concurrent_cameras_share_forward_passes(service: Service) -> None:
     batches = service.ctx.batcher.stats.batches - batches_before
     assert service.ctx.batcher.stats.frames >= 64
     assert batches < 64, f"{batches} forward passes for 64 concurrent frames: no batching happened"
-    metrics = service.client.get("/metrics").text
+    metrics = service.client.get("/metrics", headers=service.auth(Role.METRICS)).text
     assert 'qcline_frames_total{camera="top",verdict="FAIL"} 32.0' in metrics
     assert "qcline_batch_size_count" in metrics
 

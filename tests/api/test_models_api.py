@@ -92,7 +92,8 @@ def test_promotion_hot_swaps_without_failing_a_request(following: tuple[Service,
         switch = models.index(sha[b])
         assert set(models[switch:]) == {sha[b]}
     assert service.client.get("/v1/station", headers=service.auth(ENG)).json()["swaps"] == 1
-    assert f'qcline_model_info{{name="model-b",sha256="{sha[b]}"}} 1.0' in service.client.get("/metrics").text
+    assert f'qcline_model_info{{name="model-b",sha256="{sha[b]}"}} 1.0' in service.client.get(
+        "/metrics", headers=service.auth(Role.METRICS)).text
 
     r = service.client.post("/v1/models/rollback", headers=service.auth(ENG), json={"reason": "test"})
     assert r.status_code == 200 and r.json()["id"] == a

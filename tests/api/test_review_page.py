@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from api.auth import SESSION_COOKIE, Role
-from tests.api.conftest import LiveService, Service, jpeg
+from tests.api.conftest import LiveService, Service, csrf_of, jpeg, login
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -24,7 +24,7 @@ XSS_PRODUCT = '<b>bold</b> & "quoted"'
 
 
 def sign_in(service: Service, role: Role = Role.OPERATOR) -> None:
-    r = service.client.post("/review/login", data={"key": service.keys[role]}, follow_redirects=False)
+    r = login(service.client, service.keys[role], follow_redirects=False)
     assert r.status_code == 303, r.text
 
 
@@ -45,7 +45,7 @@ def test_pages_redirect_to_login_when_not_signed_in(service: Service) -> None:
 
 
 def test_login_sets_a_strict_http_only_session_cookie(service: Service) -> None:
-    r = service.client.post("/review/login", data={"key": service.keys[Role.OPERATOR]}, follow_redirects=False)
+    r = login(service.client, service.keys[Role.OPERATOR], follow_redirects=False)
     assert r.status_code == 303
     assert r.headers["location"] == "/review"
     cookie = r.headers["set-cookie"]
@@ -63,7 +63,7 @@ def test_login_sets_a_strict_http_only_session_cookie(service: Service) -> None:
 
 
 def test_login_over_https_marks_the_cookie_secure(service: Service) -> None:
-    r = service.client.post("https://testserver/review/login", data={"key": service.keys[Role.ADMIN]},
+    r = login(service.client, service.keys[Role.ADMIN], "https://testserver/review/login",
                             follow_redirects=False)
     assert r.status_code == 303
     assert "secure" in r.headers["set-cookie"].lower()
@@ -71,14 +71,14 @@ def test_login_over_https_marks_the_cookie_secure(service: Service) -> None:
 
 def test_wrong_key_is_401_and_other_roles_are_403(service: Service) -> None:
     for key in ("qck_not-a-key", ""):
-        r = service.client.post("/review/login", data={"key": key}, follow_redirects=False)
+        r = login(service.client, key, follow_redirects=False)
         assert r.status_code == 401
         assert "set-cookie" not in r.headers
         assert 'role="alert"' in r.text
-    r = service.client.post("/review/login", data={"key": "qck_not-a-key"})
+    r = login(service.client, "qck_not-a-key")
     assert "not valid" in r.text
     for role in (Role.CAMERA, Role.ENGINEER):
-        r = service.client.post("/review/login", data={"key": service.keys[role]}, follow_redirects=False)
+        r = login(service.client, service.keys[role], follow_redirects=False)
         assert r.status_code == 403, role
         assert "operators only" in r.text
         assert "set-cookie" not in r.headers
@@ -88,7 +88,7 @@ def test_logout_ends_the_session(service: Service) -> None:
     sign_in(service)
     token = service.client.cookies[SESSION_COOKIE]
     assert service.client.get("/review", follow_redirects=False).status_code == 200
-    r = service.client.post("/review/logout", follow_redirects=False)
+    r = service.client.post("/review/logout", data={"csrf_token": csrf_of(service.client)}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/review/login"
     assert f'{SESSION_COOKIE}=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
     assert service.client.get("/review", follow_redirects=False).status_code == 303
@@ -133,7 +133,7 @@ def test_unknown_unit_is_a_404_page(service: Service) -> None:
 
 
 def test_review_routes_are_not_in_the_api_schema(service: Service) -> None:
-    paths = service.client.get("/openapi.json").json()["paths"]
+    paths = service.client.get("/openapi.json", headers=service.auth(Role.ADMIN)).json()["paths"]
     assert not [p for p in paths if p.startswith("/review")]
 
 

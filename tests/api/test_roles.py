@@ -11,13 +11,13 @@ import pytest
 from api.auth import Role
 from tests.api.conftest import Service
 
-CAM, OP, ENG, ADM = Role.CAMERA, Role.OPERATOR, Role.ENGINEER, Role.ADMIN
+CAM, OP, ENG, ADM, MET = Role.CAMERA, Role.OPERATOR, Role.ENGINEER, Role.ADMIN, Role.METRICS
 PUBLIC = "public"
 
 MATRIX: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/metrics"): frozenset({MET, ENG, ADM}),
     ("POST", "/v1/frames"): frozenset({CAM, ADM}),
     ("POST", "/v1/units/{unit_id}/close"): frozenset({CAM, OP, ADM}),
     ("GET", "/v1/units/{unit_id}"): frozenset({OP, ENG, ADM}),
@@ -54,7 +54,7 @@ PLACEHOLDERS = {"unit_id": "U-none", "order_id": "ORD-none", "profile_hash": "0"
 
 def _api_routes(service: Service) -> set[tuple[str, str]]:
     """Every operation of the OpenAPI schema (the review page's HTML routes are tested with the page)."""
-    spec = service.client.get("/openapi.json").json()
+    spec = service.client.get("/openapi.json", headers=service.auth(ADM)).json()
     return {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +327,33 @@ def test_the_summary_stays_bounded() -> None:
     summary = inspector.summary
     assert summary.units_judged == 10 and list(summary.unit_verdicts) == ["U7", "U8", "U9"]
     assert summary.rejected_frames == summary.error_count == 10 and len(summary.errors) == 3
+
+
+def test_bombs_from_a_folder_are_recorded_per_frame_and_the_line_goes_on(tmp_path: Path) -> None:
+    """The hostile files of the security report, read by the file source: each becomes a recorded per-frame
+    error, and the good frame after them is judged."""
+    from inspection.sources.files import ImageFileSource
+    from tests import hostile
+    from tests.builders import solid_image, write_image
+
+    hostile.write(tmp_path / "a-fill.jpg", hostile.fill_byte_bomb())
+    hostile.write(tmp_path / "b-big.jpg", hostile.real_jpeg(9000, 9000))
+    hostile.write(tmp_path / "c-bomb.png", hostile.png_bomb())
+    write_image(tmp_path / "d-good.png", solid_image(200, 64, 64))
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    inspector.process(ImageFileSource([tmp_path], unit_id="U1", order_id="O-RUSTIC", camera_id="top"))
+    errors = [r.verdict.error for r in sink.frames]
+    assert all("over the limit" in (e or "") for e in errors[:3]), errors
+    assert not errors[3] and inspector.summary.failed_frames == 3 and inspector.summary.frames == 1
+
+
+def test_a_frame_decoded_reduced_is_judged_in_original_pixels() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink])
+    reduced = Frame(np.full((16, 16, 3), 200, np.uint8), "top", "U1", "O-GLOSS", NOW, scale=4)
+    inspector.process([reduced])
+    [result] = sink.frames
+    assert result.detections is not None
+    assert result.detections.xyxy.tolist() == [[4, 4, 20, 20]]
+    assert [f.box for f in result.verdict.findings] == [(4.0, 4.0, 20.0, 20.0)]

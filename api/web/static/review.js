@@ -44,7 +44,8 @@
   function postJSON(url, payload) {
     return fetch(url, {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      headers: { "Content-Type": "application/json", "Accept": "application/json",
+                 "X-CSRF-Token": (document.querySelector('meta[name="csrf-token"]') || {}).content || "" },
       body: JSON.stringify(payload)
     }).then(function (res) {
       return res.text().then(function (text) {
