@@ -31,7 +31,6 @@ from api.cli_training import training_app
 from api.station import station_model
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
-from inspection.rules import roll_up
 from inspection.settings import Settings, load_settings
 from inspection.types import UnitVerdict, Verdict
 
@@ -226,15 +225,8 @@ def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption =
     """Close a unit now; required views that never arrived are named in its verdict."""
     from api.station import open_store
 
-    with open_store(_settings(data_dir)) as store:
-        record = store.unit_record(unit)
-        frames = store.frame_verdicts(unit)
-        if not frames:
-            raise QCError(f"unit {unit} has no frames: nothing to judge")
-        _, profile = store.get_order(record["order_id"])
-        verdict = roll_up(frames, profile, closing=True)
-        assert verdict is not None
-        store.record_unit_verdict(verdict, closed=True)
+    with open_store(_settings(data_dir)) as store:  # rolled up in the store under the unit's lock
+        verdict = store.commit_group([], close_units=[unit]).unit_verdicts[unit]
     if as_json:
         print_json(_unit_json(verdict))
     else:

@@ -26,12 +26,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from inspection.errors import NotFoundError, StoreError
 from inspection.profiles import InspectionProfile, Order
+from inspection.store.models import utcnow
 from inspection.store.repository import ResultRecord, ResultsStore
 from inspection.types import DefectFinding, FrameVerdict, Verdict
 
@@ -308,9 +309,10 @@ class StationOrders:
             log.warning("cannot cache order %s locally: %s", order_id, e)
         return order, profile
 
-    def sync(self) -> int:
-        """Cache every order (with its profile) from the central database; the count cached."""
-        pairs = self.store.orders_with_profiles()
+    def sync(self, recent_days: float = 60.0) -> int:
+        """Cache the orders imported or changed in the last ``recent_days`` (with their profiles) from the central
+        database: the ones a line may still build; older ones are cached when first read. The count cached."""
+        pairs = self.store.orders_with_profiles(utcnow() - timedelta(days=recent_days))
         for order, profile in pairs:
             self.outbox.cache_order(order.id, order.model_dump(mode="json"), profile.canonical())
         return len(pairs)

@@ -210,12 +210,14 @@ class ResultsStore(Database):
                 raise StoreError(f"order {order_id!r} names missing profile {row.profile_hash}")
             return _order_from_row(row), _profile_from_row(profile)
 
-    def orders_with_profiles(self) -> list[tuple[Order, InspectionProfile]]:
-        """Every order with the profile it is inspected against now, in one query (a station's local cache)."""
+    def orders_with_profiles(self, updated_since: datetime | None = None) -> list[tuple[Order, InspectionProfile]]:
+        """Orders (changed since ``updated_since``, default all) with the profile each is inspected against now,
+        in one query: what a station caches locally."""
+        query = select(OrderRow, ProfileRow).join(ProfileRow, ProfileRow.hash == OrderRow.profile_hash)
+        if updated_since is not None:
+            query = query.where(OrderRow.updated_at >= updated_since)
         with self._session("listing orders with profiles") as session:
-            rows = session.execute(select(OrderRow, ProfileRow)
-                                   .join(ProfileRow, ProfileRow.hash == OrderRow.profile_hash)
-                                   .order_by(OrderRow.id)).all()
+            rows = session.execute(query.order_by(OrderRow.id)).all()
             return [(_order_from_row(o), _profile_from_row(p)) for o, p in rows]
 
     def list_orders(self) -> list[Order]:

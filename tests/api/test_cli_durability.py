@@ -66,3 +66,19 @@ def test_a_line_survives_a_flaky_database(tmp_path: Path, monkeypatch: pytest.Mo
             record = store.unit_record(f"U{n}")
             assert len(record["frames"]) == 2 and record["complete"]
             assert record["verdict"] == ("FAIL" if n % 3 == 0 else "PASS")
+
+
+def test_station_status_on_an_embedded_station(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(app, ["station", "status", "--json", "--data-dir", str(tmp_path / "none")])
+    assert missing.exit_code == 0 and '"status": "down"' in missing.stdout
+    assert not (tmp_path / "none").exists()  # asking never creates a database
+    (tmp_path / "d").mkdir()
+    ResultsStore.open(f"sqlite:///{tmp_path / 'd' / 'qcline.db'}", tmp_path / "d" / "frames").close()
+    shown = runner.invoke(app, ["station", "status", "--data-dir", str(tmp_path / "d")])
+    assert shown.exit_code == 0, shown.output
+    assert "station: ok" in shown.stdout and "reachable" in shown.stdout and "outbox: none" in shown.stdout
