@@ -6,7 +6,8 @@ No I/O and no model here, so every rule is a row in a parametrized test table.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from inspection.profiles import InspectionProfile
@@ -49,6 +50,14 @@ def _count_reason(class_name: str, count: int, profile: InspectionProfile, scope
             f"tolerated by {profile.name}")
 
 
+def _mark_over_count(findings: Sequence[DefectFinding],
+                     reasons_by_class: Mapping[str, str]) -> tuple[DefectFinding, ...]:
+    """Counted findings of a class that failed its count rule say so themselves (outcome FAIL, the count
+    reason as rule): an operator must see *which* findings failed the unit, not a PASS beside a FAIL reason."""
+    return tuple(replace(f, outcome=Verdict.FAIL, rule=reasons_by_class[f.class_name])
+                 if f.outcome is Verdict.PASS and f.class_name in reasons_by_class else f for f in findings)
+
+
 def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfile) -> list[str]:
     """One reason per uncertain class, not per box: an operator reads these on a busy line."""
     uncertain: dict[str, list[float]] = {}
@@ -76,7 +85,9 @@ def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_i
         if finding is not None:
             findings.append(finding)
     reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]
-    reasons += [_count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()]
+    over = {c: _count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()}
+    reasons += list(over.values())
+    findings = list(_mark_over_count(findings, over))
     verdict = Verdict.FAIL if reasons else Verdict.PASS
     if verdict is Verdict.PASS:
         reasons = _review_reasons(findings, profile)
@@ -121,12 +132,13 @@ def roll_up(frames: Sequence[FrameVerdict], profile: InspectionProfile, *, closi
     reasons = [r for f in frames if f.verdict is not Verdict.PASS for r in f.reasons]
     # Unit-wide counts add a reason only where no single frame already failed on that class's count.
     over_on_a_frame = {c for f in frames for c in _over_count(f.findings, profile)}
-    unit_counts = [_count_reason(c, n, profile, "unit")
+    unit_counts = {c: _count_reason(c, n, profile, "unit")
                    for c, n in _over_count([x for f in frames for x in f.findings], profile).items()
-                   if c not in over_on_a_frame]
+                   if c not in over_on_a_frame}
     if unit_counts:
         verdict = Verdict.FAIL
-        reasons += unit_counts
+        reasons += list(unit_counts.values())
+        frames = [replace(f, findings=_mark_over_count(f.findings, unit_counts)) for f in frames]
     if missing:
         verdict = worst([verdict, Verdict(profile.missing_view_verdict)])
         reasons.append(f"unit closed without required views: {', '.join(missing)}")

@@ -273,6 +273,33 @@ class ResultsStore(Database):
             for group in rows.values():  # ORM bulk UPDATE by primary key: one executemany per shape
                 if group:
                     session.execute(update(UnitRow), group)
+            self._sync_finding_outcomes(session, [uv for uv, _ in verdicts])
+
+    @staticmethod
+    def _sync_finding_outcomes(session: Session, verdicts: Sequence[UnitVerdict]) -> None:
+        """Findings the unit's roll-up judged again (a unit-wide count rule failed them) are stored as such.
+
+        A frame's findings are written when the frame is judged; only the unit can tell that three tolerated
+        dents on three views are one too many. The stored outcome then follows the unit verdict, so the CLI
+        and the review page name the findings that failed the unit.
+        """
+        wanted = {(f.unit_id, f.camera_id, f.frame_sha256): f.findings
+                  for uv in verdicts for f in uv.frames if f.frame_sha256 and f.findings}
+        if not wanted:
+            return
+        rows = session.execute(
+            select(InspectionRow.id, InspectionRow.unit_id, InspectionRow.camera_id, InspectionRow.frame_sha256)
+            .where(InspectionRow.unit_id.in_(sorted({k[0] for k in wanted})))).all()
+        ids = {(r[1], r[2], r[3]): r[0] for r in rows if (r[1], r[2], r[3]) in wanted}
+        stored = findings_of(session, list(ids.values()))
+        changes = []
+        for key, inspection_id in ids.items():
+            for row, finding in zip(stored.get(inspection_id, []), wanted[key], strict=False):
+                if row.class_name == finding.class_name and (row.outcome, row.rule) != (finding.outcome.value,
+                                                                                        finding.rule):
+                    changes.append({"id": row.id, "outcome": finding.outcome.value, "rule": finding.rule})
+        if changes:
+            session.execute(update(DetectionRow), changes)
 
     def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
         """Detach the evidence of PASS frames of units whose verdict came out PASS; return the sha256s of

@@ -260,3 +260,19 @@ def test_store_profile_hash_is_the_profile_content_hash(store: ResultsStore) -> 
     store.import_order_book(standard_book())
     _, profile = store.get_order("ORD-2")
     assert isinstance(profile, InspectionProfile) and profile.content_hash == RUSTIC.content_hash
+
+
+def test_a_unit_count_failure_is_stored_on_its_findings(store: ResultsStore) -> None:
+    from inspection.rules import roll_up
+
+    store.import_order_book(standard_book())  # rustic tolerates 3 of a class on the unit
+    frames = [result("U7", "ORD-2", cam, seq=i, findings=[finding("dent", Verdict.PASS)] * 2)
+              for i, cam in enumerate(("top", "side"))]
+    store.record_frame_results(frames)
+    uv = roll_up([r.verdict for r in frames], RUSTIC, closing=True)
+    assert uv is not None and uv.verdict is Verdict.FAIL
+    store.record_unit_verdict(uv, closed=True)
+    record = store.unit_record("U7")
+    outcomes = [f["outcome"] for fr in record["frames"] for f in fr["findings"]]
+    assert outcomes == ["FAIL"] * 4
+    assert all("4 dent on the unit, 3 tolerated" in f["rule"] for fr in record["frames"] for f in fr["findings"])
