@@ -104,7 +104,8 @@ class ServiceContext:
             log.exception("model failed to load")
             return
         self.model_path = path
-        inspector = Inspector(detector, self.store, [StoreSink(self.writer)], batch_size=s.batch_size)
+        inspector = Inspector(detector, self.store, [StoreSink(self.writer)], batch_size=s.batch_size,
+                              calibrations=self.store)
         batcher = MicroBatcher(inspector, max_batch=s.batch_size, max_wait_s=s.batch_wait_ms / 1000.0,
                                max_queue=s.max_queue, on_batch=self.metrics.observe_batch)
         batcher.start()

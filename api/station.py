@@ -47,7 +47,7 @@ class Station:
 
     def inspector(self, on_unit_verdict: Callable[[UnitVerdict], None] | None = None) -> Inspector:
         return Inspector(self.detector, self.store, [StoreSink(self.writer)], batch_size=self.settings.batch_size,
-                         on_unit_verdict=on_unit_verdict)
+                         on_unit_verdict=on_unit_verdict, calibrations=self.store)
 
     @contextmanager
     def following_champion(self, inspector: Inspector, poll_interval_s: float = 2.0) -> Iterator[ModelWatcher]:

@@ -11,7 +11,15 @@ from dataclasses import replace
 from datetime import datetime
 
 from inspection.profiles import InspectionProfile
-from inspection.types import DefectFinding, Detections, FrameVerdict, UnitVerdict, Verdict, worst
+from inspection.types import (
+    ConformanceResult,
+    DefectFinding,
+    Detections,
+    FrameVerdict,
+    UnitVerdict,
+    Verdict,
+    worst,
+)
 
 
 def _judge_one(class_name: str, confidence: float, box: tuple[float, float, float, float],
@@ -75,10 +83,14 @@ def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfil
 
 def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_id: str, order_id: str,
           camera_id: str, captured_at: datetime, profile: InspectionProfile, model_sha256: str,
-          frame_sha256: str = "") -> FrameVerdict:
-    """Apply the order's profile to one frame's detections."""
+          frame_sha256: str = "", conformance: Sequence[ConformanceResult] = ()) -> FrameVerdict:
+    """Apply the order's profile to one frame's detections, and fold in its conformance results (measured
+    by ``inspection.conformance``): a failed one fails the frame, an uncertain one sends it to REVIEW."""
     findings: list[DefectFinding] = []
+    parts = profile.part_classes
     for i in range(len(detections)):
+        if detections.class_name(i) in parts:  # a handle is counted by its count rule, not judged as a defect
+            continue
         box = tuple(float(v) for v in detections.xyxy[i])
         finding = _judge_one(detections.class_name(i), float(detections.confidence[i]),
                              box, frame_width, frame_height, profile)  # type: ignore[arg-type]
@@ -87,15 +99,16 @@ def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_i
     reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]
     over = {c: _count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()}
     reasons += list(over.values())
+    reasons += [c.reason for c in conformance if c.outcome is Verdict.FAIL]
     findings = list(_mark_over_count(findings, over))
     verdict = Verdict.FAIL if reasons else Verdict.PASS
     if verdict is Verdict.PASS:
-        reasons = _review_reasons(findings, profile)
+        reasons = _review_reasons(findings, profile) + [c.reason for c in conformance if c.outcome is Verdict.REVIEW]
         verdict = Verdict.REVIEW if reasons else Verdict.PASS
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
                         findings=tuple(findings), reasons=tuple(dict.fromkeys(reasons)),
                         model_sha256=model_sha256, profile_hash=profile.content_hash,
-                        captured_at=captured_at, frame_sha256=frame_sha256)
+                        captured_at=captured_at, frame_sha256=frame_sha256, conformance=tuple(conformance))
 
 
 def failed_frame(*, unit_id: str, order_id: str, camera_id: str, captured_at: datetime, error: str,

@@ -25,12 +25,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
+from inspection.conformance import CameraCalibration
+from inspection.conformance.colour import WhiteBalance
+from inspection.conformance.dimensions import Scale
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.store.db import Database, describe, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
+    CameraCalibrationRow,
+    ConformanceResultRow,
     DetectionRow,
     InspectionRow,
     OrderRow,
@@ -40,6 +45,7 @@ from inspection.store.models import (
     utcnow,
 )
 from inspection.types import (
+    ConformanceResult,
     DefectFinding,
     Frame,
     FrameFailure,
@@ -114,6 +120,32 @@ def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, li
                                  .order_by(DetectionRow.id)):
             grouped[d.inspection_id].append(d)
     return grouped
+
+
+def conformance_json(c: ConformanceResultRow) -> dict[str, Any]:
+    return {"kind": c.kind, "name": c.name, "outcome": c.outcome, "measured": c.measured, "expected": c.expected,
+            "tolerance": c.tolerance, "deviation": c.deviation, "reason": c.reason, "values": dict(c.values or {})}
+
+
+def conformance_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[ConformanceResultRow]]:
+    """The conformance results of many inspections, grouped by inspection id, in rule order."""
+    grouped: dict[int, list[ConformanceResultRow]] = defaultdict(list)
+    ids = sorted(set(inspection_ids))
+    for start in range(0, len(ids), 500):
+        for c in session.scalars(select(ConformanceResultRow)
+                                 .where(ConformanceResultRow.inspection_id.in_(ids[start:start + 500]))
+                                 .order_by(ConformanceResultRow.id)):
+            grouped[c.inspection_id].append(c)
+    return grouped
+
+
+def _conformance_from_row(c: ConformanceResultRow) -> ConformanceResult:
+    return ConformanceResult(kind=c.kind, name=c.name, outcome=Verdict(c.outcome), measured=c.measured,
+                             expected=c.expected, tolerance=c.tolerance, deviation=c.deviation, reason=c.reason,
+                             values=tuple((k, float(v)) for k, v in (c.values or {}).items()))
+
+
+CALIBRATION_KINDS = ("colour", "scale")
 
 
 class ResultsStore(Database):
@@ -363,6 +395,13 @@ class ResultsStore(Database):
                               frame_key(result)[:12], v.unit_id, v.camera_id)
                     continue
                 inserted += 1
+                if v.conformance:
+                    session.execute(ConformanceResultRow.__table__.insert(), [  # type: ignore[attr-defined]
+                        {"inspection_id": new_id, "kind": c.kind, "name": c.name, "outcome": c.outcome.value,
+                         "measured": c.measured, "expected": c.expected, "tolerance": c.tolerance,
+                         "deviation": c.deviation, "reason": c.reason,
+                         "values": {k: float(x) for k, x in c.values}}
+                        for c in v.conformance])
                 if v.findings:
                     session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
                         {"inspection_id": new_id, "class_name": f.class_name,
@@ -391,6 +430,7 @@ class ResultsStore(Database):
             rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = findings_of(session, [r.id for r in rows])
+            measured = conformance_of(session, [r.id for r in rows])
         histories: dict[str, tuple[str, list[FrameVerdict]]] = {u: (o, []) for u, o in units.items()}
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
@@ -400,7 +440,7 @@ class ResultsStore(Database):
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,
                 frame_sha256="" if r.frame_sha256.startswith(FAILURE_KEY_PREFIX) else r.frame_sha256,
-                error=r.error))
+                error=r.error, conformance=tuple(_conformance_from_row(c) for c in measured.get(r.id, []))))
         return histories
 
     def unit_record(self, unit_id: str) -> dict[str, Any]:
@@ -415,10 +455,12 @@ class ResultsStore(Database):
             rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id == unit_id)
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = findings_of(session, [r.id for r in rows])
+            measured = conformance_of(session, [r.id for r in rows])
             frames = [{
                 "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
                 "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
                 "findings": [finding_json(d) for d in findings.get(r.id, [])],
+                "conformance": [conformance_json(c) for c in measured.get(r.id, [])],
                 "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
                 "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
             } for r in rows]
@@ -527,6 +569,54 @@ class ResultsStore(Database):
                      "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
                      "reconnects": r.reconnects, "last_error": r.last_error,
                      "recorded_at": iso_time(r.recorded_at)} for r in rows]
+
+    # -- camera calibration -----------------------------------------------------------------------------
+
+    def record_calibration(self, camera_id: str, kind: str, values: Mapping[str, Any], *, actor: str = "",
+                           note: str = "") -> dict[str, Any]:
+        """Append a camera calibration (``colour``: ``{"gains": [r, g, b]}``; ``scale``: ``{"px_per_mm": x}``).
+
+        Values are checked here, so a bad calibration is refused instead of failing every frame later.
+        """
+        if not camera_id:
+            raise ValueError("camera_id must be non-empty")
+        if kind == "colour":
+            WhiteBalance(tuple(float(g) for g in values["gains"]))  # type: ignore[arg-type]
+        elif kind == "scale":
+            Scale(float(values["px_per_mm"]))
+        else:
+            raise ValueError(f"calibration kind must be one of {CALIBRATION_KINDS}, got {kind!r}")
+        with self._session("recording a camera calibration") as session:
+            row = CameraCalibrationRow(camera_id=camera_id, kind=kind, values=dict(values), actor=actor, note=note,
+                                       created_at=utcnow())
+            session.add(row)
+            session.flush()
+            return {"id": row.id, "camera_id": camera_id, "kind": kind, "values": dict(values),
+                    "actor": actor, "note": note, "created_at": iso_time(row.created_at)}
+
+    def calibrations(self, camera_id: str | None = None) -> list[dict[str, Any]]:
+        """The latest calibration of each (camera, kind), optionally of one camera."""
+        with self._session("reading camera calibrations") as session:
+            latest = (select(func.max(CameraCalibrationRow.id))
+                      .group_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind).scalar_subquery())
+            query = select(CameraCalibrationRow).where(CameraCalibrationRow.id.in_(latest))
+            if camera_id is not None:
+                query = query.where(CameraCalibrationRow.camera_id == camera_id)
+            rows = session.scalars(query.order_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind))
+            return [{"id": r.id, "camera_id": r.camera_id, "kind": r.kind, "values": dict(r.values or {}),
+                     "actor": r.actor, "note": r.note, "created_at": iso_time(r.created_at)} for r in rows]
+
+    def camera_calibration(self, camera_id: str) -> CameraCalibration | None:
+        """The camera's current white balance and scale, or ``None`` when it was never calibrated."""
+        latest = {c["kind"]: c for c in self.calibrations(camera_id)}
+        if not latest:
+            return None
+        colour, scale = latest.get("colour"), latest.get("scale")
+        return CameraCalibration(
+            camera_id=camera_id,
+            white_balance=WhiteBalance(tuple(colour["values"]["gains"])) if colour else None,
+            scale=Scale(float(scale["values"]["px_per_mm"]), scale["values"].get("method", "")) if scale else None,
+            details={k: v["id"] for k, v in latest.items()})
 
     # -- evidence ---------------------------------------------------------------------------------------
 

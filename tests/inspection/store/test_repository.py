@@ -276,3 +276,31 @@ def test_a_unit_count_failure_is_stored_on_its_findings(store: ResultsStore) -> 
     outcomes = [f["outcome"] for fr in record["frames"] for f in fr["findings"]]
     assert outcomes == ["FAIL"] * 4
     assert all("4 dent on the unit, 3 tolerated" in f["rule"] for fr in record["frames"] for f in fr["findings"])
+
+
+def test_conformance_results_and_calibrations_round_trip(store: ResultsStore) -> None:
+    from dataclasses import replace
+
+    from inspection.types import ConformanceResult
+
+    store.import_order_book(standard_book())
+    measured = ConformanceResult(kind="dimensions", name="dimensions", outcome=Verdict.FAIL,
+                                 measured="1000.2 x 780.1 mm", expected="1000 x 800 mm", tolerance="± 3 mm",
+                                 deviation=19.9, reason="dimensions: off by 19.9 mm",
+                                 values=(("long_mm", 1000.2), ("short_mm", 780.1)))
+    r = result("U9", seq=3)
+    r = type(r)(r.frame, r.detections, replace(r.verdict, verdict=Verdict.FAIL, reasons=(measured.reason,),
+                                               conformance=(measured,)))
+    store.record_frame_results([r])
+    stored = store.unit_record("U9")["frames"][0]["conformance"]
+    assert stored == [measured.to_json()]
+    assert store.frame_verdicts("U9")[0].conformance == (measured,)
+    assert store.camera_calibration("top") is None
+    store.record_calibration("top", "scale", {"px_per_mm": 2.0, "method": "checkerboard"}, actor="eng")
+    store.record_calibration("top", "colour", {"gains": [1.1, 1.0, 0.8]}, actor="eng")
+    store.record_calibration("top", "scale", {"px_per_mm": 2.5, "method": "checkerboard"}, actor="eng")
+    cal = store.camera_calibration("top")
+    assert cal is not None and cal.scale is not None and cal.white_balance is not None
+    assert cal.scale.px_per_mm == 2.5 and cal.white_balance.gains == (1.1, 1.0, 0.8)
+    with pytest.raises(ValueError):
+        store.record_calibration("top", "scale", {"px_per_mm": -1})
