@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_calibrate import calibrate_app
 from api.cli_common import DataDirOption, JsonOption, print_json
 from api.cli_datasets import datasets_app
 from api.cli_models import registry_app
@@ -47,6 +48,7 @@ for _command in registry_app.registered_commands:  # registry commands live unde
 app.registered_commands.extend(training_app.registered_commands)  # `qcline train`, `qcline evaluate`
 app.add_typer(review_app, name="review")
 app.add_typer(keys_app, name="keys")
+app.add_typer(calibrate_app, name="calibrate")
 app.registered_commands.extend(serve_app.registered_commands)  # `qcline serve`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
@@ -110,13 +112,26 @@ def _defects(verdict: UnitVerdict) -> str:
     return ", ".join(f"{name} x{len(c)} (max {max(c):.2f})" for name, c in sorted(counts.items())) or "-"
 
 
+def _conformance(verdict: UnitVerdict) -> str:
+    """Measured against ordered, per rule and camera: what the customer asked for and what was built."""
+    from api.station import VERDICT_STYLE
+
+    return "\n".join(f"{c.name} ({f.camera_id}): {c.measured} vs {c.expected}"
+                     + (f", dev {c.deviation:g}" if c.deviation is not None else "")
+                     + f" [{VERDICT_STYLE[c.outcome]}]{c.outcome.value}[/]"
+                     for f in verdict.frames for c in f.conformance) or "-"
+
+
 def _verdict_table(verdicts: list[UnitVerdict], customers: dict[str, str]) -> Table:
     from api.station import VERDICT_STYLE
 
-    table = Table("unit", "order", "customer", "verdict", "defects found", "decided by", show_lines=True)
+    measured = any(f.conformance for v in verdicts for f in v.frames)
+    columns = ["unit", "order", "customer", "verdict", "defects found"] + (["conformance"] if measured else [])
+    table = Table(*columns, "decided by", show_lines=True)
     for v in sorted(verdicts, key=lambda v: (v.order_id, v.unit_id)):
         table.add_row(v.unit_id, v.order_id, customers.get(v.order_id, ""),
                       f"[{VERDICT_STYLE[v.verdict]}]{v.verdict.value}[/]", _defects(v),
+                      *([_conformance(v)] if measured else []),
                       "\n".join(v.reasons) or "no defect beyond the order's tolerance")
     return table
 
@@ -300,6 +315,16 @@ def detect(
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 
+def _demo_calibration(data_dir: Path | None) -> None:
+    """Calibrate the demo's panel camera the way an engineer would at commissioning (see api/demo/README.md)."""
+    from api.cli_calibrate import calibrate_colour, calibrate_scale
+
+    calibrate_colour(DEMO_DIR / "frames" / "calib_white.png", camera="panel", patch="0.02,0.025,0.095,0.1",
+                     reference="Lab(90, 0, 0)", actor="demo", data_dir=data_dir)
+    calibrate_scale(DEMO_DIR / "frames" / "calib_checkerboard.png", camera="panel", checkerboard="7x5",
+                    square_mm=40.0, actor="demo", data_dir=data_dir)
+
+
 @app.command()
 def demo(data_dir: DataDirOption = None) -> None:
     """Import the demo orders, replay the demo line through the default model, show unit verdicts."""
@@ -307,6 +332,7 @@ def demo(data_dir: DataDirOption = None) -> None:
     err.print(f"[bold]qcline demo[/]: orders {DEMO_DIR / 'orders.yaml'}, line {DEMO_DIR / 'manifest.csv'}, "
               f"model {station_model(settings).name}, database {settings.resolved_database_url}")
     orders_import(DEMO_DIR / "orders.yaml", data_dir=data_dir)
+    _demo_calibration(data_dir)
     run_inspection(settings, manifest=DEMO_DIR / "manifest.csv", source=None, unit=None, order=None, camera=None,
                    close_units=True)
 

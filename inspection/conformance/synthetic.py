@@ -74,7 +74,8 @@ def panel(canvas: tuple[int, int], size_px: tuple[float, float], lab: Lab, *, an
         for i in range(4):
             (x0, y0), (x1, y1) = box[i], box[(i + 1) % 4]
             mask &= (x1 - x0) * (yy + 0.5 - y0) - (y1 - y0) * (xx + 0.5 - x0) <= 0
-    image[mask] = (b, g, r)
+    if size_px[0] > 0 and size_px[1] > 0:  # a zero size draws only the belt (and tile): a calibration frame
+        image[mask] = (b, g, r)
     if noise:
         rng = np.random.default_rng(seed)
         image = np.clip(image + rng.normal(0, noise, image.shape), 0, 255).astype(np.uint8)

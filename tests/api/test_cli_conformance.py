@@ -1,0 +1,86 @@
+"""``qcline demo`` with conformance orders, ``qcline calibrate``, and the findings a count rule failed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspection.conformance.synthetic import checkerboard, panel
+from tests.api.test_cli import run
+from tests.builders import write_image
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture(scope="module")
+def demo_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    tmp = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "QC_DATA_DIR": str(tmp / "data"), "PYTHONPATH": str(ROOT)}
+    env.pop("QC_DATABASE_URL", None)
+    done = run(["demo"], env)
+    assert "conformance" in done.stdout and "U-1006-A" in done.stdout
+    return env
+
+
+def _unit(env: dict[str, str], unit: str) -> dict[str, Any]:
+    return json.loads(run(["units", "show", unit, "--json"], env).stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_demo_orders_that_do_not_match_fail_with_their_measured_values(demo_env: dict[str, str]) -> None:
+    ok, colour, size = (_unit(demo_env, u) for u in ("U-1005-A", "U-1006-A", "U-1007-A"))
+    assert ok["verdict"] == "PASS"
+    assert {c["kind"]: c["outcome"] for c in ok["frames"][0]["conformance"]} == {"colour": "PASS",
+                                                                                "dimensions": "PASS"}
+    assert colour["verdict"] == "FAIL" and any("RAL 5010" in r for r in colour["reasons"])
+    measured = {c["kind"]: c for c in colour["frames"][0]["conformance"]}
+    assert measured["colour"]["deviation"] > 10 and measured["colour"]["values"]["expected_b"] < -20
+    assert size["verdict"] == "FAIL"
+    dims = {c["kind"]: c for c in size["frames"][0]["conformance"]}["dimensions"]
+    assert dims["outcome"] == "FAIL" and abs(dims["values"]["short_mm"] - 760) < 1.0
+    assert dims["expected"] == "1000 x 800 mm"
+
+
+@pytest.mark.slow
+def test_demo_findings_that_failed_a_count_rule_say_fail(demo_env: dict[str, str]) -> None:
+    record = _unit(demo_env, "U-1004-B")
+    assert record["verdict"] == "FAIL"
+    findings = [f for frame in record["frames"] for f in frame["findings"]]
+    assert findings and all(f["outcome"] == "FAIL" for f in findings)
+    assert any("on the frame, 0 tolerated" in f["rule"] for f in findings)
+
+
+def test_calibrate_scale_and_colour_from_images(tmp_path: Path) -> None:
+    env = {**os.environ, "QC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    board, white = tmp_path / "board.png", tmp_path / "white.png"
+    write_image(board, checkerboard((7, 5), 25))
+    write_image(white, panel((400, 300), (0, 0), (0, 0, 0), cast=(1.1, 1.0, 0.8), belt_bgr=(120, 120, 120)))
+    scale = json.loads(run(["calibrate", "scale", str(board), "--camera", "top", "--checkerboard", "7x5",
+                            "--square-mm", "20", "--json"], env).stdout)
+    assert abs(scale["values"]["px_per_mm"] - 1.25) < 0.005
+    colour = json.loads(run(["calibrate", "colour", str(white), "--camera", "top", "--patch",
+                             "0.03,0.04,0.09,0.09", "--json"], env).stdout)
+    assert colour["values"]["gains"][2] > colour["values"]["gains"][0]  # undoes the warm cast
+    shown = json.loads(run(["calibrate", "show", "--json"], env).stdout)
+    assert {r["kind"] for r in shown} == {"scale", "colour"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["scale", "{board}", "--camera", "top"], "either --checkerboard"),
+    (["scale", "{board}", "--camera", "top", "--checkerboard", "7x5"], "--square-mm"),
+    (["scale", "{blank}", "--camera", "top", "--checkerboard", "7x5", "--square-mm", "20"], "no checkerboard"),
+    (["colour", "{board}", "--camera", "top", "--patch", "0.5,0.5,0.1"], "four fractions"),
+    (["colour", "{missing}", "--camera", "top", "--patch", "0,0,1,1"], "cannot read"),
+])
+def test_calibrate_refuses_bad_input_with_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    env = {**os.environ, "QC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    write_image(tmp_path / "board.png", checkerboard((7, 5), 25))
+    write_image(tmp_path / "blank.png", panel((100, 100), (0, 0), (0, 0, 0), tile=False))
+    paths = {"board": str(tmp_path / "board.png"), "blank": str(tmp_path / "blank.png"),
+             "missing": str(tmp_path / "nope.png")}
+    done = run(["calibrate", *[a.format(**paths) for a in args]], env, check_code=1)
+    assert message in done.stderr
