@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_audit import audit_app
 from api.cli_calibrate import calibrate_app
 from api.cli_common import DataDirOption, JsonOption, print_json
 from api.cli_datasets import datasets_app
@@ -49,6 +50,7 @@ app.registered_commands.extend(training_app.registered_commands)  # `qcline trai
 app.add_typer(review_app, name="review")
 app.add_typer(keys_app, name="keys")
 app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(audit_app, name="audit")
 app.registered_commands.extend(serve_app.registered_commands)  # `qcline serve`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.

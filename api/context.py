@@ -52,7 +52,8 @@ class ServiceContext:
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceContext:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
+        store = ResultsStore.open(settings.resolved_database_url, settings.evidence_dir,
+                                  station_id=settings.station_id)
         engine = store.engine  # one pool for every repository of this process
         # A camera that got 200 must find its frame recorded: when the database stalls, the writer blocks
         # (up to 10 min) instead of dropping results, the batcher backs up, and new frames get 503 + Retry-After.

@@ -76,7 +76,8 @@ class Station:
 
 def open_store(settings: Settings) -> ResultsStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return ResultsStore.open(settings.resolved_database_url, settings.evidence_dir)
+    return ResultsStore.open(settings.resolved_database_url, settings.evidence_dir,
+                             station_id=settings.station_id)
 
 
 def station_model(settings: Settings, model: Path | None = None, *, store: ResultsStore | None = None) -> Path:

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")
     keep_pass_frames: bool = Field(default=False, description="Also keep evidence frames of PASS units.")
+    station_id: str = Field(default="", max_length=128, description="Names this station's traceability chain; "
+                            "unset means the host name.")
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,6 +12,7 @@ skipped by the UNIQUE(unit_id, camera_id, frame_sha256) constraint instead of co
 from __future__ import annotations
 
 import logging
+import socket
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -31,6 +32,7 @@ from inspection.conformance.dimensions import Scale
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 from inspection.profiles import InspectionProfile, Order, OrderBook
+from inspection.store import audit
 from inspection.store.db import Database, describe, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
@@ -157,14 +159,16 @@ class ResultsStore(Database):
 
     label = "results database"
 
-    def __init__(self, engine: Engine, evidence: EvidenceStore) -> None:
+    def __init__(self, engine: Engine, evidence: EvidenceStore, *, station_id: str = "") -> None:
         super().__init__(engine)
         self.evidence = evidence
+        self.station_id = station_id or socket.gethostname() or "station"
+        """Whose traceability chain this store's writes extend (``QC_STATION_ID``, else the host name)."""
 
     @classmethod
-    def open(cls, url: str, evidence_dir: Path) -> ResultsStore:
+    def open(cls, url: str, evidence_dir: Path, *, station_id: str = "") -> ResultsStore:
         """Connect to ``url``, migrate it to head, and keep evidence frames under ``evidence_dir``."""
-        return cls(open_database(url), EvidenceStore(Path(evidence_dir)))
+        return cls(open_database(url), EvidenceStore(Path(evidence_dir)), station_id=station_id)
 
     def __repr__(self) -> str:
         return f"ResultsStore({describe(self.engine.url)}, evidence={self.evidence.root})"
@@ -306,6 +310,33 @@ class ResultsStore(Database):
                 if group:
                     session.execute(update(UnitRow), group)
             self._sync_finding_outcomes(session, [uv for uv, _ in verdicts])
+            self.seal(session, [uv.unit_id for uv in dict.fromkeys(uv for uv, _ in verdicts)], "verdict")
+
+    def seal(self, session: Session, unit_ids: Sequence[str], event: str) -> None:
+        """Append the units' records to this station's traceability chain, in ``session``'s transaction."""
+        session.flush()
+        session.expire_all()  # bulk UPDATEs above bypass loaded objects: the record is read from the rows
+        audit.append_links(session, self.station_id, sorted(set(unit_ids)), event)
+
+    def audit_verify(self, order_id: str | None = None) -> audit.VerifyReport:
+        """Walk the traceability chains; compare each unit's (of ``order_id``) latest link with its rows."""
+        with self._session("verifying the traceability chain") as session:
+            if order_id is not None and session.get(OrderRow, order_id) is None:
+                raise NotFoundError(f"order {order_id!r} is not known")
+            return audit.verify(session, order_id)
+
+    def seal_legacy_units(self) -> list[str]:
+        """Chain every unit that has a verdict but no link (recorded before migration 0006), as it is now."""
+        with self._session("sealing units recorded before the chain") as session:
+            units = audit.unlinked_units(session)
+            if units:
+                self.seal(session, units, "sealed")
+        return units
+
+    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each unit's latest link in the chain (station, seq, entry hash): what a certificate cites."""
+        with self._session("reading chain links") as session:
+            return audit.chain_hash(session, unit_ids)
 
     @staticmethod
     def _sync_finding_outcomes(session: Session, verdicts: Sequence[UnitVerdict]) -> None:

@@ -84,3 +84,24 @@ def test_calibrate_refuses_bad_input_with_one_line(tmp_path: Path, args: list[st
              "missing": str(tmp_path / "nope.png")}
     done = run(["calibrate", *[a.format(**paths) for a in args]], env, check_code=1)
     assert message in done.stderr
+
+
+@pytest.mark.slow
+def test_audit_verify_on_the_demo_then_after_an_edit_behind_the_stores_back(demo_env: dict[str, str]) -> None:
+    import sqlite3
+
+    done = run(["audit", "verify"], demo_env)
+    assert "chain intact" in done.stdout
+    db = Path(demo_env["QC_DATA_DIR"]) / "qcline.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE conformance_results SET outcome = 'PASS' WHERE outcome = 'FAIL'")
+    broken = run(["audit", "verify", "--json"], demo_env, check_code=2)
+    report = json.loads(broken.stdout)
+    assert not report["ok"] and "conformance" in report["first_broken"]
+    assert run(["audit", "verify", "--order", "ORD-24-1005"], demo_env).returncode == 0  # its rows are untouched
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE conformance_results SET outcome = 'FAIL' WHERE outcome = 'PASS' AND kind = 'colour' "
+                     "AND reason LIKE '%RAL 5010%'")
+        conn.execute("UPDATE conformance_results SET outcome = 'FAIL' WHERE kind = 'dimensions' "
+                     "AND reason LIKE '%760%'")
+    assert "chain intact" in run(["audit", "verify"], demo_env).stdout  # restored: the hashes agree again
