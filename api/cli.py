@@ -247,10 +247,17 @@ def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption =
         out.print(_verdict_table([verdict], {}))
 
 
-@app.command()
-def report(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+report_app = typer.Typer(help="Shift report; `report order ORDER --html FILE`: an order's inspection certificate.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.callback(invoke_without_command=True)
+def report(ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Verdicts per order and findings per defect class."""
     from api.station import open_store
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     with open_store(_settings(data_dir)) as store:
         data = store.report()
@@ -265,6 +272,26 @@ def report(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     for r in data["per_class"]:
         per_class.add_row(r["class"], *(str(r[k]) for k in ("counted", "uncertain", "frames", "units")))
     out.print(per_order, per_class)
+
+
+@report_app.command("order")
+def report_order(order: Annotated[str, typer.Argument(help="Order id.")],
+                 html: Annotated[Path, typer.Option("--html", help="Certificate file to write (HTML).")],
+                 data_dir: DataDirOption = None) -> None:
+    """Write the order's inspection certificate: each unit's verdict, evidence frames with their boxes,
+    conformance values, model and profile versions, and its link in the traceability chain."""
+    from api.certificate import certificate_data, render_certificate
+    from api.station import open_store
+
+    with open_store(_settings(data_dir)) as store:
+        data = certificate_data(store, order)
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_certificate(data), encoding="utf-8")
+    except OSError as e:
+        raise QCError(f"cannot write the certificate to {html}: {e}") from e
+    state = "chain intact" if data["verification"]["ok"] else f"CHAIN BROKEN: {data['verification']['first_broken']}"
+    out.print(f"certificate of {order} ({len(data['units'])} units) written to {html}; {state}")
 
 
 # -- detect ---------------------------------------------------------------------------------------------

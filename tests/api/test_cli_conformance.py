@@ -105,3 +105,15 @@ def test_audit_verify_on_the_demo_then_after_an_edit_behind_the_stores_back(demo
         conn.execute("UPDATE conformance_results SET outcome = 'FAIL' WHERE kind = 'dimensions' "
                      "AND reason LIKE '%760%'")
     assert "chain intact" in run(["audit", "verify"], demo_env).stdout  # restored: the hashes agree again
+
+
+@pytest.mark.slow
+def test_report_order_writes_the_certificate(demo_env: dict[str, str], tmp_path: Path) -> None:
+    target = tmp_path / "cert" / "ORD-24-1006.html"
+    done = run(["report", "order", "ORD-24-1006", "--html", str(target)], demo_env)
+    assert "written to" in done.stdout
+    page = target.read_text()
+    assert "U-1006-A" in page and "RAL 5010" in page and "ΔE00" in page and "Chain link: #" in page
+    assert "data:image/png;base64," in page  # the FAIL frame's evidence is embedded, boxes drawn over it
+    assert run(["report", "order", "NOPE", "--html", str(target)], demo_env, check_code=3)
+    assert "per order" in run(["report"], demo_env).stdout  # the shift report is still `qcline report`
