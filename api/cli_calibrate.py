@@ -1,4 +1,4 @@
-"""``qcline calibrate``: per-camera colour (white balance) and scale (px/mm) for the conformance rules.
+"""``qcline calibrate``: per-camera colour (white balance), scale (px/mm) and part-label reading.
 
 Calibrations are stored in the results database (append-only, the latest per camera and kind counts), so
 every station sharing it measures with the same numbers and an auditor can see when a camera changed.
@@ -128,6 +128,37 @@ def calibrate_show(camera: Annotated[str | None, typer.Option(help="Only this ca
     for r in rows:
         values = r["values"]
         shown = (f"gains {', '.join(f'{g:.3f}' for g in values['gains'])}" if r["kind"] == "colour"
-                 else f"{values['px_per_mm']:.4f} px/mm ({values.get('method', '')})")
+                 else f"{values['px_per_mm']:.4f} px/mm ({values.get('method', '')})" if r["kind"] == "scale"
+                 else f"{','.join(values['formats'])} in {values['roi']}, pattern {values['pattern']}")
         table.add_row(r["camera_id"], r["kind"], shown, r["actor"], str(r["created_at"]))
     out.print(table)
+
+
+@calibrate_app.command("label")
+def calibrate_label(
+    camera: CameraOption,
+    formats: Annotated[str, typer.Option(help="Label formats, comma-separated (zxing-cpp names).")] = (
+        "QRCode,DataMatrix,Code128"),
+    roi: Annotated[str, typer.Option(help="Where labels are, as fractions x0,y0,x1,y1.")] = "0,0,1,1",
+    pattern: Annotated[str, typer.Option(help="Regex over the label text: a 'unit' group, optionally 'order'.")] = (
+        r"(?P<unit>.+)"),
+    required: Annotated[bool, typer.Option(help="A frame without a readable label goes to REVIEW.")] = False,
+    test_image: Annotated[Path | None, typer.Option(help="Read this frame with the new settings and show it.")] = None,
+    actor: ActorOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False,
+) -> None:
+    """How a camera reads part labels (QR / DataMatrix / barcodes): formats, region, and what the text means."""
+    from inspection.identity import LabelSettings, read_labels
+
+    settings = LabelSettings.parse({"formats": [f.strip() for f in formats.split(",") if f.strip()],
+                                    "roi": list(_roi(roi)), "pattern": pattern, "required": required})
+    if test_image is not None:
+        labels = read_labels(_image(test_image), settings)
+        if not labels:
+            raise QCError(f"no label matching the settings found in {test_image}: nothing recorded")
+        for label in labels:
+            out.print(f"{test_image}: {label.format} {label.text!r} -> unit {label.unit_id}"
+                      + (f", order {label.order_id}" if label.order_id else ""))
+    with _store(data_dir) as store:
+        record = store.record_calibration(camera, "label", settings.model_dump(mode="json"),
+                                          actor=actor or default_actor())
+    _show(record, as_json)

@@ -22,6 +22,7 @@ from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import ConflictError, InvalidFrameError, QCError
+from inspection.identity import identify
 from inspection.imageio import decode_image
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.types import Frame, UnitVerdict
@@ -80,7 +81,10 @@ class FrameRequest:
     def build(cls, data: bytes, *, unit_id: str | None, order_id: str | None, camera_id: str | None,
               captured_at: str | None) -> FrameRequest:
         sniff_image_type(data)
-        return cls(data, check_id("unit_id", unit_id), check_id("order_id", order_id),
+        # Without unit_id the part's label names the unit (and its order): resolved once the image is decoded.
+        labelled = not (unit_id or "").strip()
+        return cls(data, "" if labelled else check_id("unit_id", unit_id),
+                   "" if labelled and not (order_id or "").strip() else check_id("order_id", order_id),
                    check_id("camera_id", camera_id), parse_captured_at(captured_at), (captured_at or "").strip())
 
     @property
@@ -150,8 +154,11 @@ class FrameService:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
             image = await run_in_threadpool(decode_image, request.data)
-            frame = Frame(image=image, camera_id=request.camera_id, unit_id=request.unit_id,
-                          order_id=request.order_id, captured_at=request.captured_at,
+            unit_id, order_id = request.unit_id, request.order_id
+            if not unit_id:
+                unit_id, order_id = await run_in_threadpool(self._identify, image, request.camera_id, order_id)
+            frame = Frame(image=image, camera_id=request.camera_id, unit_id=unit_id,
+                          order_id=order_id, captured_at=request.captured_at,
                           source=f"http:{principal.name}", data=request.data)
             future = batcher.submit(frame)
         outcome = await asyncio.wrap_future(future)
@@ -161,6 +168,15 @@ class FrameService:
         if outcome.status is FrameStatus.DUPLICATE:
             return await run_in_threadpool(self._recorded, frame)
         return outcome_json(outcome)
+
+    def _identify(self, image: Any, camera_id: str, order_id: str) -> tuple[str, str]:
+        """Unit from the label; order as sent, else from the label, else from the order book. A label whose
+        order contradicts the one sent is caught by the inspector's identity check (REVIEW)."""
+        calibration = self.ctx.store.camera_calibration(camera_id)
+        book = self.ctx.store.order_of_unit
+        unit_id, resolved = identify(image, calibration.label if calibration else None, camera_id=camera_id,
+                                     order_of_unit=(lambda _unit: order_id) if order_id else book)
+        return unit_id, resolved
 
     def _recorded(self, frame: Frame) -> dict[str, Any]:
         self.ctx.writer.flush(timeout=10)

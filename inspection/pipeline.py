@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from inspection.conformance import CameraCalibration, check_conformance
 from inspection.errors import ConflictError, NotFoundError, QCError
+from inspection.identity import check_identity
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
 from inspection.types import (
@@ -354,9 +355,14 @@ class Inspector:
             detections = detector.detect([f.image for _, f, _ in accepted])
             self.summary.batches += 1
             for (index, frame, state), dets in zip(accepted, detections, strict=True):
+                calibration = self._calibration(frame.camera_id)
                 conformance = check_conformance(
                     frame.image, dets, camera_id=frame.camera_id, order=state.order, profile=state.profile,
-                    calibration=self._calibration(frame.camera_id)) if state.profile.conformance else ()
+                    calibration=calibration) if state.profile.conformance else ()
+                if calibration is not None and calibration.label is not None:  # the label must name this unit
+                    identity = check_identity(frame.image, unit_id=frame.unit_id, order_id=frame.order_id,
+                                              settings=calibration.label)
+                    conformance = ((identity,) if identity is not None else ()) + tuple(conformance)
                 verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
                                 order_id=frame.order_id, camera_id=frame.camera_id,
                                 captured_at=frame.captured_at, profile=state.profile,

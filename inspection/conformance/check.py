@@ -19,6 +19,7 @@ import numpy.typing as npt
 from inspection.conformance.colour import Lab, WhiteBalance, delta_e_2000, measure_lab, parse_colour
 from inspection.conformance.dimensions import Scale, measure_panel_mm, parse_dimensions
 from inspection.errors import QCError
+from inspection.identity import LabelSettings
 from inspection.profiles import ColourRule, DimensionRule, InspectionProfile, Order, PartCountRule
 from inspection.types import ConformanceResult, Detections, Verdict
 
@@ -32,6 +33,8 @@ class CameraCalibration:
     camera_id: str
     white_balance: WhiteBalance | None = None
     scale: Scale | None = None
+    label: LabelSettings | None = None
+    """How this camera reads part labels (``qcline calibrate label``); ``None``: it does not."""
     details: Mapping[str, Any] = field(default_factory=dict)
 
 

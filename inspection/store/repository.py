@@ -31,6 +31,7 @@ from inspection.conformance.colour import WhiteBalance
 from inspection.conformance.dimensions import Scale
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
+from inspection.identity import LabelSettings
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.store import audit
 from inspection.store.db import Database, describe, open_database
@@ -147,7 +148,7 @@ def _conformance_from_row(c: ConformanceResultRow) -> ConformanceResult:
                              values=tuple((k, float(v)) for k, v in (c.values or {}).items()))
 
 
-CALIBRATION_KINDS = ("colour", "scale")
+CALIBRATION_KINDS = ("colour", "scale", "label")
 
 
 class ResultsStore(Database):
@@ -230,6 +231,18 @@ class ResultsStore(Database):
     def list_orders(self) -> list[Order]:
         with self._session("listing orders") as session:
             return [_order_from_row(r) for r in session.scalars(select(OrderRow).order_by(OrderRow.id))]
+
+    def order_of_unit(self, unit_id: str) -> str | None:
+        """The order a unit belongs to: as recorded, else the order whose ``attributes.units`` lists it."""
+        with self._session("looking up a unit's order") as session:
+            recorded = session.scalar(select(UnitRow.order_id).where(UnitRow.id == unit_id))
+            if recorded is not None:
+                return recorded
+            for order_id, attributes in session.execute(select(OrderRow.id, OrderRow.attributes)):
+                listed = (attributes or {}).get("units")
+                if isinstance(listed, list) and unit_id in listed:
+                    return str(order_id)
+        return None
 
     def get_profile(self, profile_hash: str) -> InspectionProfile:
         """A profile version by content hash: the exact rules an inspection was judged with."""
@@ -615,6 +628,8 @@ class ResultsStore(Database):
             WhiteBalance(tuple(float(g) for g in values["gains"]))  # type: ignore[arg-type]
         elif kind == "scale":
             Scale(float(values["px_per_mm"]))
+        elif kind == "label":
+            values = LabelSettings.parse(dict(values)).model_dump(mode="json")
         else:
             raise ValueError(f"calibration kind must be one of {CALIBRATION_KINDS}, got {kind!r}")
         with self._session("recording a camera calibration") as session:
@@ -642,11 +657,12 @@ class ResultsStore(Database):
         latest = {c["kind"]: c for c in self.calibrations(camera_id)}
         if not latest:
             return None
-        colour, scale = latest.get("colour"), latest.get("scale")
+        colour, scale, label = latest.get("colour"), latest.get("scale"), latest.get("label")
         return CameraCalibration(
             camera_id=camera_id,
             white_balance=WhiteBalance(tuple(colour["values"]["gains"])) if colour else None,
             scale=Scale(float(scale["values"]["px_per_mm"]), scale["values"].get("method", "")) if scale else None,
+            label=LabelSettings.model_validate(label["values"]) if label else None,
             details={k: v["id"] for k, v in latest.items()})
 
     # -- evidence ---------------------------------------------------------------------------------------

@@ -117,3 +117,23 @@ def test_report_order_writes_the_certificate(demo_env: dict[str, str], tmp_path:
     assert "data:image/png;base64," in page  # the FAIL frame's evidence is embedded, boxes drawn over it
     assert run(["report", "order", "NOPE", "--html", str(target)], demo_env, check_code=3)
     assert "per order" in run(["report"], demo_env).stdout  # the shift report is still `qcline report`
+
+
+def test_calibrate_label_checks_the_settings_on_a_test_frame(tmp_path: Path) -> None:
+    import numpy as np
+
+    from inspection.identity import label_image
+
+    env = {**os.environ, "QC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)}
+    frame = np.full((300, 400, 3), 120, np.uint8)
+    label = label_image("ORD-9/U-9", "DataMatrix", scale=3)
+    frame[20:20 + label.shape[0], 20:20 + label.shape[1]] = label
+    write_image(tmp_path / "label.png", frame)
+    args = ["calibrate", "label", "--camera", "top", "--formats", "DataMatrix", "--pattern",
+            r"(?P<order>ORD-\d+)/(?P<unit>U-\d+)", "--test-image", str(tmp_path / "label.png")]
+    done = run(args, env)
+    assert "unit U-9, order ORD-9" in done.stdout
+    missed = run([*args[:-1], str(tmp_path / "label.png"), "--roi", "0.5,0.5,1,1"], env, check_code=1)
+    assert "no label matching" in missed.stderr
+    assert "needs a named group" in run(["calibrate", "label", "--camera", "top", "--pattern", "U.+"], env,
+                                       check_code=1).stderr

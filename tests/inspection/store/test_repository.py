@@ -6,7 +6,7 @@ from datetime import UTC, date
 
 import pytest
 
-from inspection.errors import ConflictError, NotFoundError
+from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.profiles import InspectionProfile
 from inspection.store import ResultsStore
 from inspection.store.repository import FAILURE_KEY_PREFIX
@@ -304,3 +304,16 @@ def test_conformance_results_and_calibrations_round_trip(store: ResultsStore) ->
     assert cal.scale.px_per_mm == 2.5 and cal.white_balance.gains == (1.1, 1.0, 0.8)
     with pytest.raises(ValueError):
         store.record_calibration("top", "scale", {"px_per_mm": -1})
+
+
+def test_order_of_unit_from_the_record_or_the_order_books_unit_list(store: ResultsStore) -> None:
+    store.import_order_book(book(order("ORD-1"), order("ORD-3", "rustic", attributes={"units": ["U-31", "U-32"]})))
+    store.record_frame_results([result("U1", seq=1)])
+    assert store.order_of_unit("U1") == "ORD-1"
+    assert store.order_of_unit("U-32") == "ORD-3"
+    assert store.order_of_unit("U-99") is None
+    with pytest.raises(QCError, match="named group 'unit'"):
+        store.record_calibration("top", "label", {"pattern": "(.+)"})
+    store.record_calibration("top", "label", {"formats": ["QRCode"], "pattern": "(?P<unit>U-.+)"})
+    cal = store.camera_calibration("top")
+    assert cal is not None and cal.label is not None and cal.label.formats == ("QRCode",)
