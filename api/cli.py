@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -252,11 +253,22 @@ app.add_typer(report_app, name="report")
 
 
 @report_app.callback(invoke_without_command=True)
-def report(ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
-    """Verdicts per order and findings per defect class."""
+def report(
+    ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False,
+    since: Annotated[datetime | None, typer.Option(help="Window start (UTC unless it says otherwise).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Window end, exclusive.")] = None,
+    bucket: Annotated[str, typer.Option(help="p-chart subgroups: hour, shift, day or week.")] = "day",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write QC analytics plots (SVG, PNG) here.")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write QC analytics tables (CSV) here.")] = None,
+) -> None:
+    """Verdicts per order and findings per defect class; with --since/--until/--plot/--csv the QC analytics
+    (Pareto, first-pass yield, p-charts per line/camera/shift, rates, REVIEW overturn rate) of a window."""
     from api.station import open_store
 
     if ctx.invoked_subcommand is not None:
+        return
+    if plot is not None or csv_dir is not None or since is not None or until is not None:
+        _analytics_report(data_dir, as_json, since, until, bucket, plot, csv_dir)
         return
 
     with open_store(_settings(data_dir)) as store:
@@ -272,6 +284,37 @@ def report(ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOpti
     for r in data["per_class"]:
         per_class.add_row(r["class"], *(str(r[k]) for k in ("counted", "uncertain", "frames", "units")))
     out.print(per_order, per_class)
+
+
+def _analytics_report(data_dir: Path | None, as_json: bool, since: datetime | None, until: datetime | None,
+                      bucket: str, plot: Path | None, csv_dir: Path | None) -> None:
+    from api.analytics_output import write_csv, write_plots
+    from api.station import open_store
+    from inspection.analytics import summary
+
+    if bucket not in ("hour", "shift", "day", "week"):
+        raise QCError(f"--bucket {bucket!r}: use hour, shift, day or week")
+    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
+    if since is not None and until is not None and since >= until:
+        raise QCError("--since must be before --until")
+    with open_store(_settings(data_dir)) as store:
+        data = summary(store.line_history(since, until), bucket=bucket, since=since, until=until)  # type: ignore[arg-type]
+    written = (write_csv(data, csv_dir) if csv_dir else []) + (write_plots(data, plot) if plot else [])
+    if as_json:
+        print_json({**data, "files": [str(p) for p in written]})
+        return
+    fpy, overturn = data["first_pass_yield"], data["overturn_rate"]
+    out.print(f"{data['frames']} frames, {data['units']} units; first-pass yield "
+              + (f"{fpy['value']:.1%} ({fpy['passed']}/{fpy['judged']})" if fpy["value"] is not None else "-")
+              + "; REVIEW overturn rate "
+              + (f"{overturn['value']:.1%} ({overturn['false_alarms']}/{overturn['reviewed']})"
+                 if overturn["value"] is not None else "- (no reviews)"))
+    flagged = [(c["dimension"], c["key"], p["subgroup"]) for c in data["p_charts"] for p in c["points"]
+               if p["out_of_control"]]
+    for dimension, key, subgroup in flagged:
+        out.print(f"[bold red]out of control[/]: {dimension} {key or '-'} at {subgroup}")
+    for path in written:
+        out.print(f"wrote {path}")
 
 
 @report_app.command("order")

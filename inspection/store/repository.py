@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.schema import Table
 
+from inspection import analytics
 from inspection.conformance import CameraCalibration
 from inspection.conformance.colour import WhiteBalance
 from inspection.conformance.dimensions import Scale
@@ -37,12 +38,14 @@ from inspection.store import audit
 from inspection.store.db import Database, describe, open_database
 from inspection.store.evidence import EvidenceStore, sha_of_path
 from inspection.store.models import (
+    AuditChainRow,
     CameraCalibrationRow,
     ConformanceResultRow,
     DetectionRow,
     InspectionRow,
     OrderRow,
     ProfileRow,
+    ReviewRow,
     SourceStatsRow,
     UnitRow,
     utcnow,
@@ -613,6 +616,52 @@ class ResultsStore(Database):
                      "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
                      "reconnects": r.reconnects, "last_error": r.last_error,
                      "recorded_at": iso_time(r.recorded_at)} for r in rows]
+
+    # -- analytics ------------------------------------------------------------------------------------
+
+    def line_history(self, since: datetime | None = None, until: datetime | None = None) -> analytics.LineHistory:
+        """Frames captured in ``[since, until)``, their units, failing findings and conformance rules, and
+        the latest review of each: what ``inspection.analytics`` computes the QC figures from."""
+        with self._session("reading the line history") as session:
+            query = select(InspectionRow.id, InspectionRow.unit_id, InspectionRow.order_id, InspectionRow.camera_id,
+                           InspectionRow.captured_at, InspectionRow.verdict, InspectionRow.model_sha256)
+            if since is not None:
+                query = query.where(InspectionRow.captured_at >= since)
+            if until is not None:
+                query = query.where(InspectionRow.captured_at < until)
+            frames = [analytics.FrameRow(*row) for row in session.execute(query.order_by(InspectionRow.id))]
+            ids = [f.inspection_id for f in frames]
+            first_seen: dict[str, datetime] = {}
+            for f in frames:
+                first_seen[f.unit_id] = min(first_seen.get(f.unit_id, f.captured_at), f.captured_at)
+            history = analytics.LineHistory(frames=frames)
+            orders = {o.id: o for o in session.scalars(select(OrderRow))}
+            lines: dict[str, str] = {}
+            units = sorted(first_seen)
+            for start in range(0, len(units), 500):
+                chunk = units[start:start + 500]
+                for unit_id, station in session.execute(
+                        select(AuditChainRow.unit_id, AuditChainRow.station_id)
+                        .where(AuditChainRow.unit_id.in_(chunk)).order_by(AuditChainRow.id.desc())):
+                    lines[unit_id] = station  # the unit's first link names its line (rows come newest first)
+                for unit in session.scalars(select(UnitRow).where(UnitRow.id.in_(chunk)).order_by(UnitRow.id)):
+                    order = orders.get(unit.order_id)
+                    family = str((order.attributes or {}).get("family") or order.product) if order else ""
+                    history.units.append(analytics.UnitRow(unit.id, unit.order_id, family or "-", unit.verdict,
+                                                           first_seen[unit.id], lines.get(unit.id, "")))
+            for start in range(0, len(ids), 500):
+                chunk_ids = ids[start:start + 500]
+                history.findings += [analytics.FindingRow(i, c, o) for i, c, o in session.execute(
+                    select(DetectionRow.inspection_id, DetectionRow.class_name, DetectionRow.outcome)
+                    .where(DetectionRow.inspection_id.in_(chunk_ids)))]
+                history.findings += [analytics.FindingRow(i, f"conformance:{k}", o) for i, k, o in session.execute(
+                    select(ConformanceResultRow.inspection_id, ConformanceResultRow.kind, ConformanceResultRow.outcome)
+                    .where(ConformanceResultRow.inspection_id.in_(chunk_ids)))]
+                latest = (select(func.max(ReviewRow.id)).where(ReviewRow.inspection_id.in_(chunk_ids))
+                          .group_by(ReviewRow.inspection_id).scalar_subquery())
+                history.reviews += [analytics.ReviewRow(i, d) for i, d in session.execute(
+                    select(ReviewRow.inspection_id, ReviewRow.decision).where(ReviewRow.id.in_(latest)))]
+            return history
 
     # -- camera calibration -----------------------------------------------------------------------------
 

@@ -137,3 +137,22 @@ def test_calibrate_label_checks_the_settings_on_a_test_frame(tmp_path: Path) -> 
     assert "no label matching" in missed.stderr
     assert "needs a named group" in run(["calibrate", "label", "--camera", "top", "--pattern", "U.+"], env,
                                        check_code=1).stderr
+
+
+@pytest.mark.slow
+def test_report_writes_analytics_plots_and_csv(demo_env: dict[str, str], tmp_path: Path) -> None:
+    import csv
+
+    done = run(["report", "--plot", str(tmp_path / "plots"), "--csv", str(tmp_path / "csv"), "--bucket", "hour"],
+               demo_env)
+    assert "first-pass yield" in done.stdout
+    assert (tmp_path / "plots" / "pareto.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "plots" / "p_chart_camera_panel.png").stat().st_size > 1000
+    with (tmp_path / "csv" / "pareto.csv").open() as handle:
+        categories = {row["category"] for row in csv.DictReader(handle)}
+    assert {"conformance:colour", "conformance:dimensions"} <= categories
+    data = json.loads(run(["report", "--since", "2026-11-26T08:02:30", "--json", "--csv", str(tmp_path / "w")],
+                          demo_env).stdout)
+    assert data["frames"] == 3 and data["units"] == 3  # the painted doors only
+    assert run(["report", "--since", "2026-11-27", "--until", "2026-11-26", "--csv", str(tmp_path)], demo_env,
+               check_code=1)

@@ -317,3 +317,24 @@ def test_order_of_unit_from_the_record_or_the_order_books_unit_list(store: Resul
     store.record_calibration("top", "label", {"formats": ["QRCode"], "pattern": "(?P<unit>U-.+)"})
     cal = store.camera_calibration("top")
     assert cal is not None and cal.label is not None and cal.label.formats == ("QRCode",)
+
+
+def test_line_history_of_a_window(store: ResultsStore) -> None:
+    from datetime import timedelta
+
+    from inspection.analytics import first_pass_yield, pareto
+    from tests.inspection.store.factories import T0
+
+    store.import_order_book(book(order("ORD-1"), order("ORD-2", "rustic", attributes={"family": "shelf"})))
+    bad = result("U1", "ORD-1", "top", seq=1, verdict=Verdict.FAIL, findings=[finding("scratch")])
+    store.record_frame_results([bad, result("U1", "ORD-1", "side", seq=2), result("U2", "ORD-2", "top", seq=3600)])
+    store.record_unit_verdicts([(unit_verdict("U1", "ORD-1", Verdict.FAIL, [bad]), True),
+                                (unit_verdict("U2", "ORD-2", Verdict.PASS), True)])
+    history = store.line_history()
+    assert [f.unit_id for f in history.frames] == ["U1", "U1", "U2"]
+    assert [(u.unit_id, u.product_family, u.verdict, u.line) for u in history.units] == [
+        ("U1", "door", "FAIL", store.station_id), ("U2", "shelf", "PASS", store.station_id)]
+    assert [(b.category, b.count) for b in pareto(history)] == [("scratch", 1)]
+    assert first_pass_yield(history) == (0.5, 1, 2)
+    early = store.line_history(T0, T0 + timedelta(minutes=30))
+    assert [u.unit_id for u in early.units] == ["U1"] and len(early.frames) == 2
