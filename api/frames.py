@@ -109,6 +109,7 @@ def outcome_json(outcome: FrameOutcome) -> dict[str, Any]:
         "findings": [{"class": f.class_name, "confidence": round(float(f.confidence), 4),
                       "box": [round(float(c), 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
                      for f in v.findings],
+        "conformance": [c.to_json() for c in v.conformance],
         "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
         "unit_verdict": unit_verdict_json(outcome.unit_verdict) if outcome.unit_verdict else None,
     }
@@ -186,7 +187,7 @@ class FrameService:
                                 "written (yet): retry shortly")
         findings = row["findings"]
         return {**{k: row[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256", "verdict",
-                                       "reasons", "model_sha256", "profile_hash")},
+                                       "reasons", "model_sha256", "profile_hash", "conformance")},
                 "detections": [{"class": f["class"], "confidence": f["confidence"], "box": f["box"]}
                                for f in findings],
                 "findings": findings, "duplicate": True, "unit_verdict": None}

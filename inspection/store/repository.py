@@ -531,10 +531,12 @@ class ResultsStore(Database):
             if row is None:
                 return None
             findings = findings_of(session, [row.id]).get(row.id, [])
+            measured = conformance_of(session, [row.id]).get(row.id, [])
             return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
                     "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
                     "verdict": row.verdict, "reasons": list(row.reasons or ()),
                     "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
+                    "conformance": [conformance_json(c) for c in measured],
                     "profile_hash": row.profile_hash}
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:

@@ -57,3 +57,6 @@ def test_a_label_that_contradicts_the_unit_sent_sends_it_to_review(service: Serv
     body = r.json()
     assert body["unit_id"] == "U-52" and body["verdict"] == "REVIEW"
     assert any("label says unit U-51, the frame was sent for unit U-52" in reason for reason in body["reasons"])
+    [identity] = body["conformance"]
+    assert (identity["kind"], identity["measured"], identity["expected"], identity["outcome"]) == (
+        "identity", "U-51", "U-52", "REVIEW")
