@@ -19,7 +19,7 @@ from api.context import ServiceContext
 from api.errors import install_error_handlers
 from api.metrics import ServiceMetrics
 from api.middleware import BodyLimitAndMetrics
-from api.routes import engineering, frames, health, keys, orders, reviews, web
+from api.routes import analytics, certificates, engineering, frames, health, keys, orders, reviews, web
 from api.security import Gatekeeper
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
     app.add_middleware(Gatekeeper, settings=settings)  # inside the metrics: refusals are counted too
     app.add_middleware(BodyLimitAndMetrics, max_bytes=settings.max_upload_bytes, metrics=metrics)
     for router in (health.router, frames.router, orders.router, reviews.router, engineering.router, keys.router,
-                   web.router):
+                   web.router, certificates.router, analytics.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     return app

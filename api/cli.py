@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli_audit import audit_app
+from api.cli_calibrate import calibrate_app
 from api.cli_common import DataDirOption, JsonOption, print_json
 from api.cli_datasets import datasets_app
 from api.cli_evidence import evidence_app
@@ -50,6 +53,8 @@ app.registered_commands.extend(training_app.registered_commands)  # `qcline trai
 app.add_typer(review_app, name="review")
 app.add_typer(keys_app, name="keys")
 app.add_typer(station_app, name="station")
+app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(audit_app, name="audit")
 app.registered_commands.extend(serve_app.registered_commands)  # `qcline serve`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
@@ -113,13 +118,26 @@ def _defects(verdict: UnitVerdict) -> str:
     return ", ".join(f"{name} x{len(c)} (max {max(c):.2f})" for name, c in sorted(counts.items())) or "-"
 
 
+def _conformance(verdict: UnitVerdict) -> str:
+    """Measured against ordered, per rule and camera: what the customer asked for and what was built."""
+    from api.station import VERDICT_STYLE
+
+    return "\n".join(f"{c.name} ({f.camera_id}): {c.measured} vs {c.expected}"
+                     + (f", dev {c.deviation:g}" if c.deviation is not None else "")
+                     + f" [{VERDICT_STYLE[c.outcome]}]{c.outcome.value}[/]"
+                     for f in verdict.frames for c in f.conformance) or "-"
+
+
 def _verdict_table(verdicts: list[UnitVerdict], customers: dict[str, str]) -> Table:
     from api.station import VERDICT_STYLE
 
-    table = Table("unit", "order", "customer", "verdict", "defects found", "decided by", show_lines=True)
+    measured = any(f.conformance for v in verdicts for f in v.frames)
+    columns = ["unit", "order", "customer", "verdict", "defects found"] + (["conformance"] if measured else [])
+    table = Table(*columns, "decided by", show_lines=True)
     for v in sorted(verdicts, key=lambda v: (v.order_id, v.unit_id)):
         table.add_row(v.unit_id, v.order_id, customers.get(v.order_id, ""),
                       f"[{VERDICT_STYLE[v.verdict]}]{v.verdict.value}[/]", _defects(v),
+                      *([_conformance(v)] if measured else []),
                       "\n".join(v.reasons) or "no defect beyond the order's tolerance")
     return table
 
@@ -233,10 +251,28 @@ def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption =
         out.print(_verdict_table([verdict], {}))
 
 
-@app.command()
-def report(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
-    """Verdicts per order and findings per defect class."""
+report_app = typer.Typer(help="Shift report; `report order ORDER --html FILE`: an order's inspection certificate.")
+app.add_typer(report_app, name="report")
+
+
+@report_app.callback(invoke_without_command=True)
+def report(
+    ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False,
+    since: Annotated[datetime | None, typer.Option(help="Window start (UTC unless it says otherwise).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Window end, exclusive.")] = None,
+    bucket: Annotated[str, typer.Option(help="p-chart subgroups: hour, shift, day or week.")] = "day",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write QC analytics plots (SVG, PNG) here.")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write QC analytics tables (CSV) here.")] = None,
+) -> None:
+    """Verdicts per order and findings per defect class; with --since/--until/--plot/--csv the QC analytics
+    (Pareto, first-pass yield, p-charts per line/camera/shift, rates, REVIEW overturn rate) of a window."""
     from api.station import open_store
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if plot is not None or csv_dir is not None or since is not None or until is not None:
+        _analytics_report(data_dir, as_json, since, until, bucket, plot, csv_dir)
+        return
 
     with open_store(_settings(data_dir)) as store:
         data = store.report()
@@ -251,6 +287,57 @@ def report(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     for r in data["per_class"]:
         per_class.add_row(r["class"], *(str(r[k]) for k in ("counted", "uncertain", "frames", "units")))
     out.print(per_order, per_class)
+
+
+def _analytics_report(data_dir: Path | None, as_json: bool, since: datetime | None, until: datetime | None,
+                      bucket: str, plot: Path | None, csv_dir: Path | None) -> None:
+    from api.analytics_output import write_csv, write_plots
+    from api.station import open_store
+    from inspection.analytics import summary
+
+    if bucket not in ("hour", "shift", "day", "week"):
+        raise QCError(f"--bucket {bucket!r}: use hour, shift, day or week")
+    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
+    if since is not None and until is not None and since >= until:
+        raise QCError("--since must be before --until")
+    with open_store(_settings(data_dir)) as store:
+        data = summary(store.line_history(since, until), bucket=bucket, since=since, until=until)  # type: ignore[arg-type]
+    written = (write_csv(data, csv_dir) if csv_dir else []) + (write_plots(data, plot) if plot else [])
+    if as_json:
+        print_json({**data, "files": [str(p) for p in written]})
+        return
+    fpy, overturn = data["first_pass_yield"], data["overturn_rate"]
+    out.print(f"{data['frames']} frames, {data['units']} units; first-pass yield "
+              + (f"{fpy['value']:.1%} ({fpy['passed']}/{fpy['judged']})" if fpy["value"] is not None else "-")
+              + "; REVIEW overturn rate "
+              + (f"{overturn['value']:.1%} ({overturn['false_alarms']}/{overturn['reviewed']})"
+                 if overturn["value"] is not None else "- (no reviews)"))
+    flagged = [(c["dimension"], c["key"], p["subgroup"]) for c in data["p_charts"] for p in c["points"]
+               if p["out_of_control"]]
+    for dimension, key, subgroup in flagged:
+        out.print(f"[bold red]out of control[/]: {dimension} {key or '-'} at {subgroup}")
+    for path in written:
+        out.print(f"wrote {path}")
+
+
+@report_app.command("order")
+def report_order(order: Annotated[str, typer.Argument(help="Order id.")],
+                 html: Annotated[Path, typer.Option("--html", help="Certificate file to write (HTML).")],
+                 data_dir: DataDirOption = None) -> None:
+    """Write the order's inspection certificate: each unit's verdict, evidence frames with their boxes,
+    conformance values, model and profile versions, and its link in the traceability chain."""
+    from api.certificate import certificate_data, render_certificate
+    from api.station import open_store
+
+    with open_store(_settings(data_dir)) as store:
+        data = certificate_data(store, order)
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_certificate(data), encoding="utf-8")
+    except OSError as e:
+        raise QCError(f"cannot write the certificate to {html}: {e}") from e
+    state = "chain intact" if data["verification"]["ok"] else f"CHAIN BROKEN: {data['verification']['first_broken']}"
+    out.print(f"certificate of {order} ({len(data['units'])} units) written to {html}; {state}")
 
 
 # -- detect ---------------------------------------------------------------------------------------------
@@ -304,6 +391,16 @@ def detect(
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 
 
+def _demo_calibration(data_dir: Path | None) -> None:
+    """Calibrate the demo's panel camera the way an engineer would at commissioning (see api/demo/README.md)."""
+    from api.cli_calibrate import calibrate_colour, calibrate_scale
+
+    calibrate_colour(DEMO_DIR / "frames" / "calib_white.png", camera="panel", patch="0.02,0.025,0.095,0.1",
+                     reference="Lab(90, 0, 0)", actor="demo", data_dir=data_dir)
+    calibrate_scale(DEMO_DIR / "frames" / "calib_checkerboard.png", camera="panel", checkerboard="7x5",
+                    square_mm=40.0, actor="demo", data_dir=data_dir)
+
+
 @app.command()
 def demo(data_dir: DataDirOption = None) -> None:
     """Import the demo orders, replay the demo line through the default model, show unit verdicts."""
@@ -311,6 +408,7 @@ def demo(data_dir: DataDirOption = None) -> None:
     err.print(f"[bold]qcline demo[/]: orders {DEMO_DIR / 'orders.yaml'}, line {DEMO_DIR / 'manifest.csv'}, "
               f"model {station_model(settings).name}, database {settings.resolved_database_url}")
     orders_import(DEMO_DIR / "orders.yaml", data_dir=data_dir)
+    _demo_calibration(data_dir)
     run_inspection(settings, manifest=DEMO_DIR / "manifest.csv", source=None, unit=None, order=None, camera=None,
                    close_units=True)
 

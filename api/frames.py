@@ -22,6 +22,7 @@ from api.context import ServiceContext
 from api.errors import BadRequestError, UnsupportedMediaError
 from api.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import InvalidFrameError, QCError
+from inspection.identity import identify
 from inspection.ids import check_identifier
 from inspection.imageio import DEFAULT_LONG_SIDE, decode
 from inspection.pipeline import FrameOutcome, FrameStatus
@@ -78,7 +79,10 @@ class FrameRequest:
     def build(cls, data: bytes, *, unit_id: str | None, order_id: str | None, camera_id: str | None,
               captured_at: str | None) -> FrameRequest:
         sniff_image_type(data)
-        return cls(data, check_id("unit_id", unit_id), check_id("order_id", order_id),
+        # Without unit_id the part's label names the unit (and its order): resolved once the image is decoded.
+        labelled = not (unit_id or "").strip()
+        return cls(data, "" if labelled else check_id("unit_id", unit_id),
+                   "" if labelled and not (order_id or "").strip() else check_id("order_id", order_id),
                    check_id("camera_id", camera_id), parse_captured_at(captured_at), (captured_at or "").strip())
 
     @property
@@ -104,6 +108,7 @@ def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dic
         "findings": [{"class": f.class_name, "confidence": round(float(f.confidence), 4),
                       "box": [round(float(c), 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
                      for f in v.findings],
+        "conformance": [c.to_json() for c in v.conformance],
         "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
         "unit_verdict": unit_verdict_json(unit_verdict) if unit_verdict else None,
     }
@@ -159,8 +164,12 @@ class FrameService:
             limits, long_side = self.ctx.settings, decode_long_side(batcher.inspector.detector)
             decoded = await run_in_threadpool(
                 lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
-            frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=request.unit_id,
-                          order_id=request.order_id, captured_at=request.captured_at,
+            unit_id, order_id = request.unit_id, request.order_id
+            if not unit_id:  # the part's label names the unit (and maybe its order)
+                unit_id, order_id = await run_in_threadpool(self._identify, decoded.image, request.camera_id,
+                                                            order_id)
+            frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=unit_id,
+                          order_id=order_id, captured_at=request.captured_at,
                           source=f"http:{principal.name}", data=request.data, scale=decoded.scale)
             future = batcher.submit(frame)
         outcome = await asyncio.wrap_future(future)
@@ -180,6 +189,16 @@ class FrameService:
             return await run_in_threadpool(self._recorded, frame)
         return outcome_json(outcome, committed.unit_verdict)
 
+    def _identify(self, image: Any, camera_id: str, order_id: str) -> tuple[str, str]:
+        """Unit from the label; order as sent, else from the label, else from the order book. A label whose
+        order contradicts the one sent is caught by the inspector's identity check (REVIEW)."""
+        calibration = self.ctx.store.camera_calibration(camera_id)
+        book = self.ctx.store.order_of_unit
+        unit_id, resolved = identify(image, calibration.label if calibration else None, camera_id=camera_id,
+                                     order_of_unit=(lambda _unit: order_id) if order_id else book)
+        # a label is client input like a form field: the same look-alike and length checks apply
+        return check_identifier("unit_id", unit_id), check_identifier("order_id", resolved)
+
     def _recorded(self, frame: Frame) -> dict[str, Any]:
         self.ctx.writer.flush(timeout=10)  # the first copy of this frame may still be in a group commit
         row = self.ctx.store.find_inspection(frame.unit_id, frame.camera_id, frame.sha256)
@@ -188,7 +207,7 @@ class FrameService:
                                    "not committed (yet): retry shortly")
         findings = row["findings"]
         return {**{k: row[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256", "verdict",
-                                       "reasons", "model_sha256", "profile_hash")},
+                                       "reasons", "model_sha256", "profile_hash", "conformance")},
                 "detections": [{"class": f["class"], "confidence": f["confidence"], "box": f["box"]}
                                for f in findings],
                 "findings": findings, "duplicate": True, "unit_verdict": None}

@@ -42,6 +42,20 @@ class UnitVerdictOut(BaseModel):
     frames: int
 
 
+class ConformanceOut(BaseModel):
+    """One conformance rule (or the label identity check) measured on the frame."""
+
+    kind: str = Field(description="colour, dimensions, count or identity.")
+    name: str
+    outcome: str
+    measured: str
+    expected: str
+    tolerance: str
+    deviation: float | None
+    reason: str
+    values: dict[str, float] = Field(default_factory=dict)
+
+
 class FrameVerdictOut(BaseModel):
     unit_id: str
     order_id: str
@@ -52,6 +66,7 @@ class FrameVerdictOut(BaseModel):
     reasons: list[str]
     detections: list[Detection] = Field(description="What the model saw (above the package's threshold).")
     findings: list[Finding]
+    conformance: list[ConformanceOut] = Field(default_factory=list, description="Measured against the order.")
     model_sha256: str
     profile_hash: str
     duplicate: bool = Field(False, description="This frame was already judged for this unit; the recorded "

@@ -68,7 +68,7 @@ class StationCore:
                   on_unit_verdict: Callable[..., None] | None = None) -> Inspector:
         """An inspector whose every result goes through the journal: done only once it is durable."""
         return Inspector(detector, self.orders, batch_size=self.settings.batch_size, journal=self.writer,
-                         max_recent=max_recent, on_unit_verdict=on_unit_verdict)
+                         max_recent=max_recent, on_unit_verdict=on_unit_verdict, calibrations=self.store)
 
     def watcher(self, swap: Callable[[OnnxDetector], None], current_sha: str,
                 poll_interval_s: float = 2.0) -> ModelWatcher:
@@ -168,7 +168,8 @@ class Station:
 
 def open_store(settings: Settings) -> ResultsStore:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return ResultsStore.open(settings.resolved_database_url, open_evidence_store(settings))
+    return ResultsStore.open(settings.resolved_database_url, open_evidence_store(settings),
+                             station_id=settings.station_id)
 
 
 def station_model(settings: Settings, model: Path | None = None, *, store: ResultsStore | None = None) -> Path:

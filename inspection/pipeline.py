@@ -22,7 +22,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from inspection.conformance import CameraCalibration, check_conformance
 from inspection.errors import ConflictError, NotFoundError, QCError, StoreError
+from inspection.identity import check_identity
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
 from inspection.types import (
@@ -78,6 +80,12 @@ class OrderResolver(Protocol):
     def unit_histories(self, unit_ids: Sequence[str]) -> dict[str, tuple[str, list[FrameVerdict]]]:
         """For each known unit: its order id and the frame verdicts recorded so far."""
         ...
+
+
+class CalibrationLookup(Protocol):
+    """Per-camera colour and scale calibration (the results store keeps them)."""
+
+    def camera_calibration(self, camera_id: str) -> CameraCalibration | None: ...
 
 
 @dataclass
@@ -146,6 +154,7 @@ class FrameOutcome:
 class _UnitState:
     order_id: str
     profile: InspectionProfile
+    order: Order
     frames: list[FrameVerdict]
     seen: set[tuple[str, str]]
     emitted: UnitVerdict | None = None
@@ -208,7 +217,8 @@ class Inspector:
     def __init__(self, detector: Detector, orders: OrderResolver, sinks: Sequence[Sink] = (), *,
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
                  max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
-                 store_retry_s: float = 0.5) -> None:
+                 store_retry_s: float = 0.5, calibrations: CalibrationLookup | None = None,
+                 calibration_ttl_s: float = 60.0) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -218,7 +228,10 @@ class Inspector:
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
-        self._profiles: dict[str, InspectionProfile] = {}
+        self._profiles: dict[str, tuple[Order, InspectionProfile]] = {}
+        self._calibrations = calibrations
+        self._calibration_ttl_s = calibration_ttl_s
+        self._calibration_cache: dict[str, tuple[float, CameraCalibration | None]] = {}
         self._history: dict[str, tuple[str, list[FrameVerdict]]] = {}
         self._journal = journal
         self._stale: set[str] = set()
@@ -253,10 +266,10 @@ class Inspector:
                 self._profiles.pop(order_id, None)
 
     # -- per unit state ---------------------------------------------------------------------------
-    def _profile(self, order_id: str) -> InspectionProfile:
+    def _order(self, order_id: str) -> tuple[Order, InspectionProfile]:
         """Orders are looked up once per run, not once per frame: the hot path stays off the database."""
         if order_id not in self._profiles:
-            self._profiles[order_id] = self._orders.get_order(order_id)[1]
+            self._profiles[order_id] = self._orders.get_order(order_id)
         return self._profiles[order_id]
 
     def forget_units(self, unit_ids: Iterable[str]) -> None:
@@ -271,6 +284,23 @@ class Inspector:
         for unit_id in stale:
             self._units.pop(unit_id, None)
             self._history.pop(unit_id, None)
+
+    def _calibration(self, camera_id: str) -> CameraCalibration | None:
+        """A camera's calibration, re-read at most every ``calibration_ttl_s``: a recalibration reaches a
+        running station within a minute, and the hot path stays off the database."""
+        if self._calibrations is None:
+            return None
+        now = time.monotonic()
+        cached = self._calibration_cache.get(camera_id)
+        if cached is None or now - cached[0] > self._calibration_ttl_s:
+            try:
+                found = self._calibrations.camera_calibration(camera_id)
+            except QCError as exc:  # store unreachable: conformance goes to REVIEW ("not calibrated"), line goes on
+                log.error("calibration of camera %s unavailable: %s", camera_id, exc)
+                return cached[1] if cached is not None else None
+            cached = (now, found)
+            self._calibration_cache[camera_id] = cached
+        return cached[1]
 
     def _load_units(self, items: Sequence[SourceItem]) -> None:
         """Fetch the history of every unit in ``items`` this run has not met yet, in one store call."""
@@ -290,7 +320,8 @@ class Inspector:
             recorded_order, history = self._history.get(unit_id, (order_id, []))
             if recorded_order != order_id:
                 raise ConflictError(f"unit {unit_id} belongs to order {recorded_order}, not {order_id}")
-            state = _UnitState(order_id, self._profile(order_id), list(history),
+            order, profile = self._order(order_id)
+            state = _UnitState(order_id, profile, order, list(history),
                                {(f.camera_id, f.frame_sha256) for f in history if f.frame_sha256})
             self._history.pop(unit_id, None)
             self._units[unit_id] = state
@@ -402,7 +433,7 @@ class Inspector:
                 self._load_units(items)
                 for order_id in sorted({i.order_id for i in items}):
                     with contextlib.suppress(NotFoundError):  # refused with its reason when judged
-                        self._profile(order_id)
+                        self._order(order_id)
                 return
             except StoreError as e:
                 log.error("results store unavailable (%s): the line waits %.1f s and retries", e, delay)
@@ -447,11 +478,20 @@ class Inspector:
             self.summary.batches += 1
             for (index, frame, state), found in zip(accepted, detections, strict=True):
                 dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
+                calibration = self._calibration(frame.camera_id)
+                conformance = check_conformance(
+                    frame.image, dets, camera_id=frame.camera_id, order=state.order, profile=state.profile,
+                    calibration=calibration) if state.profile.conformance else ()
+                if calibration is not None and calibration.label is not None:  # the label must name this unit
+                    identity = check_identity(frame.image, unit_id=frame.unit_id, order_id=frame.order_id,
+                                              settings=calibration.label)
+                    conformance = ((identity,) if identity is not None else ()) + tuple(conformance)
                 verdict = judge(dets, frame_width=frame.width * frame.scale,
                                 frame_height=frame.height * frame.scale, unit_id=frame.unit_id,
                                 order_id=frame.order_id, camera_id=frame.camera_id,
                                 captured_at=frame.captured_at, profile=state.profile,
-                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
+                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
+                                conformance=conformance)
                 result = FrameResult(frame, dets, verdict)
                 self.summary.frames += 1
                 self._emit(result)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,6 +54,95 @@ class ClassRule(BaseModel):
         return self.confidence if self.review_from is None else self.review_from
 
 
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _ConformanceRule(BaseModel):
+    """What every conformance rule shares: the order attribute holding the expected value, the cameras
+    it is measured on, and what to conclude when the value is missing or cannot be measured."""
+
+    model_config = _FROZEN
+
+    name: str = Field("", max_length=64, description="Label in reports; defaults to the rule's kind.")
+    views: tuple[str, ...] = Field((), description="Cameras the rule is measured on; empty: every camera.")
+    attribute: str = Field("", max_length=128,
+                           description="Order attribute with the expected value; dotted for nested (bom.handle).")
+    unmeasurable: Literal["REVIEW", "FAIL"] = Field(
+        "REVIEW", description="Verdict when the order lacks the value, the camera is not calibrated, or the "
+        "frame cannot be measured: a person decides, the line is never silently passed.")
+
+    def applies_to(self, camera_id: str) -> bool:
+        return not self.views or camera_id in self.views
+
+
+def _check_roi(roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    if not (roi[0] < roi[2] and roi[1] < roi[3]):
+        raise ValueError(f"roi must be (x0, y0, x1, y1) fractions with x0 < x1 and y0 < y1, got {list(roi)}")
+    return roi
+
+
+class ColourRule(_ConformanceRule):
+    """CIEDE2000 between the region's measured CIELAB and the order's colour (Lab, #hex or a RAL code).
+
+    ``delta_e <= max_delta_e`` passes, up to ``max_delta_e + review_margin`` goes to REVIEW, beyond fails.
+    """
+
+    kind: Literal["colour"] = "colour"
+    attribute: str = "colour"
+    roi: tuple[Fraction, Fraction, Fraction, Fraction] = (0.3, 0.3, 0.7, 0.7)
+    max_delta_e: float = Field(2.0, gt=0.0)
+    review_margin: float = Field(0.0, ge=0.0)
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_ordered(cls, roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        return _check_roi(roi)
+
+
+class DimensionRule(_ConformanceRule):
+    """The panel's minimum-area rectangle in mm (the camera's px/mm calibration) against the order's
+    width x height: each side within ``tolerance_mm`` passes, up to ``tolerance_mm + review_margin_mm``
+    goes to REVIEW, beyond fails. Sides are matched long to long, so the panel's orientation does not matter."""
+
+    kind: Literal["dimensions"] = "dimensions"
+    attribute: str = "dimensions"
+    roi: tuple[Fraction, Fraction, Fraction, Fraction] = (0.0, 0.0, 1.0, 1.0)
+    tolerance_mm: float = Field(2.0, gt=0.0)
+    review_margin_mm: float = Field(0.0, ge=0.0)
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_ordered(cls, roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        return _check_roi(roi)
+
+
+class PartCountRule(_ConformanceRule):
+    """The number of detections of a part class (handle, hinge, hole) against the order's count, exactly.
+
+    Detections at ``confidence`` or above count; ones in ``[review_from, confidence)`` are uncertain and send
+    the frame to REVIEW when they could change the answer. A class counted as a part is not judged as a
+    defect. ``attribute`` defaults to ``bom.<class_name>``.
+    """
+
+    kind: Literal["count"] = "count"
+    class_name: str = Field(min_length=1, max_length=128)
+    confidence: float = Field(0.5, ge=0.0, le=1.0)
+    review_from: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _band(self) -> PartCountRule:
+        if self.review_from is not None and self.review_from > self.confidence:
+            raise ValueError(f"review_from ({self.review_from}) must not exceed confidence ({self.confidence})")
+        return self
+
+    @property
+    def expected_attribute(self) -> str:
+        return self.attribute or f"bom.{self.class_name}"
+
+
+ConformanceRule = Annotated[ColourRule | DimensionRule | PartCountRule, Field(discriminator="kind")]
+
+
 class InspectionProfile(BaseModel):
     model_config = _FROZEN
 
@@ -64,6 +153,8 @@ class InspectionProfile(BaseModel):
     required_views: tuple[str, ...] = ()
     missing_view_verdict: Literal["REVIEW", "FAIL"] = "REVIEW"
     failed_frame_verdict: Literal["REVIEW", "FAIL"] = "REVIEW"
+    conformance: tuple[ConformanceRule, ...] = Field(
+        (), description="Does the unit match its order (colour, size, part counts)? Values from the order.")
 
     @field_validator("required_views")
     @classmethod
@@ -75,8 +166,16 @@ class InspectionProfile(BaseModel):
     def rule_for(self, class_name: str) -> ClassRule:
         return self.classes.get(class_name, self.default)
 
+    @property
+    def part_classes(self) -> frozenset[str]:
+        """Classes counted as parts by a count rule: a handle is not a defect."""
+        return frozenset(r.class_name for r in self.conformance if isinstance(r, PartCountRule))
+
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        body = self.model_dump(mode="json")
+        if not self.conformance:  # profiles without conformance rules keep the hash they always had
+            body.pop("conformance")
+        return body
 
     @property
     def content_hash(self) -> str:

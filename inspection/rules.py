@@ -6,11 +6,20 @@ No I/O and no model here, so every rule is a row in a parametrized test table.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from inspection.profiles import InspectionProfile
-from inspection.types import DefectFinding, Detections, FrameVerdict, UnitVerdict, Verdict, worst
+from inspection.types import (
+    ConformanceResult,
+    DefectFinding,
+    Detections,
+    FrameVerdict,
+    UnitVerdict,
+    Verdict,
+    worst,
+)
 
 
 def _judge_one(class_name: str, confidence: float, box: tuple[float, float, float, float],
@@ -49,6 +58,14 @@ def _count_reason(class_name: str, count: int, profile: InspectionProfile, scope
             f"tolerated by {profile.name}")
 
 
+def _mark_over_count(findings: Sequence[DefectFinding],
+                     reasons_by_class: Mapping[str, str]) -> tuple[DefectFinding, ...]:
+    """Counted findings of a class that failed its count rule say so themselves (outcome FAIL, the count
+    reason as rule): an operator must see *which* findings failed the unit, not a PASS beside a FAIL reason."""
+    return tuple(replace(f, outcome=Verdict.FAIL, rule=reasons_by_class[f.class_name])
+                 if f.outcome is Verdict.PASS and f.class_name in reasons_by_class else f for f in findings)
+
+
 def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfile) -> list[str]:
     """One reason per uncertain class, not per box: an operator reads these on a busy line."""
     uncertain: dict[str, list[float]] = {}
@@ -66,25 +83,32 @@ def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfil
 
 def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_id: str, order_id: str,
           camera_id: str, captured_at: datetime, profile: InspectionProfile, model_sha256: str,
-          frame_sha256: str = "") -> FrameVerdict:
-    """Apply the order's profile to one frame's detections."""
+          frame_sha256: str = "", conformance: Sequence[ConformanceResult] = ()) -> FrameVerdict:
+    """Apply the order's profile to one frame's detections, and fold in its conformance results (measured
+    by ``inspection.conformance``): a failed one fails the frame, an uncertain one sends it to REVIEW."""
     findings: list[DefectFinding] = []
+    parts = profile.part_classes
     for i in range(len(detections)):
+        if detections.class_name(i) in parts:  # a handle is counted by its count rule, not judged as a defect
+            continue
         box = tuple(float(v) for v in detections.xyxy[i])
         finding = _judge_one(detections.class_name(i), float(detections.confidence[i]),
                              box, frame_width, frame_height, profile)  # type: ignore[arg-type]
         if finding is not None:
             findings.append(finding)
     reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]
-    reasons += [_count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()]
+    over = {c: _count_reason(c, n, profile, "frame") for c, n in _over_count(findings, profile).items()}
+    reasons += list(over.values())
+    reasons += [c.reason for c in conformance if c.outcome is Verdict.FAIL]
+    findings = list(_mark_over_count(findings, over))
     verdict = Verdict.FAIL if reasons else Verdict.PASS
     if verdict is Verdict.PASS:
-        reasons = _review_reasons(findings, profile)
+        reasons = _review_reasons(findings, profile) + [c.reason for c in conformance if c.outcome is Verdict.REVIEW]
         verdict = Verdict.REVIEW if reasons else Verdict.PASS
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
                         findings=tuple(findings), reasons=tuple(dict.fromkeys(reasons)),
                         model_sha256=model_sha256, profile_hash=profile.content_hash,
-                        captured_at=captured_at, frame_sha256=frame_sha256)
+                        captured_at=captured_at, frame_sha256=frame_sha256, conformance=tuple(conformance))
 
 
 def failed_frame(*, unit_id: str, order_id: str, camera_id: str, captured_at: datetime, error: str,
@@ -121,12 +145,13 @@ def roll_up(frames: Sequence[FrameVerdict], profile: InspectionProfile, *, closi
     reasons = [r for f in frames if f.verdict is not Verdict.PASS for r in f.reasons]
     # Unit-wide counts add a reason only where no single frame already failed on that class's count.
     over_on_a_frame = {c for f in frames for c in _over_count(f.findings, profile)}
-    unit_counts = [_count_reason(c, n, profile, "unit")
+    unit_counts = {c: _count_reason(c, n, profile, "unit")
                    for c, n in _over_count([x for f in frames for x in f.findings], profile).items()
-                   if c not in over_on_a_frame]
+                   if c not in over_on_a_frame}
     if unit_counts:
         verdict = Verdict.FAIL
-        reasons += unit_counts
+        reasons += list(unit_counts.values())
+        frames = [replace(f, findings=_mark_over_count(f.findings, unit_counts)) for f in frames]
     if missing:
         verdict = worst([verdict, Verdict(profile.missing_view_verdict)])
         reasons.append(f"unit closed without required views: {', '.join(missing)}")

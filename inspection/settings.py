@@ -61,7 +61,8 @@ class Settings(BaseSettings):
 
     # -- line signals (inspection/signals): MQTT for the MES, Modbus TCP / OPC UA for the PLC -----------
     station_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128,
-                            description="This station's name in MQTT topics and payloads.")
+                            description="This station's name: in MQTT topics and payloads, and the traceability "
+                            "chain its writes extend.")
     mqtt_url: str | None = Field(default=None, description="mqtt://[user:password@]host[:port] or mqtts://...; "
                                  "unset means no MQTT.")
     mqtt_username: str | None = Field(default=None, description="Overrides the URL's user.")

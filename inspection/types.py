@@ -7,6 +7,7 @@ message that says what was expected, instead of three modules later.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,6 +175,37 @@ class DefectFinding:
 
 
 @dataclass(frozen=True)
+class ConformanceResult:
+    """One conformance rule measured on one frame: what was measured, what the order asked for, the
+    tolerance, and what the rule made of it (judged like a defect finding)."""
+
+    kind: str
+    """``colour``, ``dimensions`` or ``count``."""
+    name: str
+    outcome: Verdict
+    measured: str
+    """Human-readable measured value (``Lab(30.1, -1.2, -4.0)``, ``901.0 x 600.2 mm``, ``3 handle``)."""
+    expected: str
+    tolerance: str
+    deviation: float | None
+    """The number judged against the tolerance: ΔE00, the worse side's deviation in mm, the count difference."""
+    reason: str
+    values: tuple[tuple[str, float], ...] = ()
+    """Measured and expected numbers by name, for reports and analytics."""
+
+    def __post_init__(self) -> None:
+        if not self.reason:
+            raise ValueError("ConformanceResult.reason must say what was judged")
+        if self.deviation is not None and not math.isfinite(self.deviation):
+            raise ValueError(f"ConformanceResult.deviation must be finite, got {self.deviation}")
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "name": self.name, "outcome": self.outcome.value, "measured": self.measured,
+                "expected": self.expected, "tolerance": self.tolerance, "deviation": self.deviation,
+                "reason": self.reason, "values": dict(self.values)}
+
+
+@dataclass(frozen=True)
 class FrameVerdict:
     """The judgement of one frame against one order's profile, with the versions that made it."""
 
@@ -188,6 +220,7 @@ class FrameVerdict:
     captured_at: datetime
     frame_sha256: str = ""
     error: str = ""
+    conformance: tuple[ConformanceResult, ...] = ()
 
     def __post_init__(self) -> None:
         if self.verdict is not Verdict.PASS and not self.reasons:

@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1", tags=["cameras"])
 _ID = {"type": "string", "minLength": 1, "maxLength": 128}
 FRAME_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
-        "type": "object", "required": ["image", "unit_id", "order_id", "camera_id"],
+        "type": "object", "required": ["image", "camera_id"],
+        "description": "Without unit_id the part's label on the frame names the unit (and its order): the camera "
+                       "needs label settings (qcline calibrate label).",
         "properties": {"image": {"type": "string", "format": "binary", "description": "JPEG or PNG"},
                        "unit_id": _ID, "order_id": _ID, "camera_id": _ID,
                        "captured_at": {"type": "string", "format": "date-time"}}}},

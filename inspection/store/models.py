@@ -343,3 +343,73 @@ class TrainingJobRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+
+
+# -- conformance and traceability (migration 0006) ------------------------------------------------------------
+
+
+class ConformanceResultRow(Base):
+    """One conformance rule measured on one inspection (a ``ConformanceResult``)."""
+
+    __tablename__ = "conformance_results"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(BigId, ForeignKey("inspections.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    measured: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str] = mapped_column(Text)
+    tolerance: Mapped[str] = mapped_column(Text)
+    deviation: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class CameraCalibrationRow(Base):
+    """A camera's colour (white balance) or scale (px/mm) calibration; append-only, the latest per kind counts."""
+
+    __tablename__ = "camera_calibrations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    camera_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    actor: Mapped[str] = mapped_column(String(ID_LEN), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditChainRow(Base):
+    """One link of a station's traceability chain: a unit's whole record, as canonical JSON, at one event.
+
+    ``entry_hash = sha256(prev_hash || record_hash)`` and ``record_hash = sha256(record)``: editing, inserting
+    or deleting a link, or the rows the record was built from, breaks the chain where ``qcline audit verify``
+    can name it. No foreign keys on purpose: a deleted unit must leave its links behind as evidence.
+    """
+
+    __tablename__ = "audit_chain"
+    __table_args__ = (UniqueConstraint("station_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    station_id: Mapped[str] = mapped_column(String(ID_LEN))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    unit_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    order_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    record: Mapped[str] = mapped_column(Text)
+    record_hash: Mapped[str] = mapped_column(String(SHA_LEN))
+    prev_hash: Mapped[str] = mapped_column(String(SHA_LEN))
+    entry_hash: Mapped[str] = mapped_column(String(SHA_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditHeadRow(Base):
+    """The newest link of each station's chain: a deleted last link is missed without it."""
+
+    __tablename__ = "audit_heads"
+
+    station_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(SHA_LEN))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -34,7 +34,7 @@ from inspection.errors import NotFoundError, StoreError
 from inspection.profiles import InspectionProfile, Order
 from inspection.store.models import utcnow
 from inspection.store.repository import ResultRecord, ResultsStore
-from inspection.types import DefectFinding, FrameVerdict, Verdict
+from inspection.types import ConformanceResult, DefectFinding, FrameVerdict, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,14 @@ def verdict_to_json(v: FrameVerdict) -> dict[str, Any]:
     return {"unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id, "verdict": v.verdict.value,
             "findings": [[f.class_name, f.confidence, list(f.box), f.outcome.value, f.rule] for f in v.findings],
             "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
-            "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "error": v.error}
+            "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "error": v.error,
+            "conformance": [c.to_json() for c in v.conformance]}
+
+
+def _conformance_from_json(c: dict[str, Any]) -> ConformanceResult:
+    return ConformanceResult(kind=c["kind"], name=c["name"], outcome=Verdict(c["outcome"]), measured=c["measured"],
+                             expected=c["expected"], tolerance=c["tolerance"], deviation=c["deviation"],
+                             reason=c["reason"], values=tuple((k, float(x)) for k, x in c.get("values", {}).items()))
 
 
 def verdict_from_json(d: dict[str, Any]) -> FrameVerdict:
@@ -86,7 +93,8 @@ def verdict_from_json(d: dict[str, Any]) -> FrameVerdict:
         findings=tuple(DefectFinding(c, float(conf), (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
                                      Verdict(o), r) for c, conf, b, o, r in d["findings"]),
         reasons=tuple(d["reasons"]), model_sha256=d["model_sha256"], profile_hash=d["profile_hash"],
-        captured_at=datetime.fromisoformat(d["captured_at"]), frame_sha256=d["frame_sha256"], error=d["error"])
+        captured_at=datetime.fromisoformat(d["captured_at"]), frame_sha256=d["frame_sha256"], error=d["error"],
+        conformance=tuple(_conformance_from_json(c) for c in d.get("conformance", ())))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ skipped by the UNIQUE(unit_id, camera_id, frame_sha256) constraint instead of co
 from __future__ import annotations
 
 import logging
+import socket
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,22 +23,33 @@ from typing import Any
 from sqlalchemy import Engine, case, distinct, func, select, update
 from sqlalchemy.orm import Session
 
+from inspection import analytics
+from inspection.conformance import CameraCalibration
+from inspection.conformance.colour import WhiteBalance
+from inspection.conformance.dimensions import Scale
 from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
+from inspection.identity import LabelSettings
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.rules import roll_up
+from inspection.store import audit
 from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
 from inspection.store.models import (
+    AuditChainRow,
+    CameraCalibrationRow,
+    ConformanceResultRow,
     DetectionRow,
     InspectionRow,
     OrderRow,
     ProfileRow,
+    ReviewRow,
     SourceStatsRow,
     UnitRow,
     utcnow,
 )
 from inspection.types import (
+    ConformanceResult,
     DefectFinding,
     Frame,
     FrameFailure,
@@ -132,6 +144,32 @@ class GroupCommit:
     unit_verdicts: Mapping[str, UnitVerdict]
 
 
+def conformance_json(c: ConformanceResultRow) -> dict[str, Any]:
+    return {"kind": c.kind, "name": c.name, "outcome": c.outcome, "measured": c.measured, "expected": c.expected,
+            "tolerance": c.tolerance, "deviation": c.deviation, "reason": c.reason, "values": dict(c.values or {})}
+
+
+def conformance_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[ConformanceResultRow]]:
+    """The conformance results of many inspections, grouped by inspection id, in rule order."""
+    grouped: dict[int, list[ConformanceResultRow]] = defaultdict(list)
+    ids = sorted(set(inspection_ids))
+    for start in range(0, len(ids), 500):
+        for c in session.scalars(select(ConformanceResultRow)
+                                 .where(ConformanceResultRow.inspection_id.in_(ids[start:start + 500]))
+                                 .order_by(ConformanceResultRow.id)):
+            grouped[c.inspection_id].append(c)
+    return grouped
+
+
+def _conformance_from_row(c: ConformanceResultRow) -> ConformanceResult:
+    return ConformanceResult(kind=c.kind, name=c.name, outcome=Verdict(c.outcome), measured=c.measured,
+                             expected=c.expected, tolerance=c.tolerance, deviation=c.deviation, reason=c.reason,
+                             values=tuple((k, float(v)) for k, v in (c.values or {}).items()))
+
+
+CALIBRATION_KINDS = ("colour", "scale", "label")
+
+
 class ResultsStore(Database):
     """The results log: orders and profiles, units, per-frame inspections, findings and source stats.
 
@@ -141,17 +179,20 @@ class ResultsStore(Database):
 
     label = "results database"
 
-    def __init__(self, engine: Engine, evidence: EvidenceStore) -> None:
+    def __init__(self, engine: Engine, evidence: EvidenceStore, *, station_id: str = "") -> None:
         super().__init__(engine)
         self.evidence = evidence
+        self.station_id = station_id or socket.gethostname() or "station"
+        """Whose traceability chain this store's writes extend (``QC_STATION_ID``, else the host name)."""
+
         self._profiles: dict[str, InspectionProfile] = {}  # by content hash: never stale
 
     @classmethod
-    def open(cls, url: str, evidence: EvidenceStore | Path) -> ResultsStore:
+    def open(cls, url: str, evidence: EvidenceStore | Path, *, station_id: str = "") -> ResultsStore:
         """Connect to ``url``, migrate it to head, and keep evidence frames in ``evidence`` (a store, or the
         folder of a ``LocalEvidenceStore``)."""
         store = evidence if isinstance(evidence, EvidenceStore) else LocalEvidenceStore(Path(evidence))
-        return cls(open_database(url), store)
+        return cls(open_database(url), store, station_id=station_id)
 
     def __repr__(self) -> str:
         return f"ResultsStore({describe(self.engine.url)}, evidence={self.evidence.describe()})"
@@ -223,6 +264,18 @@ class ResultsStore(Database):
     def list_orders(self) -> list[Order]:
         with self._session("listing orders") as session:
             return [_order_from_row(r) for r in session.scalars(select(OrderRow).order_by(OrderRow.id))]
+
+    def order_of_unit(self, unit_id: str) -> str | None:
+        """The order a unit belongs to: as recorded, else the order whose ``attributes.units`` lists it."""
+        with self._session("looking up a unit's order") as session:
+            recorded = session.scalar(select(UnitRow.order_id).where(UnitRow.id == unit_id))
+            if recorded is not None:
+                return recorded
+            for order_id, attributes in session.execute(select(OrderRow.id, OrderRow.attributes)):
+                listed = (attributes or {}).get("units")
+                if isinstance(listed, list) and unit_id in listed:
+                    return str(order_id)
+        return None
 
     def get_profile(self, profile_hash: str) -> InspectionProfile:
         """A profile version by content hash: the exact rules an inspection was judged with."""
@@ -302,6 +355,60 @@ class ResultsStore(Database):
             for group in rows.values():  # ORM bulk UPDATE by primary key: one executemany per shape
                 if group:
                     session.execute(update(UnitRow), group)
+            self._sync_finding_outcomes(session, [uv for uv, _ in verdicts])
+            self.seal(session, [uv.unit_id for uv in dict.fromkeys(uv for uv, _ in verdicts)], "verdict")
+
+    def seal(self, session: Session, unit_ids: Sequence[str], event: str) -> None:
+        """Append the units' records to this station's traceability chain, in ``session``'s transaction."""
+        session.flush()
+        session.expire_all()  # bulk UPDATEs above bypass loaded objects: the record is read from the rows
+        audit.append_links(session, self.station_id, sorted(set(unit_ids)), event)
+
+    def audit_verify(self, order_id: str | None = None) -> audit.VerifyReport:
+        """Walk the traceability chains; compare each unit's (of ``order_id``) latest link with its rows."""
+        with self._session("verifying the traceability chain") as session:
+            if order_id is not None and session.get(OrderRow, order_id) is None:
+                raise NotFoundError(f"order {order_id!r} is not known")
+            return audit.verify(session, order_id)
+
+    def seal_legacy_units(self) -> list[str]:
+        """Chain every unit that has a verdict but no link (recorded before migration 0006), as it is now."""
+        with self._session("sealing units recorded before the chain") as session:
+            units = audit.unlinked_units(session)
+            if units:
+                self.seal(session, units, "sealed")
+        return units
+
+    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each unit's latest link in the chain (station, seq, entry hash): what a certificate cites."""
+        with self._session("reading chain links") as session:
+            return audit.chain_hash(session, unit_ids)
+
+    @staticmethod
+    def _sync_finding_outcomes(session: Session, verdicts: Sequence[UnitVerdict]) -> None:
+        """Findings the unit's roll-up judged again (a unit-wide count rule failed them) are stored as such.
+
+        A frame's findings are written when the frame is judged; only the unit can tell that three tolerated
+        dents on three views are one too many. The stored outcome then follows the unit verdict, so the CLI
+        and the review page name the findings that failed the unit.
+        """
+        wanted = {(f.unit_id, f.camera_id, f.frame_sha256): f.findings
+                  for uv in verdicts for f in uv.frames if f.frame_sha256 and f.findings}
+        if not wanted:
+            return
+        rows = session.execute(
+            select(InspectionRow.id, InspectionRow.unit_id, InspectionRow.camera_id, InspectionRow.frame_sha256)
+            .where(InspectionRow.unit_id.in_(sorted({k[0] for k in wanted})))).all()
+        ids = {(r[1], r[2], r[3]): r[0] for r in rows if (r[1], r[2], r[3]) in wanted}
+        stored = findings_of(session, list(ids.values()))
+        changes = []
+        for key, inspection_id in ids.items():
+            for row, finding in zip(stored.get(inspection_id, []), wanted[key], strict=False):
+                if row.class_name == finding.class_name and (row.outcome, row.rule) != (finding.outcome.value,
+                                                                                        finding.rule):
+                    changes.append({"id": row.id, "outcome": finding.outcome.value, "rule": finding.rule})
+        if changes:
+            session.execute(update(DetectionRow), changes)
 
     def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
         """Detach the evidence of PASS frames of units whose verdict came out PASS; return the sha256s of
@@ -385,6 +492,13 @@ class ResultsStore(Database):
                               record.key[:12], v.unit_id, v.camera_id)
                     continue
                 touched.add(v.unit_id)
+                if v.conformance:
+                    session.execute(ConformanceResultRow.__table__.insert(), [  # type: ignore[attr-defined]
+                        {"inspection_id": new_id, "kind": c.kind, "name": c.name, "outcome": c.outcome.value,
+                         "measured": c.measured, "expected": c.expected, "tolerance": c.tolerance,
+                         "deviation": c.deviation, "reason": c.reason,
+                         "values": {k: float(x) for k, x in c.values}}
+                        for c in v.conformance])
                 if v.findings:
                     session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
                         {"inspection_id": new_id, "class_name": f.class_name,
@@ -461,6 +575,9 @@ class ResultsStore(Database):
                 unit.status, unit.closed_at = UNIT_CLOSED, now
             changed[unit_id] = uv
         session.flush()
+        if changed:  # in the same transaction: findings a unit-wide rule failed, and the traceability chain
+            self._sync_finding_outcomes(session, list(changed.values()))
+            self.seal(session, list(changed), "verdict")
         return changed
 
     def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]:
@@ -486,6 +603,7 @@ class ResultsStore(Database):
         rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id.in_(list(units)))
                                     .order_by(InspectionRow.captured_at, InspectionRow.id)))
         findings = findings_of(session, [r.id for r in rows])
+        measured = conformance_of(session, [r.id for r in rows])
         histories: dict[str, tuple[str, list[FrameVerdict]]] = {u: (o, []) for u, o in units.items()}
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
@@ -495,7 +613,7 @@ class ResultsStore(Database):
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,
                 frame_sha256="" if r.frame_sha256.startswith(FAILURE_KEY_PREFIX) else r.frame_sha256,
-                error=r.error))
+                error=r.error, conformance=tuple(_conformance_from_row(c) for c in measured.get(r.id, []))))
         return histories
 
     def unit_record(self, unit_id: str) -> dict[str, Any]:
@@ -510,10 +628,12 @@ class ResultsStore(Database):
             rows = list(session.scalars(select(InspectionRow).where(InspectionRow.unit_id == unit_id)
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = findings_of(session, [r.id for r in rows])
+            measured = conformance_of(session, [r.id for r in rows])
             frames = [{
                 "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
                 "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
                 "findings": [finding_json(d) for d in findings.get(r.id, [])],
+                "conformance": [conformance_json(c) for c in measured.get(r.id, [])],
                 "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
                 "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
             } for r in rows]
@@ -537,10 +657,12 @@ class ResultsStore(Database):
             if row is None:
                 return None
             findings = findings_of(session, [row.id]).get(row.id, [])
+            measured = conformance_of(session, [row.id]).get(row.id, [])
             return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
                     "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
                     "verdict": row.verdict, "reasons": list(row.reasons or ()),
                     "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
+                    "conformance": [conformance_json(c) for c in measured],
                     "profile_hash": row.profile_hash}
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
@@ -622,6 +744,103 @@ class ResultsStore(Database):
                      "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
                      "reconnects": r.reconnects, "last_error": r.last_error,
                      "recorded_at": iso_time(r.recorded_at)} for r in rows]
+
+    # -- analytics ------------------------------------------------------------------------------------
+
+    def line_history(self, since: datetime | None = None, until: datetime | None = None) -> analytics.LineHistory:
+        """Frames captured in ``[since, until)``, their units, failing findings and conformance rules, and
+        the latest review of each: what ``inspection.analytics`` computes the QC figures from."""
+        with self._session("reading the line history") as session:
+            query = select(InspectionRow.id, InspectionRow.unit_id, InspectionRow.order_id, InspectionRow.camera_id,
+                           InspectionRow.captured_at, InspectionRow.verdict, InspectionRow.model_sha256)
+            if since is not None:
+                query = query.where(InspectionRow.captured_at >= since)
+            if until is not None:
+                query = query.where(InspectionRow.captured_at < until)
+            frames = [analytics.FrameRow(*row) for row in session.execute(query.order_by(InspectionRow.id))]
+            ids = [f.inspection_id for f in frames]
+            first_seen: dict[str, datetime] = {}
+            for f in frames:
+                first_seen[f.unit_id] = min(first_seen.get(f.unit_id, f.captured_at), f.captured_at)
+            history = analytics.LineHistory(frames=frames)
+            orders = {o.id: o for o in session.scalars(select(OrderRow))}
+            lines: dict[str, str] = {}
+            units = sorted(first_seen)
+            for start in range(0, len(units), 500):
+                chunk = units[start:start + 500]
+                for unit_id, station in session.execute(
+                        select(AuditChainRow.unit_id, AuditChainRow.station_id)
+                        .where(AuditChainRow.unit_id.in_(chunk)).order_by(AuditChainRow.id.desc())):
+                    lines[unit_id] = station  # the unit's first link names its line (rows come newest first)
+                for unit in session.scalars(select(UnitRow).where(UnitRow.id.in_(chunk)).order_by(UnitRow.id)):
+                    order = orders.get(unit.order_id)
+                    family = str((order.attributes or {}).get("family") or order.product) if order else ""
+                    history.units.append(analytics.UnitRow(unit.id, unit.order_id, family or "-", unit.verdict,
+                                                           first_seen[unit.id], lines.get(unit.id, "")))
+            for start in range(0, len(ids), 500):
+                chunk_ids = ids[start:start + 500]
+                history.findings += [analytics.FindingRow(i, c, o) for i, c, o in session.execute(
+                    select(DetectionRow.inspection_id, DetectionRow.class_name, DetectionRow.outcome)
+                    .where(DetectionRow.inspection_id.in_(chunk_ids)))]
+                history.findings += [analytics.FindingRow(i, f"conformance:{k}", o) for i, k, o in session.execute(
+                    select(ConformanceResultRow.inspection_id, ConformanceResultRow.kind, ConformanceResultRow.outcome)
+                    .where(ConformanceResultRow.inspection_id.in_(chunk_ids)))]
+                latest = (select(func.max(ReviewRow.id)).where(ReviewRow.inspection_id.in_(chunk_ids))
+                          .group_by(ReviewRow.inspection_id).scalar_subquery())
+                history.reviews += [analytics.ReviewRow(i, d) for i, d in session.execute(
+                    select(ReviewRow.inspection_id, ReviewRow.decision).where(ReviewRow.id.in_(latest)))]
+            return history
+
+    # -- camera calibration -----------------------------------------------------------------------------
+
+    def record_calibration(self, camera_id: str, kind: str, values: Mapping[str, Any], *, actor: str = "",
+                           note: str = "") -> dict[str, Any]:
+        """Append a camera calibration (``colour``: ``{"gains": [r, g, b]}``; ``scale``: ``{"px_per_mm": x}``).
+
+        Values are checked here, so a bad calibration is refused instead of failing every frame later.
+        """
+        if not camera_id:
+            raise ValueError("camera_id must be non-empty")
+        if kind == "colour":
+            WhiteBalance(tuple(float(g) for g in values["gains"]))  # type: ignore[arg-type]
+        elif kind == "scale":
+            Scale(float(values["px_per_mm"]))
+        elif kind == "label":
+            values = LabelSettings.parse(dict(values)).model_dump(mode="json")
+        else:
+            raise ValueError(f"calibration kind must be one of {CALIBRATION_KINDS}, got {kind!r}")
+        with self._session("recording a camera calibration") as session:
+            row = CameraCalibrationRow(camera_id=camera_id, kind=kind, values=dict(values), actor=actor, note=note,
+                                       created_at=utcnow())
+            session.add(row)
+            session.flush()
+            return {"id": row.id, "camera_id": camera_id, "kind": kind, "values": dict(values),
+                    "actor": actor, "note": note, "created_at": iso_time(row.created_at)}
+
+    def calibrations(self, camera_id: str | None = None) -> list[dict[str, Any]]:
+        """The latest calibration of each (camera, kind), optionally of one camera."""
+        with self._session("reading camera calibrations") as session:
+            latest = (select(func.max(CameraCalibrationRow.id))
+                      .group_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind).scalar_subquery())
+            query = select(CameraCalibrationRow).where(CameraCalibrationRow.id.in_(latest))
+            if camera_id is not None:
+                query = query.where(CameraCalibrationRow.camera_id == camera_id)
+            rows = session.scalars(query.order_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind))
+            return [{"id": r.id, "camera_id": r.camera_id, "kind": r.kind, "values": dict(r.values or {}),
+                     "actor": r.actor, "note": r.note, "created_at": iso_time(r.created_at)} for r in rows]
+
+    def camera_calibration(self, camera_id: str) -> CameraCalibration | None:
+        """The camera's current white balance and scale, or ``None`` when it was never calibrated."""
+        latest = {c["kind"]: c for c in self.calibrations(camera_id)}
+        if not latest:
+            return None
+        colour, scale, label = latest.get("colour"), latest.get("scale"), latest.get("label")
+        return CameraCalibration(
+            camera_id=camera_id,
+            white_balance=WhiteBalance(tuple(colour["values"]["gains"])) if colour else None,
+            scale=Scale(float(scale["values"]["px_per_mm"]), scale["values"].get("method", "")) if scale else None,
+            label=LabelSettings.model_validate(label["values"]) if label else None,
+            details={k: v["id"] for k, v in latest.items()})
 
     # -- evidence ---------------------------------------------------------------------------------------
 

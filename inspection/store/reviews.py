@@ -158,6 +158,7 @@ class ReviewService:
                                actor=decision.actor, note=decision.note, created_at=utcnow())
             session.add(review)
             session.flush()
+            self.store.seal(session, [unit_id], "review")
             result = _review_dict(review)
         log.info("review %d: inspection %d %s by %s", result["id"], decision.inspection_id,
                  decision.decision.value, decision.actor)
@@ -229,6 +230,7 @@ class ReviewService:
                                      at=utcnow())
             session.add(row)
             session.flush()
+            self.store.seal(session, [unit_id], "disposition")
             result = {"id": row.id, "unit_id": unit_id, "disposition": row.disposition, "actor": row.actor,
                       "note": row.note, "at": iso_time(row.at), "verdict": unit.verdict}
         if unit.verdict not in QUEUE_VERDICTS:

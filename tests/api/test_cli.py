@@ -165,5 +165,5 @@ def test_demo_runs_on_the_default_model(tmp_path: Path) -> None:
     done = run(["demo"], env)
     assert "U-1001-A" in done.stdout and "units:" in done.stdout
     report = json.loads(run(["report", "--json"], env).stdout)
-    assert sum(r["units"] for r in report["per_order"]) == 8
+    assert sum(r["units"] for r in report["per_order"]) == 11
     assert sum(r["open"] for r in report["per_order"]) == 0

@@ -33,6 +33,7 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/v1/inspections/{inspection_id}/image"): frozenset({OP, ENG, ADM}),
     ("POST", "/v1/units/{unit_id}/disposition"): frozenset({OP, ADM}),
     ("GET", "/v1/station"): frozenset({OP, ENG, ADM}),
+    ("GET", "/v1/analytics"): frozenset({OP, ENG, ADM}),
     ("GET", "/v1/models"): frozenset({ENG, ADM}),
     ("GET", "/v1/models/audit"): frozenset({ENG, ADM}),
     ("GET", "/v1/models/{model_id}"): frozenset({ENG, ADM}),

@@ -119,3 +119,32 @@ def test_missing_view_verdict_can_be_fail_and_unreadable_frames_do_not_count_as_
     assert roll_up([good, broken], profile) is None  # front is still missing: its frame was unreadable
     unit = roll_up([good, broken], profile, closing=True)
     assert unit is not None and unit.verdict is Verdict.FAIL and unit.missing_views == ("front",)
+
+
+# -- findings that fail through a count rule say FAIL themselves (issue 14, section 5) ---------------------
+
+
+def test_findings_over_the_frame_count_are_marked_fail_with_the_count_reason() -> None:
+    result = frame(dets(("dent", 0.9, SMALL), ("dent", 0.8, SMALL), ("dent", 0.7, SMALL), ("dent", 0.4, SMALL)))
+    assert result.verdict is Verdict.FAIL
+    counted = [f for f in result.findings if f.confidence >= 0.5]
+    assert [f.outcome for f in counted] == [Verdict.FAIL] * 3
+    assert all("3 dent on the frame, 2 tolerated" in f.rule for f in counted)
+    assert [f.outcome for f in result.findings if f.confidence < 0.5] == [Verdict.REVIEW]  # uncertain stays
+
+
+def test_findings_within_the_count_stay_pass() -> None:
+    result = frame(dets(("dent", 0.9, SMALL), ("dent", 0.8, SMALL)))
+    assert [f.outcome for f in result.findings] == [Verdict.PASS, Verdict.PASS]
+
+
+def test_findings_over_the_unit_count_are_marked_fail_on_the_unit_only() -> None:
+    top = frame(dets(("dent", 0.9, SMALL), ("dent", 0.9, (50, 50, 60, 60))), "top")
+    front = frame(dets(("dent", 0.9, SMALL)), "front")
+    assert top.verdict is Verdict.PASS and all(f.outcome is Verdict.PASS for f in top.findings)
+    unit = roll_up([top, front], PROFILE)
+    assert unit is not None and unit.verdict is Verdict.FAIL
+    outcomes = [f.outcome for fv in unit.frames for f in fv.findings]
+    assert outcomes == [Verdict.FAIL] * 3
+    assert all("on the unit" in f.rule for fv in unit.frames for f in fv.findings)
+    assert [fv.verdict for fv in unit.frames] == [Verdict.PASS, Verdict.PASS]  # each frame alone was fine

@@ -6,7 +6,7 @@ from datetime import UTC, date
 
 import pytest
 
-from inspection.errors import ConflictError, NotFoundError
+from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.profiles import InspectionProfile
 from inspection.store import ResultsStore
 from inspection.store.repository import FAILURE_KEY_PREFIX
@@ -260,3 +260,81 @@ def test_store_profile_hash_is_the_profile_content_hash(store: ResultsStore) -> 
     store.import_order_book(standard_book())
     _, profile = store.get_order("ORD-2")
     assert isinstance(profile, InspectionProfile) and profile.content_hash == RUSTIC.content_hash
+
+
+def test_a_unit_count_failure_is_stored_on_its_findings(store: ResultsStore) -> None:
+    from inspection.rules import roll_up
+
+    store.import_order_book(standard_book())  # rustic tolerates 3 of a class on the unit
+    frames = [result("U7", "ORD-2", cam, seq=i, findings=[finding("dent", Verdict.PASS)] * 2)
+              for i, cam in enumerate(("top", "side"))]
+    store.record_frame_results(frames)
+    uv = roll_up([r.verdict for r in frames], RUSTIC, closing=True)
+    assert uv is not None and uv.verdict is Verdict.FAIL
+    store.record_unit_verdict(uv, closed=True)
+    record = store.unit_record("U7")
+    outcomes = [f["outcome"] for fr in record["frames"] for f in fr["findings"]]
+    assert outcomes == ["FAIL"] * 4
+    assert all("4 dent on the unit, 3 tolerated" in f["rule"] for fr in record["frames"] for f in fr["findings"])
+
+
+def test_conformance_results_and_calibrations_round_trip(store: ResultsStore) -> None:
+    from dataclasses import replace
+
+    from inspection.types import ConformanceResult
+
+    store.import_order_book(standard_book())
+    measured = ConformanceResult(kind="dimensions", name="dimensions", outcome=Verdict.FAIL,
+                                 measured="1000.2 x 780.1 mm", expected="1000 x 800 mm", tolerance="± 3 mm",
+                                 deviation=19.9, reason="dimensions: off by 19.9 mm",
+                                 values=(("long_mm", 1000.2), ("short_mm", 780.1)))
+    r = result("U9", seq=3)
+    r = type(r)(r.frame, r.detections, replace(r.verdict, verdict=Verdict.FAIL, reasons=(measured.reason,),
+                                               conformance=(measured,)))
+    store.record_frame_results([r])
+    stored = store.unit_record("U9")["frames"][0]["conformance"]
+    assert stored == [measured.to_json()]
+    assert store.frame_verdicts("U9")[0].conformance == (measured,)
+    assert store.camera_calibration("top") is None
+    store.record_calibration("top", "scale", {"px_per_mm": 2.0, "method": "checkerboard"}, actor="eng")
+    store.record_calibration("top", "colour", {"gains": [1.1, 1.0, 0.8]}, actor="eng")
+    store.record_calibration("top", "scale", {"px_per_mm": 2.5, "method": "checkerboard"}, actor="eng")
+    cal = store.camera_calibration("top")
+    assert cal is not None and cal.scale is not None and cal.white_balance is not None
+    assert cal.scale.px_per_mm == 2.5 and cal.white_balance.gains == (1.1, 1.0, 0.8)
+    with pytest.raises(ValueError):
+        store.record_calibration("top", "scale", {"px_per_mm": -1})
+
+
+def test_order_of_unit_from_the_record_or_the_order_books_unit_list(store: ResultsStore) -> None:
+    store.import_order_book(book(order("ORD-1"), order("ORD-3", "rustic", attributes={"units": ["U-31", "U-32"]})))
+    store.record_frame_results([result("U1", seq=1)])
+    assert store.order_of_unit("U1") == "ORD-1"
+    assert store.order_of_unit("U-32") == "ORD-3"
+    assert store.order_of_unit("U-99") is None
+    with pytest.raises(QCError, match="named group 'unit'"):
+        store.record_calibration("top", "label", {"pattern": "(.+)"})
+    store.record_calibration("top", "label", {"formats": ["QRCode"], "pattern": "(?P<unit>U-.+)"})
+    cal = store.camera_calibration("top")
+    assert cal is not None and cal.label is not None and cal.label.formats == ("QRCode",)
+
+
+def test_line_history_of_a_window(store: ResultsStore) -> None:
+    from datetime import timedelta
+
+    from inspection.analytics import first_pass_yield, pareto
+    from tests.inspection.store.factories import T0
+
+    store.import_order_book(book(order("ORD-1"), order("ORD-2", "rustic", attributes={"family": "shelf"})))
+    bad = result("U1", "ORD-1", "top", seq=1, verdict=Verdict.FAIL, findings=[finding("scratch")])
+    store.record_frame_results([bad, result("U1", "ORD-1", "side", seq=2), result("U2", "ORD-2", "top", seq=3600)])
+    store.record_unit_verdicts([(unit_verdict("U1", "ORD-1", Verdict.FAIL, [bad]), True),
+                                (unit_verdict("U2", "ORD-2", Verdict.PASS), True)])
+    history = store.line_history()
+    assert [f.unit_id for f in history.frames] == ["U1", "U1", "U2"]
+    assert [(u.unit_id, u.product_family, u.verdict, u.line) for u in history.units] == [
+        ("U1", "door", "FAIL", store.station_id), ("U2", "shelf", "PASS", store.station_id)]
+    assert [(b.category, b.count) for b in pareto(history)] == [("scratch", 1)]
+    assert first_pass_yield(history) == (0.5, 1, 2)
+    early = store.line_history(T0, T0 + timedelta(minutes=30))
+    assert [u.unit_id for u in early.units] == ["U1"] and len(early.frames) == 2
