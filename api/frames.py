@@ -161,7 +161,11 @@ class FrameService:
     async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
-            limits, long_side = self.ctx.settings, decode_long_side(batcher.inspector.detector)
+            limits = self.ctx.settings
+            long_side: int | None = decode_long_side(batcher.inspector.detector)
+            calibration = await run_in_threadpool(batcher.inspector.camera_calibration, request.camera_id)
+            if not request.unit_id or (calibration is not None and calibration.label is not None):
+                long_side = None  # a part label is read at full resolution: small codes do not survive reduction
             decoded = await run_in_threadpool(
                 lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
             unit_id, order_id = request.unit_id, request.order_id

@@ -8,6 +8,7 @@ a frame that cannot be read is recorded against its unit and the line goes on.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import logging
 import queue
@@ -23,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.conformance import CameraCalibration, check_conformance
+from inspection.conformance.dimensions import Scale
 from inspection.errors import ConflictError, NotFoundError, QCError, StoreError
 from inspection.identity import check_identity
 from inspection.profiles import InspectionProfile, Order
@@ -285,6 +287,11 @@ class Inspector:
             self._units.pop(unit_id, None)
             self._history.pop(unit_id, None)
 
+    def camera_calibration(self, camera_id: str) -> CameraCalibration | None:
+        """The camera's calibration as this inspector uses it (cached; safe to call from other threads: a
+        stale read only costs one more lookup)."""
+        return self._calibration(camera_id)
+
     def _calibration(self, camera_id: str) -> CameraCalibration | None:
         """A camera's calibration, re-read at most every ``calibration_ttl_s``: a recalibration reaches a
         running station within a minute, and the hot path stays off the database."""
@@ -479,6 +486,10 @@ class Inspector:
             for (index, frame, state), found in zip(accepted, detections, strict=True):
                 dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
                 calibration = self._calibration(frame.camera_id)
+                if calibration is not None and calibration.scale is not None and frame.scale != 1:
+                    # decoded reduced (a large frame): the camera's px/mm was measured at full resolution
+                    calibration = dataclasses.replace(calibration, scale=Scale(
+                        calibration.scale.px_per_mm / frame.scale, calibration.scale.method))
                 conformance = check_conformance(
                     frame.image, dets, camera_id=frame.camera_id, order=state.order, profile=state.profile,
                     calibration=calibration) if state.profile.conformance else ()

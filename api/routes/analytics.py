@@ -23,6 +23,7 @@ from api.analytics_output import svgs
 from api.auth import AuthError, Principal, Role
 from api.deps import context, principal_of, require
 from api.errors import BadRequestError
+from api.security import csrf_token_for
 from inspection.analytics import summary
 
 router = APIRouter(tags=["analytics"])
@@ -140,7 +141,9 @@ async def analytics_page(request: Request, since: SinceQuery = None, until: Unti
         # matplotlib's SVG of our numbers; every name drawn in it went through analytics_output.label first
         # (letters, digits and -_.: only), so no request-supplied text reaches the page unescaped.
         "charts": {k: Markup(v) for k, v in charts.items()} if charts is not None else None,
-        "since": data["window"]["since"] or "", "until": data["window"]["until"] or ""})
+        "since": data["window"]["since"] or "", "until": data["window"]["until"] or "",
+        "csrf_token": csrf_token_for(session) if (session := request.scope.get("state", {}).get("session_token"))
+        else ""})
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = "default-src 'self'; style-src 'self' 'unsafe-inline'"

@@ -575,9 +575,13 @@ class ResultsStore(Database):
                 unit.status, unit.closed_at = UNIT_CLOSED, now
             changed[unit_id] = uv
         session.flush()
-        if changed:  # in the same transaction: findings a unit-wide rule failed, and the traceability chain
+        # In the same transaction: the findings a unit-wide rule failed, and the traceability chain, for every
+        # unit whose record changed (a new verdict, or one more frame of a unit that already has its verdict).
+        if changed:
             self._sync_finding_outcomes(session, list(changed.values()))
-            self.seal(session, list(changed), "verdict")
+        judged = [u for u in unit_ids if units[u].verdict is not None]
+        if judged:
+            self.seal(session, judged, "verdict")
         return changed
 
     def frame_verdicts(self, unit_id: str) -> list[FrameVerdict]:
