@@ -198,7 +198,8 @@ class Server:
 
 def start_server(data_dir: Path, batch: int, batch_wait_ms: float | None, threads: int) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")}  # nothing stray from the shell
-    env |= {"QC_DATA_DIR": str(data_dir), "QC_BATCH_SIZE": str(batch), "QC_THREADS": str(threads)}
+    env |= {"QC_DATA_DIR": str(data_dir), "QC_BATCH_SIZE": str(batch), "QC_THREADS": str(threads),
+            "QC_METRICS_PUBLIC": "1"}  # its own throw-away server on loopback: the scrape needs no key
     if batch_wait_ms is not None:
         env["QC_BATCH_WAIT_MS"] = str(batch_wait_ms)
     _cli(["orders", "import", str(DEMO_ORDERS), "--data-dir", str(data_dir)], env)

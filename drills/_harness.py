@@ -152,6 +152,7 @@ class Station:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")}  # nothing stray from the shell
         env["QC_DATA_DIR"] = str(self.data_dir)
+        env["QC_METRICS_PUBLIC"] = "1"  # the drill reads /metrics of its own throw-away service on loopback
         if self.database_url:
             env["QC_DATABASE_URL"] = self.database_url
         root = self.service_root.resolve()

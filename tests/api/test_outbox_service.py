@@ -76,7 +76,7 @@ def test_cameras_keep_working_through_a_database_cut(cut_service: tuple[Service,
         ready = service.client.get("/readyz")
         assert ready.status_code == 200 and ready.json()["status"] == "degraded"
         assert ready.json()["station"]["outbox"]["backlog"] == 3
-        metrics = service.client.get("/metrics").text
+        metrics = service.client.get("/metrics", headers=service.auth(Role.METRICS)).text
         assert "qcline_outbox_backlog 3.0" in metrics
         monkeypatch.setenv("QC_DATABASE_URL", through)
         status = station_status(service.ctx.settings.data_dir)
