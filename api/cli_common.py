@@ -27,3 +27,8 @@ def default_actor() -> str:
         return getpass.getuser() or "cli"
     except (OSError, KeyError):
         return "cli"
+
+EngineOption = Annotated[str | None, typer.Option(
+    "--engine", help="Inference engine: auto, onnxruntime or openvino (default: $QC_ENGINE or auto).")]
+PrecisionOption = Annotated[str | None, typer.Option(
+    "--precision", help="auto, fp32, bf16 or int8 (default: $QC_PRECISION or auto: bf16 where the CPU has it).")]

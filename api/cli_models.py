@@ -11,15 +11,15 @@ right before deciding: numbers from training logs are measured on other data, wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
-from api.engineering import promote_on_holdout
+from api.engineering import promote_on_holdout, station_evaluator
 from inspection.errors import NotFoundError
 from inspection.settings import Settings, load_settings
 from models.registry import (
@@ -27,11 +27,10 @@ from models.registry import (
     DetectionMetricsJSON,
     ModelRegistry,
     RegisteredModel,
-    evaluate_for_gate,
 )
 
 if TYPE_CHECKING:
-    from datasets.snapshot import Snapshot, Split
+    from datasets.snapshot import Snapshot
 
 log = logging.getLogger("qcline.models")
 
@@ -126,10 +125,15 @@ def register(package: Annotated[Path, typer.Argument(help="Model package folder 
     typer.echo(f"registered {_line(model)}\n  at {model.path}")
 
 
-def _evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) -> DetectionMetricsJSON:
-    log.info("evaluating model %d (%s) on snapshot %s", model.id, model.sha256[:12], snapshot.id[:12])
-    typer.echo(f"evaluating model {model.id} ({model.sha256[:12]}) on {snapshot.id[:12]} [{split}] ...", err=True)
-    return evaluate_for_gate(model, snapshot, split=cast("Split", split))
+def _evaluator(settings: Settings) -> Callable[[RegisteredModel, Snapshot, str], DetectionMetricsJSON]:
+    on_station_engine = station_evaluator(settings)
+
+    def evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) -> DetectionMetricsJSON:
+        typer.echo(f"evaluating model {model.id} ({model.sha256[:12]}) on {snapshot.id[:12]} [{split}] "
+                   f"(engine {settings.engine}, precision {settings.precision}) ...", err=True)
+        return on_station_engine(model, snapshot, split)
+
+    return evaluate
 
 
 @registry_app.command("promote")
@@ -152,7 +156,7 @@ def promote(
         decision = promote_on_holdout(
             registry, model, resolve=lambda value: resolve_snapshot(value, settings, registry)[0], dataset=dataset,
             split=split, tolerance=tolerance, force=force, reason=reason, actor=actor or default_actor(),
-            evaluate=_evaluate)
+            evaluate=_evaluator(settings))
     if as_json:
         print_json(decision.to_json())
         return

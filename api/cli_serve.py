@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from api.auth import ApiKeyService
-from api.cli_common import DataDirOption
+from api.cli_common import DataDirOption, EngineOption, PrecisionOption
 
 serve_app = typer.Typer()
 keys_app = typer.Typer(help="API keys per role (camera, operator, engineer, admin).", no_args_is_help=True)
@@ -25,6 +25,7 @@ def serve(
     model: Annotated[Path | None, typer.Option("--model", help="Model package (default: the registry's champion, "
                                                                "else the bundled model).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """Serve the API, the review page (/review) and the docs (/docs) with uvicorn."""
     import uvicorn
@@ -32,7 +33,8 @@ def serve(
     from api.app import create_app
     from api.config import load_service_settings
 
-    settings = load_service_settings(host=host, port=port, data_dir=data_dir, model_path=model)
+    settings = load_service_settings(host=host, port=port, data_dir=data_dir, model_path=model, engine=engine,
+                                     precision=precision)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=30)

@@ -91,7 +91,7 @@ class ServiceContext:
 
     def _open_detector(self, path: Path) -> OnnxDetector:
         s = self.settings
-        return OnnxDetector.from_package(path, threads=s.threads or None, max_batch=s.batch_size)
+        return OnnxDetector.from_settings(path, s)
 
     def _load(self) -> None:
         s = self.settings
@@ -110,19 +110,22 @@ class ServiceContext:
         batcher.start()
         self.batcher = batcher
         self.metrics.bind_queue_depth(lambda: batcher.depth)
-        self.metrics.set_model(detector.model_sha256, detector.metadata.name)
+        self.metrics.set_model(detector.model_sha256, detector.metadata.name, detector.engine_name,
+                               detector.precision)
         if s.follow_champion and s.model_path is None:
             self.watcher = ModelWatcher(champion_lookup(self.registry), self._swap, current_sha=detector.model_sha256,
                                         poll_interval_s=s.model_poll_s, loader=self._open_detector)
             self.watcher.start()
         self.metrics.ready.set(1)
         self._ready.set()
-        log.info("serving model %s (%s) from %s", detector.metadata.name, detector.model_sha256[:12], path)
+        log.info("serving model %s (%s) from %s on %s %s", detector.metadata.name, detector.model_sha256[:12], path,
+                 detector.engine_name, detector.precision)
 
     def _swap(self, detector: OnnxDetector) -> None:
         assert self.batcher is not None
         self.batcher.inspector.swap_detector(detector)
-        self.metrics.set_model(detector.model_sha256, detector.metadata.name)
+        self.metrics.set_model(detector.model_sha256, detector.metadata.name, detector.engine_name,
+                               detector.precision)
         self.metrics.model_swaps.inc()
 
     def check_champion_now(self) -> None:
@@ -137,6 +140,7 @@ class ServiceContext:
         pending = self.watcher.stats().last_error if self.watcher else ""
         return {"ready": self.ready, "sha256": detector.model_sha256,
                 "name": getattr(getattr(detector, "metadata", None), "name", ""),
+                "engine": detector.engine_name, "precision": detector.precision,
                 "swaps": self.watcher.swaps if self.watcher else 0, "watcher_error": pending}
 
     def wait_ready(self, timeout: float) -> bool:

@@ -57,8 +57,7 @@ class Station:
         registry = ModelRegistry(self.store.engine, self.settings.data_dir / "models")  # the store's pool
         watcher = ModelWatcher(champion_lookup(registry), inspector.swap_detector,
                                current_sha=self.detector.model_sha256, poll_interval_s=poll_interval_s,
-                               loader=lambda path: OnnxDetector.from_package(
-                                   path, threads=self.settings.threads or None, max_batch=self.settings.batch_size))
+                               loader=lambda path: OnnxDetector.from_settings(path, self.settings))
         watcher.start()
         try:
             yield watcher
@@ -102,8 +101,7 @@ def station_model(settings: Settings, model: Path | None = None, *, store: Resul
 def open_station(settings: Settings, model: Path | None = None) -> Iterator[Station]:
     """Open the store and the model, yield a station, and on exit flush every pending write."""
     store = open_store(settings)
-    detector = OnnxDetector.from_package(station_model(settings, model, store=store),
-                                         threads=settings.threads or None, max_batch=settings.batch_size)
+    detector = OnnxDetector.from_settings(station_model(settings, model, store=store), settings)
     detector.warmup()
     writer = BatchedResultWriter(store, batch_size=settings.write_batch,
                                  keep_pass_frames=settings.keep_pass_frames)

@@ -42,6 +42,12 @@ class Detector(Protocol):
     @property
     def class_names(self) -> tuple[str, ...]: ...
 
+    @property
+    def engine_name(self) -> str: ...
+
+    @property
+    def precision(self) -> str: ...
+
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
 
@@ -282,7 +288,8 @@ class Inspector:
         self.summary.failed_frames += 1
         verdict = failed_frame(unit_id=item.unit_id, order_id=item.order_id, camera_id=item.camera_id,
                                captured_at=item.captured_at, error=item.error, profile=state.profile,
-                               model_sha256=self._detector.model_sha256)
+                               model_sha256=self._detector.model_sha256, engine=self._detector.engine_name,
+                               precision=self._detector.precision)
         result = FrameResult(item, None, verdict)
         self._emit(result)
         self._add(state, verdict)
@@ -326,7 +333,8 @@ class Inspector:
                 verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
                                 order_id=frame.order_id, camera_id=frame.camera_id,
                                 captured_at=frame.captured_at, profile=state.profile,
-                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256)
+                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
+                                engine=detector.engine_name, precision=detector.precision)
                 result = FrameResult(frame, dets, verdict)
                 self.summary.frames += 1
                 self._emit(result)

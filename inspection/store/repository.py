@@ -330,7 +330,8 @@ class ResultsStore(Database):
                     "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
                     "error": error, "source": frame.source, "evidence_path": path,
                     "evidence_sha256": sha_of_path(path) if path else None,
-                    "n_findings": len(v.findings), "created_at": now}).scalar()
+                    "n_findings": len(v.findings), "created_at": now, "engine": v.engine,
+                    "precision": v.precision}).scalar()
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
                               frame_key(result)[:12], v.unit_id, v.camera_id)
@@ -373,7 +374,7 @@ class ResultsStore(Database):
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,
                 frame_sha256="" if r.frame_sha256.startswith(FAILURE_KEY_PREFIX) else r.frame_sha256,
-                error=r.error))
+                error=r.error, engine=r.engine, precision=r.precision))
         return histories
 
     def unit_record(self, unit_id: str) -> dict[str, Any]:
@@ -392,8 +393,9 @@ class ResultsStore(Database):
                 "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
                 "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
                 "findings": [finding_json(d) for d in findings.get(r.id, [])],
-                "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
-                "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
+                "model_sha256": r.model_sha256, "engine": r.engine, "precision": r.precision,
+                "profile_hash": r.profile_hash, "error": r.error, "source": r.source,
+                "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
             } for r in rows]
             return {
                 "unit_id": unit.id, "order_id": unit.order_id, "status": unit.status, "verdict": unit.verdict,
@@ -419,7 +421,7 @@ class ResultsStore(Database):
                     "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
                     "verdict": row.verdict, "reasons": list(row.reasons or ()),
                     "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
-                    "profile_hash": row.profile_hash}
+                    "engine": row.engine, "precision": row.precision, "profile_hash": row.profile_hash}
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
         """The most recently stored version of the profile called ``name``: (hash, profile)."""
