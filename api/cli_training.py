@@ -136,7 +136,7 @@ def evaluate(
                                      title=detector.metadata.name)
     result = {**metrics.to_json(), "model": detector.metadata.name, "model_id": model_id,
               "model_sha256": detector.model_sha256, "engine": detector.engine_name,
-              "precision": detector.precision, "snapshot": snapshot.id, "split": split,
+              "engine_precision": detector.precision, "snapshot": snapshot.id, "split": split,
               "pr_curve": str(report.pr_curve), "confusion_matrix": str(report.confusion_matrix)}
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")

@@ -537,7 +537,7 @@ def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, sp
                                 f"not model {registry_model.id} ({registry_model.sha256[:12]})")
     metrics = evaluate_package(detector, snapshot, split=split).to_json()
     return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256,
-            "engine": detector.engine_name, "precision": detector.precision}
+            "engine": detector.engine_name, "engine_precision": detector.precision}
 
 
 __all__: Sequence[str] = (

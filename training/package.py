@@ -41,7 +41,7 @@ def record_runtime_metrics(package_dir: Path, snapshot: Snapshot, *, engine: str
     meta_path = Path(package_dir) / "metadata.json"
     data = json.loads(meta_path.read_text())
     data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
-                       "engine": detector.engine_name, "precision": detector.precision,
+                       "engine": detector.engine_name, "engine_precision": detector.precision,
                        "evaluated_with": f"qcline runtime ({detector.engine_name} {detector.precision}, package "
                                          "thresholds, conf 0.001)"}
     meta_path.write_text(json.dumps(data, indent=2) + "\n")
