@@ -216,3 +216,38 @@ def holdout(snapshot: Annotated[str | None, typer.Argument(
         print_json(data)
         return
     typer.echo(f"holdout snapshot {held.snapshot_id} ({data['manifest'] or 'manifest unknown'})")
+
+
+@registry_app.command("quantize")
+def quantize(
+    model: Annotated[str, typer.Argument(help="Registered model id or sha256 prefix (a float model).")],
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="Snapshot to calibrate on (train split) and evaluate on (val); default: the model's own "
+                          "training snapshot.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Register the int8 variant even if it is slower or less "
+                                                      "accurate than the float model (for experiments).")] = False,
+    data_dir: DataDirOption = None, as_json: JsonOption = False, actor: ActorOption = "",
+) -> None:
+    """Make an int8 variant (NNCF post-training quantization), evaluate it, and register it as a candidate only
+    if it is faster than the float model and within 0.01 mAP of it."""
+    from models.package import ModelPackage
+    from training.quantize import quantize_package
+
+    settings = _settings(data_dir)
+    with open_registry(settings) as registry:
+        source = registry.get(model)
+        package = ModelPackage.load(source.path)
+        chosen = dataset or str(package.metadata.dataset.get("snapshot") or "")
+        if not chosen:
+            raise NotFoundError(f"model {source.id} names no training snapshot: pass --dataset")
+        snapshot = resolve_snapshot(chosen, settings, registry)[0]
+        int8 = quantize_package(package, snapshot, out_dir=settings.data_dir / "quantized" / f"{source.sha256[:12]}",
+                                keep=keep)
+        registered = registry.register(int8.path, lineage={"quantized_from_model": source.id,
+                                                           "dataset_snapshot": snapshot.id},
+                                       actor=actor or default_actor(), reason="int8 variant")
+    data = {**_brief(registered), "check": int8.metadata.training.get("quantization_check", {})}
+    if as_json:
+        print_json(data)
+        return
+    typer.echo(f"registered int8 variant {_line(registered)}\n  {data['check']}")

@@ -60,8 +60,10 @@ def train(
              "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
     if as_json:
         sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
-                                     "reused": run.reused}) + "\n")
+                                     "reused": run.reused, "int8_refused": run.int8_refused}) + "\n")
         return
+    if run.int8_refused:
+        typer.echo(f"int8: {run.int8_refused}", err=True)
     for m in registered:
         typer.echo(f"candidate {m.id} ({m.sha256[:12]}): mAP@0.5 {m.metrics.get('map50', float('nan')):.3f}, "
                    f"mAP@0.5:0.95 {m.metrics.get('map50_95', float('nan')):.3f} -> {m.path}")

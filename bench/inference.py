@@ -196,7 +196,8 @@ def _openvino_ir(model: Path, folder: Path, batch: int) -> Path:
 def part_ultralytics_openvino(files: list[Path], model: Path, batch: int, threads: int, engine: str,
                               precision: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        return part_ultralytics(files, model, batch, threads, engine, precision, weights=_openvino_ir(model, Path(tmp), batch))
+        weights = _openvino_ir(model, Path(tmp), batch)
+        return part_ultralytics(files, model, batch, threads, engine, precision, weights=weights)
 
 
 def part_ultralytics(files: list[Path], model: Path, batch: int, threads: int, engine: str, precision: str,

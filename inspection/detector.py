@@ -220,6 +220,10 @@ class OnnxDetector:
         return self.metadata.sha256
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        return self.metadata.input_width, self.metadata.input_height
+
+    @property
     def engine_name(self) -> str:
         return self.engine.name
 

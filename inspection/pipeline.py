@@ -22,6 +22,7 @@ import numpy.typing as npt
 from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
+from inspection.tiling import detect_tiled
 from inspection.types import (
     Detections,
     Frame,
@@ -47,6 +48,13 @@ class Detector(Protocol):
 
     @property
     def precision(self) -> str: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's (width, height): the tile size of tiled inference."""
+        ...
+
+    max_batch: int
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
@@ -114,6 +122,10 @@ class _UnitState:
 
 
 _END = object()
+
+
+def _tiled(frame: Frame, profile: InspectionProfile) -> bool:
+    return profile.tiling is not None and max(frame.width, frame.height) >= profile.tiling.min_side_px
 
 
 def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem, None, None]:
@@ -327,7 +339,7 @@ class Inspector:
             accepted.append((index, frame, state))
         if accepted:
             detector = self._current_detector()
-            detections = detector.detect([f.image for _, f, _ in accepted])
+            detections = self._detect(detector, [(f, s.profile) for _, f, s in accepted])
             self.summary.batches += 1
             for (index, frame, state), dets in zip(accepted, detections, strict=True):
                 verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
@@ -343,6 +355,22 @@ class Inspector:
                 changed = state.emitted if state.emitted is not before else None
                 outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed)
         return [outcomes[i] for i in range(len(frames))]
+
+    @staticmethod
+    def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]]) -> list[Detections]:
+        """Whole frames in one forward pass; frames whose profile asks for tiling as one tile batch each."""
+        whole = [i for i, (f, p) in enumerate(frames) if not _tiled(f, p)]
+        results: list[Detections | None] = [None] * len(frames)
+        if whole:
+            for i, dets in zip(whole, detector.detect([frames[i][0].image for i in whole]), strict=True):
+                results[i] = dets
+        for i, (frame, profile) in enumerate(frames):
+            if results[i] is None:
+                assert profile.tiling is not None
+                width, height = detector.input_size
+                results[i] = detect_tiled(detector, frame.image, width, height, overlap=profile.tiling.overlap,
+                                          join_ios=profile.tiling.join_ios)
+        return [r for r in results if r is not None]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
                 prefetch: bool = True) -> InspectionSummary:

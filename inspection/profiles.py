@@ -52,6 +52,19 @@ class ClassRule(BaseModel):
         return self.confidence if self.review_from is None else self.review_from
 
 
+class Tiling(BaseModel):
+    """Run large frames as overlapping tiles at the model's input size (``inspection.tiling``): small defects
+    on a 2-5 MP panel keep their pixels instead of being shrunk into the model's input."""
+
+    model_config = _FROZEN
+
+    overlap: float = Field(0.2, ge=0.0, lt=0.9, description="Share of a tile its neighbour also covers.")
+    min_side_px: int = Field(0, ge=0, description="Only tile frames whose longer side is at least this many "
+                                                  "pixels (0: every frame; smaller frames go whole).")
+    join_ios: float = Field(0.5, gt=0.0, le=1.0, description="Join boxes cut by a tile border when they "
+                                                              "overlap by this share of the smaller one.")
+
+
 class InspectionProfile(BaseModel):
     model_config = _FROZEN
 
@@ -62,6 +75,7 @@ class InspectionProfile(BaseModel):
     required_views: tuple[str, ...] = ()
     missing_view_verdict: Literal["REVIEW", "FAIL"] = "REVIEW"
     failed_frame_verdict: Literal["REVIEW", "FAIL"] = "REVIEW"
+    tiling: Tiling | None = None
 
     @field_validator("required_views")
     @classmethod
@@ -74,7 +88,10 @@ class InspectionProfile(BaseModel):
         return self.classes.get(class_name, self.default)
 
     def canonical(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data.get("tiling") is None:  # profiles without tiling keep the hash they had before it existed
+            data.pop("tiling", None)
+        return data
 
     @property
     def content_hash(self) -> str:
