@@ -122,22 +122,29 @@ class OnnxRuntimeEngine:
 class OpenVINOEngine:
     """``forward`` through an OpenVINO compiled model whose graph takes the uint8 batch itself.
 
-    One infer request per calling thread (requests are not thread-safe; the compiled model is).
+    ``full`` is compiled for exactly ``max_batch`` frames (static shapes measured 1.3-2.5x faster than a
+    dynamic batch axis here), ``compiled`` for any batch up to it: a full batch runs on the first, a partial
+    one (a lone camera) on the second, never padded. One infer request per model and calling thread
+    (requests are not thread-safe; compiled models are).
     """
 
     name = "openvino"
 
-    def __init__(self, compiled: Any, precision: str) -> None:
+    def __init__(self, compiled: Any, precision: str, *, full: Any = None, full_batch: int = 0) -> None:
         self._compiled = compiled
+        self._full, self._full_batch = full, full_batch
         self.precision = precision
         shape = compiled.outputs[0].get_partial_shape()
         self.output_shape: Sequence[int | str | None] = [d.get_length() if d.is_static else None for d in shape]
         self._local = threading.local()
 
     def forward(self, batch: Batch) -> Output:
-        request = getattr(self._local, "request", None)
+        full = self._full is not None and batch.shape[0] == self._full_batch
+        key = "full" if full else "any"
+        request = getattr(self._local, key, None)
         if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
+            request = (self._full if full else self._compiled).create_infer_request()
+            setattr(self._local, key, request)
         # share_inputs: the engine reads the caller's array in place (it stays untouched until infer returns);
         # outputs are copied, so the result outlives the request's next run.
         result = request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True, share_outputs=False)
@@ -272,11 +279,16 @@ def open_openvino(model_bytes: bytes, metadata: ModelMetadata, *, threads: int |
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
+    core = ov.Core()
     try:
-        compiled = ov.Core().compile_model(model, "CPU", config)
+        compiled = core.compile_model(model, "CPU", config)
+        full = None
+        if max_batch > 1:
+            model.reshape({model.inputs[0]: ov.PartialShape([max_batch, *model.inputs[0].get_partial_shape()[1:]])})
+            full = core.compile_model(model, "CPU", config)
     except RuntimeError as exc:
         raise ModelPackageError(f"OpenVINO cannot compile {source}: {exc}") from exc
-    return OpenVINOEngine(compiled, precision)
+    return OpenVINOEngine(compiled, precision, full=full, full_batch=max_batch)
 
 
 def open_engine(model_bytes: bytes, metadata: ModelMetadata, *, engine: str = "auto", precision: str = "auto",

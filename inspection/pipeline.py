@@ -13,6 +13,7 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -122,6 +123,22 @@ class _UnitState:
 
 
 _END = object()
+
+
+@dataclass
+class _Admitted:
+    """One batch after the unit checks: outcomes decided so far, the frames going to ``detector``."""
+
+    frames: Sequence[Frame]
+    outcomes: dict[int, FrameOutcome]
+    accepted: list[tuple[int, Frame, _UnitState]]
+    detector: Detector
+
+    def inputs(self) -> list[tuple[Frame, InspectionProfile]]:
+        return [(f, s.profile) for _, f, s in self.accepted]
+
+    def outcomes_in_order(self) -> list[FrameOutcome]:
+        return [self.outcomes[i] for i in range(len(self.frames))]
 
 
 def _tiled(frame: Frame, profile: InspectionProfile) -> bool:
@@ -315,46 +332,54 @@ class Inspector:
 
         Not thread-safe: one thread (a station loop, the service's batcher) owns an ``Inspector``.
         """
-        outcomes: dict[int, FrameOutcome] = {}
-        accepted: list[tuple[int, Frame, _UnitState]] = []
+        batch = self._admit(frames)
+        if batch.accepted:
+            self._judge(batch, self._detect(batch.detector, batch.inputs()))
+        return batch.outcomes_in_order()
+
+    def _admit(self, frames: Sequence[Frame]) -> _Admitted:
+        """Unit checks and duplicates: which frames of the batch go to the detector (and with which profile)."""
+        batch = _Admitted(frames, {}, [], self._current_detector())
         try:
             self._load_units(frames)
         except QCError as exc:  # e.g. the store is down: every frame of the batch is refused, none lost silently
-            for frame in frames:
+            for index, frame in enumerate(frames):
                 self._reject(frame, str(exc))
-            return [FrameOutcome(f, FrameStatus.REJECTED, error=exc) for f in frames]
+                batch.outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
+            return batch
         for index, frame in enumerate(frames):
             try:
                 state = self._unit(frame.unit_id, frame.order_id)
             except QCError as exc:
                 self._reject(frame, str(exc))
-                outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
+                batch.outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
                 continue
             if (frame.camera_id, frame.sha256) in state.seen:
                 self.summary.duplicate_frames += 1
                 log.info("frame %s of unit %s already judged; skipped", frame.sha256[:12], frame.unit_id)
-                outcomes[index] = FrameOutcome(frame, FrameStatus.DUPLICATE)
+                batch.outcomes[index] = FrameOutcome(frame, FrameStatus.DUPLICATE)
                 continue
             state.seen.add((frame.camera_id, frame.sha256))
-            accepted.append((index, frame, state))
-        if accepted:
-            detector = self._current_detector()
-            detections = self._detect(detector, [(f, s.profile) for _, f, s in accepted])
-            self.summary.batches += 1
-            for (index, frame, state), dets in zip(accepted, detections, strict=True):
-                verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
-                                order_id=frame.order_id, camera_id=frame.camera_id,
-                                captured_at=frame.captured_at, profile=state.profile,
-                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
-                                engine=detector.engine_name, precision=detector.precision)
-                result = FrameResult(frame, dets, verdict)
-                self.summary.frames += 1
-                self._emit(result)
-                before = state.emitted
-                self._add(state, verdict)
-                changed = state.emitted if state.emitted is not before else None
-                outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed)
-        return [outcomes[i] for i in range(len(frames))]
+            batch.accepted.append((index, frame, state))
+        return batch
+
+    def _judge(self, batch: _Admitted, detections: Sequence[Detections]) -> None:
+        detector = batch.detector
+        self.summary.batches += 1
+        for (index, frame, state), dets in zip(batch.accepted, detections, strict=True):
+            verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,
+                            order_id=frame.order_id, camera_id=frame.camera_id,
+                            captured_at=frame.captured_at, profile=state.profile,
+                            model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
+                            engine=detector.engine_name, precision=detector.precision)
+            result = FrameResult(frame, dets, verdict)
+            self.summary.frames += 1
+            self._emit(result)
+            before = state.emitted
+            self._add(state, verdict)
+            changed = state.emitted if state.emitted is not before else None
+            batch.outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed)
+        self._forget_old_units()  # units finished by this batch (admitting the next one could not drop them yet)
 
     @staticmethod
     def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]]) -> list[Detections]:
@@ -385,23 +410,45 @@ class Inspector:
             source.close()
 
     def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
-        batch: list[Frame] = []
-        for item in source:
-            if isinstance(item, FrameFailure):
-                self._process_failure(item)
-                if progress:
-                    progress(1)
-                continue
-            batch.append(item)
-            if len(batch) >= self.batch_size:
-                self._process_batch(batch)
-                if progress:
-                    progress(len(batch))
-                batch = []
-        if batch:
-            self._process_batch(batch)
+        """Batches flow through two stages: while the detector runs batch k (letterbox, forward, decode: all of it
+        releases the GIL) in the inference thread, this thread judges, rolls up and hands batch k-1 to the sinks
+        and admits batch k+1. Judging stays in frame order; a failed frame waits for the batch before it."""
+        in_flight: tuple[_Admitted, Future[list[Detections]] | None] | None = None
+
+        def finish() -> None:
+            nonlocal in_flight
+            if in_flight is None:
+                return
+            batch, future = in_flight
+            in_flight = None
+            if future is not None:
+                self._judge(batch, future.result())
             if progress:
-                progress(len(batch))
+                progress(len(batch.frames))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcline-infer") as pool:
+            frames: list[Frame] = []
+
+            def submit() -> None:
+                nonlocal in_flight, frames
+                batch = self._admit(frames)
+                future = pool.submit(self._detect, batch.detector, batch.inputs()) if batch.accepted else None
+                finish()
+                in_flight, frames = (batch, future), []
+
+            for item in source:
+                if isinstance(item, FrameFailure):
+                    finish()
+                    self._process_failure(item)
+                    if progress:
+                        progress(1)
+                    continue
+                frames.append(item)
+                if len(frames) >= self.batch_size:
+                    submit()
+            if frames:
+                submit()
+            finish()
         return self.summary
 
     def close_unit(self, unit_id: str) -> UnitVerdict:
