@@ -191,7 +191,7 @@ def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem,
 class Inspector:
     def __init__(self, detector: Detector, orders: OrderResolver, sinks: Sequence[Sink] = (), *,
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
-                 max_units: int = 10_000) -> None:
+                 max_units: int = 10_000, overlap_inference: bool = True) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -201,6 +201,7 @@ class Inspector:
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
+        self.overlap_inference = overlap_inference
         self._profiles: dict[str, InspectionProfile] = {}
         self._history: dict[str, tuple[str, list[FrameVerdict]]] = {}
         self.summary = InspectionSummary()
@@ -410,6 +411,32 @@ class Inspector:
             source.close()
 
     def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
+        return (self._process_overlapped if self.overlap_inference else self._process_serial)(source, progress)
+
+    def _process_serial(self, source: Iterator[SourceItem],
+                        progress: Callable[[int], None] | None) -> InspectionSummary:
+        """One batch at a time: admit, detect, judge (judging waits for the forward pass and vice versa)."""
+        batch: list[Frame] = []
+        for item in source:
+            if isinstance(item, FrameFailure):
+                self._process_failure(item)
+                if progress:
+                    progress(1)
+                continue
+            batch.append(item)
+            if len(batch) >= self.batch_size:
+                self._process_batch(batch)
+                if progress:
+                    progress(len(batch))
+                batch = []
+        if batch:
+            self._process_batch(batch)
+            if progress:
+                progress(len(batch))
+        return self.summary
+
+    def _process_overlapped(self, source: Iterator[SourceItem],
+                            progress: Callable[[int], None] | None) -> InspectionSummary:
         """Batches flow through two stages: while the detector runs batch k (letterbox, forward, decode: all of it
         releases the GIL) in the inference thread, this thread judges, rolls up and hands batch k-1 to the sinks
         and admits batch k+1. Judging stays in frame order; a failed frame waits for the batch before it."""
