@@ -150,3 +150,20 @@ def test_detector_names_its_engine_in_settings(tmp_path: Path) -> None:
     detector = OnnxDetector.from_settings(DEFAULT_MODEL_DIR, settings)
     assert (detector.engine_name, detector.precision) == ("onnxruntime", "fp32")
     assert settings.engine_cache_dir == tmp_path / "cache" / "openvino"
+
+
+def test_cli_detect_names_its_engine_and_refuses_impossible_ones() -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    image = str(sorted(DEMO_FRAMES.glob("scratches_*.jpg"))[0])
+    runner = CliRunner()
+    ok = runner.invoke(app, ["detect", image, "--engine", "onnxruntime", "--json"])
+    assert ok.exit_code == 0, ok.output
+    assert "engine onnxruntime, precision fp32" in ok.stderr
+    assert '"detections"' in ok.stdout
+    refused = runner.invoke(app, ["detect", image, "--engine", "onnxruntime", "--precision", "bf16"])
+    assert refused.exit_code != 0 and "no bf16" in str(refused.exception)  # main() prints it as one line
+    unknown = runner.invoke(app, ["detect", image, "--engine", "tensorrt"])
+    assert unknown.exit_code == 2 and "not one of" in unknown.output
