@@ -148,7 +148,7 @@ def _tiled(frame: Frame, profile: InspectionProfile) -> bool:
 def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem, None, None]:
     """Read (and decode) the next frames in a background thread while the current batch runs.
 
-    onnxruntime releases the GIL during ``run``, so file reads and JPEG decoding overlap with the
+    The engines release the GIL during ``forward``, so file reads and JPEG decoding overlap with the
     forward pass. A source error is re-raised in the consumer, where it would have surfaced anyway.
     """
     buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
