@@ -7,9 +7,9 @@ which engine ran. They differ only in where colour order, layout and scaling hap
 * ``onnxruntime`` (CPU provider): one strided numpy pass per channel (BGR->RGB, NHWC->NCHW, /255) into a
   reusable float32 buffer, then ``InferenceSession.run``. onnxruntime has no bf16 kernels on x86.
 * ``openvino``: the verified ONNX bytes are compiled with a ``PrePostProcessor`` in front, so the compiled
-  model itself takes uint8 NHWC BGR and does the conversion inside the graph (fused with the first
-  convolution); bf16 (``INFERENCE_PRECISION_HINT``) where the CPU has bf16 units (AMX or avx512_bf16), fp32
-  elsewhere. ``CACHE_DIR`` keeps the compiled blob, so a restart skips the compile.
+  model itself takes uint8 NHWC BGR and does the conversion inside the graph; bf16 (``INFERENCE_PRECISION_HINT``)
+  where the CPU has bf16 units (AMX or avx512_bf16), fp32 elsewhere. ``CACHE_DIR`` keeps the compiled blob, so a
+  restart skips the compile.
 
 ``auto`` picks what measured fastest on CPUs of this kind (see README, "Engines"): OpenVINO bf16 when the CPU
 has bf16 units, else onnxruntime fp32 (OpenVINO fp32 measured slower than it here). An int8 (QDQ) package runs
