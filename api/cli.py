@@ -23,7 +23,7 @@ from rich.table import Table
 
 from api.cli_audit import audit_app
 from api.cli_calibrate import calibrate_app
-from api.cli_common import DataDirOption, JsonOption, print_json
+from api.cli_common import DataDirOption, EngineOption, JsonOption, PrecisionOption, print_json
 from api.cli_datasets import datasets_app
 from api.cli_evidence import evidence_app
 from api.cli_models import registry_app
@@ -65,8 +65,9 @@ log = logging.getLogger("qcline")
 ModelOption = Annotated[Path | None, typer.Option("--model", help="Model package folder (default: the bundled model).")]
 
 
-def _settings(data_dir: Path | None = None, model: Path | None = None) -> Settings:
-    return load_settings(data_dir=data_dir, model_path=model)
+def _settings(data_dir: Path | None = None, model: Path | None = None, engine: str | None = None,
+              precision: str | None = None) -> Settings:
+    return load_settings(data_dir=data_dir, model_path=model, engine=engine, precision=precision)
 
 
 def _progress() -> Progress:
@@ -216,10 +217,12 @@ def inspect(
     follow_champion: Annotated[bool, typer.Option(
         help="Switch to each newly promoted champion between batches, without stopping.")] = False,
     model: ModelOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False,
+    engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """Inspect frames through the model (--model, else the registry's champion, else the bundled default),
     judge each unit against its order, log everything."""
-    run_inspection(_settings(data_dir), manifest=manifest, source=source, unit=unit, order=order,
+    run_inspection(_settings(data_dir, engine=engine, precision=precision), manifest=manifest, source=source,
+                   unit=unit, order=order,
                    camera=camera, close_units=close_units, as_json=as_json, model=model,
                    follow_champion=follow_champion)
 
@@ -346,15 +349,16 @@ def detect(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     model: ModelOption = None,
     conf: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Confidence threshold.")] = None,
-    as_json: JsonOption = False,
+    as_json: JsonOption = False, engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """Run the model on images; with --json one line per image: {"image", "detections": [...]}."""
     from inspection.detector import OnnxDetector
     from inspection.imageio import decode
     from inspection.sources.files import expand_image_paths
 
-    settings = _settings(model=model)
-    detector = OnnxDetector.from_package(station_model(settings, model), threads=settings.threads or None)
+    settings = _settings(model=model, engine=engine, precision=precision)
+    detector = OnnxDetector.from_settings(station_model(settings, model), settings)
+    err.print(f"engine {detector.engine_name}, precision {detector.precision}")
     files = expand_image_paths(paths)
     failures = 0
     batch: list[tuple[Path, Any]] = []

@@ -11,15 +11,15 @@ right before deciding: numbers from training logs are measured on other data, wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
-from api.engineering import promote_on_holdout
+from api.engineering import promote_on_holdout, station_evaluator
 from inspection.errors import NotFoundError
 from inspection.settings import Settings, load_settings
 from models.registry import (
@@ -27,11 +27,10 @@ from models.registry import (
     DetectionMetricsJSON,
     ModelRegistry,
     RegisteredModel,
-    evaluate_for_gate,
 )
 
 if TYPE_CHECKING:
-    from datasets.snapshot import Snapshot, Split
+    from datasets.snapshot import Snapshot
 
 log = logging.getLogger("qcline.models")
 
@@ -126,10 +125,15 @@ def register(package: Annotated[Path, typer.Argument(help="Model package folder 
     typer.echo(f"registered {_line(model)}\n  at {model.path}")
 
 
-def _evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) -> DetectionMetricsJSON:
-    log.info("evaluating model %d (%s) on snapshot %s", model.id, model.sha256[:12], snapshot.id[:12])
-    typer.echo(f"evaluating model {model.id} ({model.sha256[:12]}) on {snapshot.id[:12]} [{split}] ...", err=True)
-    return evaluate_for_gate(model, snapshot, split=cast("Split", split))
+def _evaluator(settings: Settings) -> Callable[[RegisteredModel, Snapshot, str], DetectionMetricsJSON]:
+    on_station_engine = station_evaluator(settings)
+
+    def evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) -> DetectionMetricsJSON:
+        typer.echo(f"evaluating model {model.id} ({model.sha256[:12]}) on {snapshot.id[:12]} [{split}] "
+                   f"(engine {settings.engine}, precision {settings.precision}) ...", err=True)
+        return on_station_engine(model, snapshot, split)
+
+    return evaluate
 
 
 @registry_app.command("promote")
@@ -152,7 +156,7 @@ def promote(
         decision = promote_on_holdout(
             registry, model, resolve=lambda value: resolve_snapshot(value, settings, registry)[0], dataset=dataset,
             split=split, tolerance=tolerance, force=force, reason=reason, actor=actor or default_actor(),
-            evaluate=_evaluate)
+            evaluate=_evaluator(settings))
     if as_json:
         print_json(decision.to_json())
         return
@@ -212,3 +216,38 @@ def holdout(snapshot: Annotated[str | None, typer.Argument(
         print_json(data)
         return
     typer.echo(f"holdout snapshot {held.snapshot_id} ({data['manifest'] or 'manifest unknown'})")
+
+
+@registry_app.command("quantize")
+def quantize(
+    model: Annotated[str, typer.Argument(help="Registered model id or sha256 prefix (a float model).")],
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="Snapshot to calibrate on (train split) and evaluate on (val); default: the model's own "
+                          "training snapshot.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Register the int8 variant even if it is slower or less "
+                                                      "accurate than the float model (for experiments).")] = False,
+    data_dir: DataDirOption = None, as_json: JsonOption = False, actor: ActorOption = "",
+) -> None:
+    """Make an int8 variant (NNCF post-training quantization), evaluate it, and register it as a candidate only
+    if it is faster than the float model and within 0.01 mAP of it."""
+    from models.package import ModelPackage
+    from training.quantize import quantize_package
+
+    settings = _settings(data_dir)
+    with open_registry(settings) as registry:
+        source = registry.get(model)
+        package = ModelPackage.load(source.path)
+        chosen = dataset or str(package.metadata.dataset.get("snapshot") or "")
+        if not chosen:
+            raise NotFoundError(f"model {source.id} names no training snapshot: pass --dataset")
+        snapshot = resolve_snapshot(chosen, settings, registry)[0]
+        int8 = quantize_package(package, snapshot, out_dir=settings.data_dir / "quantized" / f"{source.sha256[:12]}",
+                                keep=keep)
+        registered = registry.register(int8.path, lineage={"quantized_from_model": source.id,
+                                                           "dataset_snapshot": snapshot.id},
+                                       actor=actor or default_actor(), reason="int8 variant")
+    data = {**_brief(registered), "check": int8.metadata.training.get("quantization_check", {})}
+    if as_json:
+        print_json(data)
+        return
+    typer.echo(f"registered int8 variant {_line(registered)}\n  {data['check']}")

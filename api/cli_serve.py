@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from api.auth import ApiKeyService
-from api.cli_common import DataDirOption
+from api.cli_common import DataDirOption, EngineOption, PrecisionOption
 
 serve_app = typer.Typer()
 keys_app = typer.Typer(help="API keys per role (camera, operator, engineer, admin, metrics).", no_args_is_help=True)
@@ -27,6 +27,7 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     ssl_certfile: Annotated[Path | None, typer.Option(help="Serve HTTPS with this PEM certificate (chain).")] = None,
     ssl_keyfile: Annotated[Path | None, typer.Option(help="The certificate's PEM private key.")] = None,
+    engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """Serve the API, the review page (/review) and the docs (/docs) with uvicorn."""
     import uvicorn
@@ -41,7 +42,8 @@ def serve(
     for path in (ssl_certfile, ssl_keyfile):
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file not found: {path}")
-    settings = load_service_settings(host=host, port=port, data_dir=data_dir, model_path=model)
+    settings = load_service_settings(host=host, port=port, data_dir=data_dir, model_path=model, engine=engine,
+                                     precision=precision)
     app = create_app(settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=30, timeout_keep_alive=int(max(1, settings.timeout_keep_alive_s)),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.cli_common import DataDirOption
+from api.cli_common import DataDirOption, EngineOption, PrecisionOption
 from api.cli_models import open_registry, resolve_snapshot
 from inspection.errors import NotFoundError, QCError
 from inspection.settings import Settings, load_settings
@@ -60,8 +60,10 @@ def train(
              "map50": m.metrics.get("map50"), "map50_95": m.metrics.get("map50_95")} for m in registered]
     if as_json:
         sys.stdout.write(json.dumps({"candidates": rows, "run_dir": str(run.run_dir), "resumed": run.resumed,
-                                     "reused": run.reused}) + "\n")
+                                     "reused": run.reused, "int8_refused": run.int8_refused}) + "\n")
         return
+    if run.int8_refused:
+        typer.echo(f"int8: {run.int8_refused}", err=True)
     for m in registered:
         typer.echo(f"candidate {m.id} ({m.sha256[:12]}): mAP@0.5 {m.metrics.get('map50', float('nan')):.3f}, "
                    f"mAP@0.5:0.95 {m.metrics.get('map50_95', float('nan')):.3f} -> {m.path}")
@@ -112,6 +114,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="Folder for pr_curve.png, confusion_matrix.png.")] = None,
     threads: int = 0, data_dir: DataDirOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
     from inspection.detector import OnnxDetector
@@ -121,11 +124,11 @@ def evaluate(
 
     if split not in ("train", "val"):
         raise QCError(f"--split must be train or val, got {split!r}")
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, engine=engine, precision=precision, threads=threads or None)
     with open_registry(settings) as registry:
         snapshot = resolve_snapshot(dataset, settings, registry)[0]
         package_path, model_id = _model_path(registry, model)
-    detector = OnnxDetector.from_package(package_path, threads=threads or None)
+    detector = OnnxDetector.from_settings(package_path, settings)
     images = predict_snapshot(detector, snapshot, split=split)  # type: ignore[arg-type]
     confidence = detector.metadata.thresholds.confidence
     classes = evaluation_classes(detector, snapshot)
@@ -134,12 +137,14 @@ def evaluate(
     report = write_evaluation_report(images, classes, out_dir, confidence=confidence,
                                      title=detector.metadata.name)
     result = {**metrics.to_json(), "model": detector.metadata.name, "model_id": model_id,
-              "model_sha256": detector.model_sha256, "snapshot": snapshot.id, "split": split,
+              "model_sha256": detector.model_sha256, "engine": detector.engine_name,
+              "engine_precision": detector.precision, "snapshot": snapshot.id, "split": split,
               "pr_curve": str(report.pr_curve), "confusion_matrix": str(report.confusion_matrix)}
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    typer.echo(f"{detector.metadata.name} on {snapshot.id[:12]}/{split}: mAP@0.5 {metrics.map50:.3f}, "
+    typer.echo(f"{detector.metadata.name} ({detector.engine_name} {detector.precision}) on "
+               f"{snapshot.id[:12]}/{split}: mAP@0.5 {metrics.map50:.3f}, "
                f"mAP@0.5:0.95 {metrics.map50_95:.3f}, P {metrics.precision:.3f}, R {metrics.recall:.3f}")
     for cls, row in metrics.per_class.items():
         typer.echo(f"  {cls:<20} AP@0.5 {row['ap50']:.3f}  AP@0.5:0.95 {row['ap50_95']:.3f}")

@@ -125,13 +125,15 @@ class ServiceContext:
         batcher.start()
         self.batcher = batcher
         self.metrics.bind_queue_depth(lambda: batcher.depth)
-        self.metrics.set_model(detector.model_sha256, detector.metadata.name)
+        self.metrics.set_model(detector.model_sha256, detector.metadata.name, detector.engine_name,
+                               detector.precision)
         if s.follow_champion and s.model_path is None:
             self.watcher = self.core.watcher(self._swap, detector.model_sha256, s.model_poll_s)
             self.watcher.start()
         self.metrics.ready.set(1)
         self._ready.set()
-        log.info("serving model %s (%s) from %s", detector.metadata.name, detector.model_sha256[:12], path)
+        log.info("serving model %s (%s) from %s on %s %s", detector.metadata.name, detector.model_sha256[:12], path,
+                 detector.engine_name, detector.precision)
 
     def _sync_local(self, interval_s: float = 30.0) -> None:
         """Keep the station's local caches (API keys, orders with profiles) fresh while the database answers."""
@@ -166,7 +168,8 @@ class ServiceContext:
     def _swap(self, detector: OnnxDetector) -> None:
         assert self.batcher is not None
         self.batcher.inspector.swap_detector(detector)
-        self.metrics.set_model(detector.model_sha256, detector.metadata.name)
+        self.metrics.set_model(detector.model_sha256, detector.metadata.name, detector.engine_name,
+                               detector.precision)
         self.metrics.model_swaps.inc()
 
     def check_champion_now(self) -> None:
@@ -181,6 +184,7 @@ class ServiceContext:
         pending = self.watcher.stats().last_error if self.watcher else ""
         return {"ready": self.ready, "sha256": detector.model_sha256,
                 "name": getattr(getattr(detector, "metadata", None), "name", ""),
+                "engine": detector.engine_name, "precision": detector.precision,
                 "swaps": self.watcher.swaps if self.watcher else 0, "watcher_error": pending}
 
     def wait_ready(self, timeout: float) -> bool:

@@ -29,6 +29,20 @@ def _default_evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) ->
     return evaluate_for_gate(model, snapshot, split=cast("Split", split))
 
 
+def station_evaluator(settings: Settings) -> Evaluator:
+    """The gate judges models on the engine and precision the stations run (``QC_ENGINE`` / ``QC_PRECISION``):
+    bf16 or int8 boxes are what a station will produce, so they are what must beat the champion."""
+
+    def evaluate(model: RegisteredModel, snapshot: Snapshot, split: str) -> DetectionMetricsJSON:
+        log.info("evaluating model %d (%s) on snapshot %s [%s] with engine %s, precision %s", model.id,
+                 model.sha256[:12], snapshot.id[:12], split, settings.engine, settings.precision)
+        return evaluate_for_gate(model, snapshot, split=cast("Split", split), threads=settings.threads or None,
+                                 engine=settings.engine, precision=settings.precision,
+                                 cache_dir=settings.engine_cache_dir)
+
+    return evaluate
+
+
 def promote_on_holdout(registry: ModelRegistry, model: str | int, *, resolve: Callable[[str], Snapshot],
                        dataset: str | None = None, split: str = "val", tolerance: float = 0.01,
                        force: bool = False, reason: str = "", actor: str,

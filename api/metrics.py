@@ -62,7 +62,8 @@ class ServiceMetrics:
         self.batch_size = Histogram("qcline_batch_size", "Frames per forward pass.",
                                     buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64), registry=r)
         self.queue_depth = Gauge("qcline_queue_depth", "Frames waiting for inference.", registry=r)
-        self.model_info = Gauge("qcline_model_info", "The model in use (value 1).", ["sha256", "name"], registry=r)
+        self.model_info = Gauge("qcline_model_info", "The model in use (value 1).",
+                                ["sha256", "name", "engine", "precision"], registry=r)
         self.model_swaps = Counter("qcline_model_swaps", "Hot swaps to a newly promoted model.", registry=r)
         self.ready = Gauge("qcline_ready", "1 once the model is loaded and warmed up.", registry=r)
         self._orders: OrderedDict[str, set[str]] = OrderedDict()
@@ -70,7 +71,7 @@ class ServiceMetrics:
         self._cameras: set[str] = set()
         self._max_cameras = max_cameras
         self._lock = threading.Lock()
-        self._model: tuple[str, str] | None = None
+        self._model: tuple[str, str, str, str] | None = None
 
     def bind_queue_depth(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
@@ -91,12 +92,13 @@ class ServiceMetrics:
         """The after-commit sink counting durable results and unit verdicts (plugged in by the station root)."""
         return CommitMetrics(self)
 
-    def set_model(self, sha256: str, name: str) -> None:
+    def set_model(self, sha256: str, name: str, engine: str = "", precision: str = "") -> None:
+        """The model in use, with the engine and precision running it (one series at a time)."""
         with self._lock:
             if self._model is not None:
                 self.model_info.remove(*self._model)
-            self._model = (sha256, name)
-            self.model_info.labels(sha256, name).set(1)
+            self._model = (sha256, name, engine, precision)
+            self.model_info.labels(sha256, name, engine, precision).set(1)
 
     def _order_series(self, order_id: str, verdict: str) -> None:
         with self._lock:

@@ -62,7 +62,7 @@ class StationCore:
 
     def open_detector(self, path: Path) -> OnnxDetector:
         s = self.settings
-        return OnnxDetector.from_package(path, threads=s.threads or None, max_batch=s.batch_size)
+        return OnnxDetector.from_settings(path, s)  # engine and precision from QC_ENGINE / QC_PRECISION
 
     def inspector(self, detector: OnnxDetector, *, max_recent: int = 1000,
                   on_unit_verdict: Callable[..., None] | None = None) -> Inspector:

@@ -1,4 +1,6 @@
-"""ONNX defect detector: pure ``pre_process`` / ``post_process`` around one onnxruntime ``forward``.
+"""ONNX defect detector: pure ``pre_process`` / ``post_process`` around one engine's ``forward``.
+
+The engine (onnxruntime or OpenVINO, ``inspection.engines``) is the only part that differs between stations.
 
 Decodes the ultralytics YOLOv8 / YOLO11 detection head as exported to ONNX: output ``[B, 4 + nc, N]``
 with (cx, cy, w, h) in letterboxed input pixels and per-class scores already passed through a sigmoid,
@@ -13,28 +15,22 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import cast
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from inspection.engines import Engine, open_engine
 from inspection.errors import InvalidFrameError, ModelPackageError
 from inspection.hashing import sha256_bytes
+from inspection.settings import Settings
 from inspection.types import Detections
 from models.package import ModelMetadata, ModelPackage
 
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
-
-
-class InferenceSessionLike(Protocol):
-    """The part of ``onnxruntime.InferenceSession`` the detector uses (tests inject fakes)."""
-
-    def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> list[Any]: ...
-
-    def get_inputs(self) -> list[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -67,48 +63,60 @@ def letterbox(image: Image, width: int, height: int, pad_value: int = 114) -> tu
 
 
 def pre_process(images: Sequence[Image], width: int, height: int, pad_value: int = 114, *,
-                buffers: _BatchBuffers | None = None) -> tuple[npt.NDArray[np.float32], list[Letterbox]]:
-    """BGR uint8 images -> one ``[B, 3, H, W]`` float32 RGB tensor in [0, 1] and their letterboxes.
+                buffers: _BatchBuffers | None = None) -> tuple[npt.NDArray[np.uint8], list[Letterbox]]:
+    """BGR uint8 images -> one letterboxed ``[B, H, W, 3]`` uint8 BGR batch and their letterboxes.
 
-    ``buffers`` lets a long-running detector reuse its batch arrays: a fresh 16 MB array per batch costs
-    page faults that, measured here, tripled the pre-processing time.
+    The batch is what every engine takes: colour order, layout and scaling to [0, 1] happen inside the
+    engine (OpenVINO: in the compiled graph; onnxruntime: ``to_network_input``), so the only per-image work
+    here is the resize, written straight into the batch. ``buffers`` lets a long-running detector reuse its
+    batch array: a fresh one per batch costs page faults that, measured here, tripled the pre-processing time.
     """
     if not images:
         raise InvalidFrameError("pre_process needs at least one image")
-    boxed, infos = [], []
-    for image in images:
-        fitted, info = letterbox(image, width, height, pad_value)
-        boxed.append(fitted)
-        infos.append(info)
-    shape = (len(boxed), height, width)
-    stacked, tensor = buffers.get(shape) if buffers is not None else _BatchBuffers.allocate(shape)
-    np.stack(boxed, out=stacked)
-    # One strided pass per channel does BGR->RGB, HWC->NCHW and /255 together; measured ~4x faster than
-    # cv2.dnn.blobFromImages here. Division (not multiplication by 1/255) keeps ultralytics' exact values.
-    for channel in range(3):
-        np.divide(stacked[..., 2 - channel], np.float32(255.0), out=tensor[:, channel], casting="unsafe")
-    return tensor, infos
+    shape = (len(images), height, width)
+    batch = buffers.get(shape) if buffers is not None else _BatchBuffers.allocate(shape)
+    infos = [_letterbox_into(image, batch[i], pad_value) for i, image in enumerate(images)]
+    return batch, infos
+
+
+def _letterbox_into(image: Image, out: Image, pad_value: int) -> Letterbox:
+    """``letterbox`` writing into ``out`` (one slot of the batch) instead of a new array."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+        raise InvalidFrameError(f"expected an HxWx3 uint8 image, got {image.shape} {image.dtype}")
+    height, width = out.shape[:2]
+    h, w = image.shape[:2]
+    gain = min(height / h, width / w)
+    new_w, new_h = round(w * gain), round(h * gain)
+    top, left = round((height - new_h) / 2 - 0.1), round((width - new_w) / 2 - 0.1)
+    if (new_w, new_h) != (width, height):
+        out[:] = pad_value
+    target = out[top:top + new_h, left:left + new_w]
+    if (w, h) == (new_w, new_h):
+        target[:] = image
+    else:
+        target[:] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    return Letterbox(gain, left, top, w, h)
 
 
 class _BatchBuffers(threading.local):
-    """Per-thread reusable (uint8 NHWC, float32 NCHW) arrays, one pair per input size, as large as the largest
-    batch met so far: a smaller batch gets the leading slices (contiguous along the batch axis), so a micro-
-    batcher meeting every batch size from 1 to 8 keeps one pair, not eight."""
+    """Per-thread reusable uint8 NHWC batch, one per input size, as large as the largest batch met so far: a
+    smaller batch gets the leading slice (contiguous along the batch axis), so a micro-batcher meeting every
+    batch size from 1 to 8 keeps one array, not eight."""
 
     def __init__(self) -> None:
-        self.arrays: dict[tuple[int, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]] = {}
+        self.arrays: dict[tuple[int, int], npt.NDArray[np.uint8]] = {}
 
     @staticmethod
-    def allocate(shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    def allocate(shape: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
         batch, height, width = shape
-        return np.empty((batch, height, width, 3), np.uint8), np.empty((batch, 3, height, width), np.float32)
+        return np.empty((batch, height, width, 3), np.uint8)
 
-    def get(self, shape: tuple[int, int, int]) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    def get(self, shape: tuple[int, int, int]) -> npt.NDArray[np.uint8]:
         batch, height, width = shape
         held = self.arrays.get((height, width))
-        if held is None or len(held[0]) < batch:
+        if held is None or len(held) < batch:
             held = self.arrays[(height, width)] = self.allocate(shape)
-        return held[0][:batch], held[1][:batch]
+        return held[:batch]
 
 
 def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbox], class_names: Sequence[str],
@@ -148,38 +156,39 @@ def post_process(output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbo
     keep, kept_images = keep[order], kept_images[order]
     xyxy = xywh[keep].copy()
     xyxy[:, 2:] += xyxy[:, :2]
+    # Back to frame pixels for every kept box at once: each box takes its own image's gain, padding and size.
+    gains = np.array([i.gain for i in letterboxes], np.float32)[kept_images, None]
+    pads = np.array([(i.pad_left, i.pad_top) for i in letterboxes], np.float32)[kept_images]
+    sizes = np.array([(i.orig_width, i.orig_height) for i in letterboxes], np.float32)[kept_images]
+    xyxy = ((xyxy - np.tile(pads, 2)) / gains).clip(0, np.tile(sizes, 2)).astype(np.float32)
+    kept_scores, kept_classes = scores[keep], classes[keep]
     starts = np.searchsorted(kept_images, np.arange(len(letterboxes)))
-    ends = np.searchsorted(kept_images, np.arange(len(letterboxes)), side="right")
-    for b, info in enumerate(letterboxes):
-        lo, hi = starts[b], min(ends[b], starts[b] + max_detections)
-        if hi <= lo:
-            continue
-        boxes = xyxy[lo:hi]
-        boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - info.pad_left) / info.gain).clip(0, info.orig_width)
-        boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - info.pad_top) / info.gain).clip(0, info.orig_height)
-        results[b] = Detections(boxes.astype(np.float32), scores[keep[lo:hi]], classes[keep[lo:hi]],
-                                tuple(class_names))
+    ends = np.minimum(np.searchsorted(kept_images, np.arange(len(letterboxes)), side="right"),
+                      starts + max_detections)
+    names = tuple(class_names)
+    for b in np.flatnonzero(ends > starts):
+        lo, hi = starts[b], ends[b]
+        results[b] = Detections(xyxy[lo:hi], kept_scores[lo:hi], kept_classes[lo:hi], names)
     return results
 
 
 class OnnxDetector:
-    """Runs one model package; thread-safe for concurrent ``detect`` calls (onnxruntime sessions are, and
-    the reusable batch arrays are per thread). A tensor from ``pre_process`` is only valid until the same
-    thread's next ``pre_process``."""
+    """Runs one ONNX model package on one engine: ``pre_process`` -> ``engine.forward`` -> ``post_process``.
 
-    def __init__(self, session: InferenceSessionLike, metadata: ModelMetadata, *, max_batch: int = 8) -> None:
-        self._session = session
+    Thread-safe for concurrent ``detect`` calls (engines are, and the reusable batch arrays are per thread).
+    A batch from ``pre_process`` is only valid until the same thread's next ``pre_process``.
+    """
+
+    def __init__(self, engine: Engine, metadata: ModelMetadata, *, max_batch: int = 8) -> None:
+        self.engine = engine
         self.metadata = metadata
         self.max_batch = max(1, max_batch)
-        inputs = session.get_inputs()
-        self._input_name = inputs[0].name
-        batch_dim = inputs[0].shape[0] if inputs[0].shape else None
-        self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self._buffers = _BatchBuffers()
 
     @classmethod
-    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8) -> OnnxDetector:
-        """Verify the package's sha256 on the very bytes that create the session, then open it."""
+    def from_package(cls, path: Path | str, *, threads: int | None = None, max_batch: int = 8,
+                     engine: str = "auto", precision: str = "auto", cache_dir: Path | None = None) -> OnnxDetector:
+        """Verify the package's sha256 on the very bytes the engine compiles, then open it on ``engine``."""
         package = ModelPackage.load(path, verify=False)
         model_bytes = package.model_path.read_bytes()
         actual = sha256_bytes(model_bytes)
@@ -187,29 +196,20 @@ class OnnxDetector:
             raise ModelPackageError(
                 f"{package.model_path} does not match its metadata: sha256 {actual} != "
                 f"{package.metadata.sha256} (corrupt or replaced file)")
-        import onnxruntime as ort
+        runner = open_engine(model_bytes, package.metadata, engine=engine, precision=precision, threads=threads,
+                             max_batch=max_batch, cache_dir=cache_dir, source=str(package.model_path))
+        _check_output_shape(runner.output_shape, package)
+        log.info("loaded model %s (%s) sha256=%s on %s %s", package.metadata.name, package.path, actual[:12],
+                 runner.name, runner.precision)
+        return cls(runner, package.metadata, max_batch=max_batch)
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        # Idle onnxruntime workers otherwise busy-wait after each run, stealing the cores that
-        # decoding, judging and the results writer need between forward passes.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
-            raise ModelPackageError(f"onnxruntime cannot load {package.model_path}: {exc}") from exc
-        output_shape = session.get_outputs()[0].shape
-        expected = 4 + len(package.metadata.classes)
-        if len(output_shape) != 3 or (isinstance(output_shape[1], int) and output_shape[1] != expected):
-            raise ModelPackageError(
-                f"{package.model_path} outputs {output_shape}, but metadata names "
-                f"{len(package.metadata.classes)} classes (expected [B, {expected}, N])")
-        log.info("loaded model %s (%s) sha256=%s", package.metadata.name, package.path, actual[:12])
-        return cls(session, package.metadata, max_batch=max_batch)
+    @classmethod
+    def from_settings(cls, path: Path | str, settings: Settings, *, max_batch: int | None = None) -> OnnxDetector:
+        """The station's detector: engine, precision, threads, batch and compiled-model cache from settings."""
+        return cls.from_package(path, threads=settings.threads or None,
+                                max_batch=settings.batch_size if max_batch is None else max_batch,
+                                engine=settings.engine, precision=settings.precision,
+                                cache_dir=settings.engine_cache_dir)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -219,15 +219,24 @@ class OnnxDetector:
     def model_sha256(self) -> str:
         return self.metadata.sha256
 
-    def pre_process(self, images: Sequence[Image]) -> tuple[npt.NDArray[np.float32], list[Letterbox]]:
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.metadata.input_width, self.metadata.input_height
+
+    @property
+    def engine_name(self) -> str:
+        return self.engine.name
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
+
+    def pre_process(self, images: Sequence[Image]) -> tuple[npt.NDArray[np.uint8], list[Letterbox]]:
         meta = self.metadata
         return pre_process(images, meta.input_width, meta.input_height, meta.pad_value, buffers=self._buffers)
 
-    def forward(self, tensor: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        if self._fixed_batch == 1 and tensor.shape[0] > 1:  # a static-batch export: one image per run
-            return np.concatenate([self.forward(tensor[i:i + 1]) for i in range(tensor.shape[0])])
-        output = self._session.run(None, {self._input_name: tensor})[0]
-        return np.asarray(output, dtype=np.float32)
+    def forward(self, batch: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        return self.engine.forward(batch)
 
     def post_process(self, output: npt.NDArray[np.float32], letterboxes: Sequence[Letterbox],
                      confidence: float | None = None) -> list[Detections]:
@@ -241,11 +250,22 @@ class OnnxDetector:
         results: list[Detections] = []
         for start in range(0, len(images), self.max_batch):
             chunk = images[start:start + self.max_batch]
-            tensor, boxes = self.pre_process(chunk)
-            results.extend(self.post_process(self.forward(tensor), boxes, confidence))
+            batch, boxes = self.pre_process(chunk)
+            results.extend(self.post_process(self.forward(batch), boxes, confidence))
         return results
 
     def warmup(self) -> None:
-        """One forward on a blank frame so the first real frame does not pay for lazy initialisation."""
+        """Forward passes on blank frames so the first real frame does not pay for lazy initialisation (one at
+        the largest batch, one single frame: OpenVINO specialises kernels per shape)."""
         blank = np.full((self.metadata.input_height, self.metadata.input_width, 3), 114, np.uint8)
+        self.detect([blank] * self.max_batch)
         self.detect([blank])
+
+
+def _check_output_shape(output_shape: Sequence[int | str | None], package: ModelPackage) -> None:
+    """The head must be ``[B, 4 + nc, N]`` for the classes the metadata names."""
+    expected = 4 + len(package.metadata.classes)
+    if len(output_shape) != 3 or (isinstance(output_shape[1], int) and output_shape[1] != expected):
+        raise ModelPackageError(
+            f"{package.model_path} outputs {list(output_shape)}, but metadata names "
+            f"{len(package.metadata.classes)} classes (expected [B, {expected}, N])")

@@ -29,6 +29,7 @@ from inspection.errors import ConflictError, NotFoundError, QCError, StoreError
 from inspection.identity import check_identity
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
+from inspection.tiling import detect_tiled
 from inspection.types import (
     Committed,
     Detections,
@@ -49,6 +50,19 @@ class Detector(Protocol):
 
     @property
     def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def engine_name(self) -> str: ...
+
+    @property
+    def precision(self) -> str: ...
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's (width, height): the tile size of tiled inference."""
+        ...
+
+    max_batch: int
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
@@ -165,10 +179,14 @@ class _UnitState:
 _END = object()
 
 
+def _tiled(frame: Frame, profile: InspectionProfile) -> bool:
+    return profile.tiling is not None and max(frame.width, frame.height) >= profile.tiling.min_side_px
+
+
 def prefetched(items: Iterable[SourceItem], depth: int) -> Generator[SourceItem, None, None]:
     """Read (and decode) the next frames in a background thread while the current batch runs.
 
-    onnxruntime releases the GIL during ``run``, so file reads and JPEG decoding overlap with the
+    The engines release the GIL during ``forward``, so file reads and JPEG decoding overlap with the
     forward pass. A source error is re-raised in the consumer, where it would have surfaced anyway.
     """
     buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
@@ -422,7 +440,8 @@ class Inspector:
         self.summary.failed_frames += 1
         verdict = failed_frame(unit_id=item.unit_id, order_id=item.order_id, camera_id=item.camera_id,
                                captured_at=item.captured_at, error=item.error, profile=state.profile,
-                               model_sha256=self._detector.model_sha256)
+                               model_sha256=self._detector.model_sha256, engine=self._detector.engine_name,
+                               precision=self._detector.precision)
         result = FrameResult(item, None, verdict)
         self._emit(result)
         before = state.emitted
@@ -481,7 +500,7 @@ class Inspector:
             accepted.append((index, frame, state))
         if accepted:
             detector = self._current_detector()
-            detections = detector.detect([f.image for _, f, _ in accepted])
+            detections = self._detect(detector, [(f, state.profile) for _, f, state in accepted])
             self.summary.batches += 1
             for (index, frame, state), found in zip(accepted, detections, strict=True):
                 dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
@@ -502,7 +521,8 @@ class Inspector:
                                 order_id=frame.order_id, camera_id=frame.camera_id,
                                 captured_at=frame.captured_at, profile=state.profile,
                                 model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
-                                conformance=conformance)
+                                conformance=conformance, engine=getattr(detector, "engine_name", ""),
+                                precision=getattr(detector, "precision", ""))
                 result = FrameResult(frame, dets, verdict)
                 self.summary.frames += 1
                 self._emit(result)
@@ -513,6 +533,22 @@ class Inspector:
                 outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed,
                                                committed=committed)
         return [outcomes[i] for i in range(len(frames))]
+
+    @staticmethod
+    def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]]) -> list[Detections]:
+        """Whole frames in one forward pass; frames whose profile asks for tiling as one tile batch each."""
+        whole = [i for i, (f, p) in enumerate(frames) if not _tiled(f, p)]
+        results: list[Detections | None] = [None] * len(frames)
+        if whole:
+            for i, dets in zip(whole, detector.detect([frames[i][0].image for i in whole]), strict=True):
+                results[i] = dets
+        for i, (frame, profile) in enumerate(frames):
+            if results[i] is None:
+                assert profile.tiling is not None
+                width, height = detector.input_size
+                results[i] = detect_tiled(detector, frame.image, width, height, overlap=profile.tiling.overlap,
+                                          join_ios=profile.tiling.join_ios)
+        return [r for r in results if r is not None]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
                 prefetch: bool = True) -> InspectionSummary:

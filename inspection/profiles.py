@@ -143,6 +143,19 @@ class PartCountRule(_ConformanceRule):
 ConformanceRule = Annotated[ColourRule | DimensionRule | PartCountRule, Field(discriminator="kind")]
 
 
+class Tiling(BaseModel):
+    """Run large frames as overlapping tiles at the model's input size (``inspection.tiling``): small defects
+    on a 2-5 MP panel keep their pixels instead of being shrunk into the model's input."""
+
+    model_config = _FROZEN
+
+    overlap: float = Field(0.2, ge=0.0, lt=0.9, description="Share of a tile its neighbour also covers.")
+    min_side_px: int = Field(0, ge=0, description="Only tile frames whose longer side is at least this many "
+                                                  "pixels (0: every frame; smaller frames go whole).")
+    join_ios: float = Field(0.5, gt=0.0, le=1.0, description="Join boxes cut by a tile border when they "
+                                                              "overlap by this share of the smaller one.")
+
+
 class InspectionProfile(BaseModel):
     model_config = _FROZEN
 
@@ -155,6 +168,7 @@ class InspectionProfile(BaseModel):
     failed_frame_verdict: Literal["REVIEW", "FAIL"] = "REVIEW"
     conformance: tuple[ConformanceRule, ...] = Field(
         (), description="Does the unit match its order (colour, size, part counts)? Values from the order.")
+    tiling: Tiling | None = None
 
     @field_validator("required_views")
     @classmethod
@@ -175,6 +189,8 @@ class InspectionProfile(BaseModel):
         body = self.model_dump(mode="json")
         if not self.conformance:  # profiles without conformance rules keep the hash they always had
             body.pop("conformance")
+        if body.get("tiling") is None:  # profiles without tiling keep the hash they had before it existed
+            body.pop("tiling", None)
         return body
 
     @property

@@ -83,7 +83,8 @@ def _review_reasons(findings: Sequence[DefectFinding], profile: InspectionProfil
 
 def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_id: str, order_id: str,
           camera_id: str, captured_at: datetime, profile: InspectionProfile, model_sha256: str,
-          frame_sha256: str = "", conformance: Sequence[ConformanceResult] = ()) -> FrameVerdict:
+          frame_sha256: str = "", conformance: Sequence[ConformanceResult] = (), engine: str = "",
+          precision: str = "") -> FrameVerdict:
     """Apply the order's profile to one frame's detections, and fold in its conformance results (measured
     by ``inspection.conformance``): a failed one fails the frame, an uncertain one sends it to REVIEW."""
     findings: list[DefectFinding] = []
@@ -108,16 +109,19 @@ def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_i
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
                         findings=tuple(findings), reasons=tuple(dict.fromkeys(reasons)),
                         model_sha256=model_sha256, profile_hash=profile.content_hash,
-                        captured_at=captured_at, frame_sha256=frame_sha256, conformance=tuple(conformance))
+                        captured_at=captured_at, frame_sha256=frame_sha256, conformance=tuple(conformance),
+                        engine=engine, precision=precision)
 
 
 def failed_frame(*, unit_id: str, order_id: str, camera_id: str, captured_at: datetime, error: str,
-                 profile: InspectionProfile, model_sha256: str) -> FrameVerdict:
+                 profile: InspectionProfile, model_sha256: str, engine: str = "",
+                 precision: str = "") -> FrameVerdict:
     """A frame that could not be read still counts for its unit: a person must look (or it fails)."""
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id,
                         verdict=Verdict(profile.failed_frame_verdict), findings=(),
                         reasons=(f"frame from {camera_id} unreadable: {error}",), model_sha256=model_sha256,
-                        profile_hash=profile.content_hash, captured_at=captured_at, error=error)
+                        profile_hash=profile.content_hash, captured_at=captured_at, error=error, engine=engine,
+                        precision=precision)
 
 
 def missing_views(frames: Sequence[FrameVerdict], profile: InspectionProfile) -> tuple[str, ...]:

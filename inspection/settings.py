@@ -27,7 +27,12 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         default=None, description="Model package the station runs; unset means the registry's champion, or the "
         "bundled default model when there is none.")
-    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 lets onnxruntime choose.")
+    threads: int = Field(default=0, ge=0, description="Inference threads of the engine; 0 lets the engine choose.")
+    engine: Literal["auto", "onnxruntime", "openvino"] = Field(
+        default="auto", description="Inference engine; auto picks the fastest this CPU has (logged with why).")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto", description="Inference precision; auto: bf16 where the CPU has bf16 units (OpenVINO), "
+        "else fp32; int8 needs an int8 package (`qcline models quantize`).")
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")
     keep_pass_frames: bool = Field(default=False, description="Also keep evidence frames of PASS units.")
@@ -112,6 +117,11 @@ class Settings(BaseSettings):
     @property
     def evidence_dir(self) -> Path:
         return self.data_dir / "frames"
+
+    @property
+    def engine_cache_dir(self) -> Path:
+        """OpenVINO's compiled-model cache (``CACHE_DIR``): a restart loads the blob instead of compiling."""
+        return self.data_dir / "cache" / "openvino"
 
 
 def load_settings(**overrides: object) -> Settings:

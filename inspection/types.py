@@ -221,6 +221,10 @@ class FrameVerdict:
     frame_sha256: str = ""
     error: str = ""
     conformance: tuple[ConformanceResult, ...] = ()
+    engine: str = ""
+    """Inference engine that ran the model (``onnxruntime``, ``openvino``), recorded beside ``model_sha256``."""
+    precision: str = ""
+    """Precision it ran at (``fp32``, ``bf16``, ``int8``): the same sha256 can give slightly different boxes."""
 
     def __post_init__(self) -> None:
         if self.verdict is not Verdict.PASS and not self.reasons:

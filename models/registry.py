@@ -518,22 +518,26 @@ class ModelRegistry(Database):
 
 
 def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, split: Split = "val",
-                      threads: int | None = None) -> DetectionMetricsJSON:
+                      threads: int | None = None, engine: str = "auto", precision: str = "auto",
+                      cache_dir: Path | None = None) -> DetectionMetricsJSON:
     """Holdout metrics of a registered model through the station runtime, tagged with the snapshot.
 
     Loading through ``OnnxDetector.from_package`` re-verifies the sha256 of the registry copy, so the
-    numbers belong to exactly the bytes a station would run; ``snapshot_id`` lets the gate refuse numbers
+    numbers belong to exactly the bytes a station would run, on the engine and precision the stations run
+    (pass the station settings' ``engine`` / ``precision``); ``snapshot_id`` lets the gate refuse numbers
     measured on anything but the frozen holdout.
     """
     from inspection.detector import OnnxDetector
     from training.evaluate import evaluate_package
 
-    detector = OnnxDetector.from_package(registry_model.path, threads=threads)
+    detector = OnnxDetector.from_package(registry_model.path, threads=threads, engine=engine, precision=precision,
+                                         cache_dir=cache_dir)
     if detector.model_sha256 != registry_model.sha256:
         raise ModelPackageError(f"registry copy {registry_model.path} holds {detector.model_sha256[:12]}, "
                                 f"not model {registry_model.id} ({registry_model.sha256[:12]})")
     metrics = evaluate_package(detector, snapshot, split=split).to_json()
-    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256}
+    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256,
+            "engine": detector.engine_name, "engine_precision": detector.precision}
 
 
 __all__: Sequence[str] = (

@@ -32,14 +32,18 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def record_runtime_metrics(package_dir: Path, snapshot: Snapshot) -> DetectionMetrics:
+def record_runtime_metrics(package_dir: Path, snapshot: Snapshot, *, engine: str = "auto",
+                           precision: str = "auto") -> DetectionMetrics:
     """Evaluate a written package on the snapshot's val split through the stations' own runtime and store the
     figures in its ``metadata.json`` (the sha256 covers ``model.onnx`` only, so this leaves it valid)."""
-    metrics = evaluate_package(OnnxDetector.from_package(package_dir), snapshot, split="val")
+    detector = OnnxDetector.from_package(package_dir, engine=engine, precision=precision)
+    metrics = evaluate_package(detector, snapshot, split="val")
     meta_path = Path(package_dir) / "metadata.json"
     data = json.loads(meta_path.read_text())
     data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
-                       "evaluated_with": "qcline runtime (onnxruntime, package thresholds, conf 0.001)"}
+                       "engine": detector.engine_name, "engine_precision": detector.precision,
+                       "evaluated_with": f"qcline runtime ({detector.engine_name} {detector.precision}, package "
+                                         "thresholds, conf 0.001)"}
     meta_path.write_text(json.dumps(data, indent=2) + "\n")
     return metrics
 

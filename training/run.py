@@ -34,6 +34,8 @@ class TrainingRun:
     resumed: bool
     lineage: dict[str, Any]
     reused: bool = False
+    int8_refused: str = ""
+    """Why the int8 variant asked for was not kept (slower or less accurate than the float model, measured)."""
 
 
 def checkpoint_state(last: Path) -> str:
@@ -121,11 +123,12 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     if state == "finished" and (package_dir / "metadata.json").is_file():
         log.info("%s already holds the finished run of these inputs; reusing its package", run_dir)
         package = ModelPackage.load(package_dir)
-        int8_package = None
+        int8_package, refused = None, ""
         if int8:  # asked for now, perhaps not the first time: quantize the reused package if it has no variant yet
-            int8_package = ModelPackage.load(int8_dir) if (int8_dir / "metadata.json").is_file() else \
-                _quantize(package, snapshot, int8_dir)
-        return TrainingRun(run_dir, package, int8_package, False, dict(package.metadata.training), reused=True)
+            int8_package, refused = (ModelPackage.load(int8_dir), "") if (int8_dir / "metadata.json").is_file() \
+                else _quantize(package, snapshot, int8_dir)
+        return TrainingRun(run_dir, package, int8_package, False, dict(package.metadata.training), reused=True,
+                           int8_refused=refused)
     resumed = state == "interrupted"
     result: TrainResult
     if resumed:
@@ -151,11 +154,16 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     for curve in ("results.png", "PR_curve.png", "BoxPR_curve.png", "confusion_matrix.png"):
         if (result.run_dir / curve).is_file():
             shutil.copyfile(result.run_dir / curve, package.path / f"train_{curve}")
-    int8_package = _quantize(package, snapshot, int8_dir) if int8 else None
-    return TrainingRun(run_dir, package, int8_package, resumed, lineage)
+    int8_package, refused = _quantize(package, snapshot, int8_dir) if int8 else (None, "")
+    return TrainingRun(run_dir, package, int8_package, resumed, lineage, int8_refused=refused)
 
 
-def _quantize(package: ModelPackage, snapshot: Snapshot, out_dir: Path) -> ModelPackage:
-    from training.quantize import quantize_package
+def _quantize(package: ModelPackage, snapshot: Snapshot, out_dir: Path) -> tuple[ModelPackage | None, str]:
+    """The int8 variant, or ``None`` and why (its measurements) when it is slower or less accurate."""
+    from training.quantize import QuantizationRefusedError, quantize_package
 
-    return quantize_package(package, snapshot, out_dir=out_dir)
+    try:
+        return quantize_package(package, snapshot, out_dir=out_dir), ""
+    except QuantizationRefusedError as exc:
+        log.warning("%s", exc)
+        return None, str(exc)

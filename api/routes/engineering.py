@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import ENGINEER, READER, context
-from api.engineering import promote_on_holdout, resolve_for_api
+from api.engineering import promote_on_holdout, resolve_for_api, station_evaluator
 from api.redact import redact_paths
 from api.schemas import ErrorOut, PromoteIn, RollbackIn, RowId, TrainingJobIn
 from inspection.errors import NotFoundError
@@ -59,7 +59,8 @@ async def promote(model_id: str, body: PromoteIn, request: Request,
     def work() -> dict[str, Any]:
         decision = promote_on_holdout(ctx.registry, model_id, resolve=resolve_for_api(ctx.settings, ctx.registry),
                                       dataset=body.dataset, split=body.split, tolerance=body.tolerance,
-                                      force=body.force, reason=body.reason, actor=principal.name)
+                                      force=body.force, reason=body.reason, actor=principal.name,
+                                      evaluate=station_evaluator(ctx.settings))
         return decision.to_json()
 
     result = await run_in_threadpool(work)

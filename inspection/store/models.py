@@ -151,6 +151,9 @@ class InspectionRow(Base):
     evidence_sha256: Mapped[str | None] = mapped_column(String(SHA_LEN), index=True)
     n_findings: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # migration 0009: the engine and precision that ran the model, beside model_sha256
+    engine: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    precision: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class DetectionRow(Base):

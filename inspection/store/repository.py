@@ -485,7 +485,8 @@ class ResultsStore(Database):
                     "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
                     "error": record.error, "source": record.source, "evidence_path": path,
                     "evidence_sha256": sha_of_path(path) if path else None,
-                    "n_findings": len(v.findings), "created_at": now}).scalar()
+                    "n_findings": len(v.findings), "created_at": now, "engine": v.engine,
+                    "precision": v.precision}).scalar()
                 inserted.append(new_id is not None)
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
@@ -617,7 +618,8 @@ class ResultsStore(Database):
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,
                 frame_sha256="" if r.frame_sha256.startswith(FAILURE_KEY_PREFIX) else r.frame_sha256,
-                error=r.error, conformance=tuple(_conformance_from_row(c) for c in measured.get(r.id, []))))
+                error=r.error, conformance=tuple(_conformance_from_row(c) for c in measured.get(r.id, [])),
+                engine=r.engine, precision=r.precision))
         return histories
 
     def unit_record(self, unit_id: str) -> dict[str, Any]:
@@ -638,7 +640,8 @@ class ResultsStore(Database):
                 "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
                 "findings": [finding_json(d) for d in findings.get(r.id, [])],
                 "conformance": [conformance_json(c) for c in measured.get(r.id, [])],
-                "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
+                "model_sha256": r.model_sha256, "engine": r.engine, "precision": r.precision,
+                "profile_hash": r.profile_hash, "error": r.error,
                 "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
             } for r in rows]
             return {
@@ -667,7 +670,7 @@ class ResultsStore(Database):
                     "verdict": row.verdict, "reasons": list(row.reasons or ()),
                     "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
                     "conformance": [conformance_json(c) for c in measured],
-                    "profile_hash": row.profile_hash}
+                    "engine": row.engine, "precision": row.precision, "profile_hash": row.profile_hash}
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
         """The most recently stored version of the profile called ``name``: (hash, profile)."""

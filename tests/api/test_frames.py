@@ -109,6 +109,7 @@ def test_oversized_body_is_413(tmp_path, tiny_model) -> None:  # type: ignore[no
                         files={"image": ("f", _noise_png(), "image/png")})
         assert r.status_code == 413, r.text
         assert "larger than" in r.json()["detail"]
+        assert ctx.wait_ready(30), ctx.load_error  # the model loads in the background (OpenVINO compiles it)
         ok = client.post("/v1/frames", headers={"Authorization": f"Bearer {keys[Role.CAMERA]}"},
                          data={"unit_id": "U", "order_id": "ORD-1", "camera_id": "top"},
                          files={"image": ("f", jpeg(255), "image/jpeg")})

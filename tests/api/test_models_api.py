@@ -92,8 +92,10 @@ def test_promotion_hot_swaps_without_failing_a_request(following: tuple[Service,
         switch = models.index(sha[b])
         assert set(models[switch:]) == {sha[b]}
     assert service.client.get("/v1/station", headers=service.auth(ENG)).json()["swaps"] == 1
-    assert f'qcline_model_info{{name="model-b",sha256="{sha[b]}"}} 1.0' in service.client.get(
-        "/metrics", headers=service.auth(Role.METRICS)).text
+    scraped = service.client.get("/metrics", headers=service.auth(Role.METRICS)).text
+    info = [line for line in scraped.splitlines() if line.startswith("qcline_model_info{")]
+    assert len(info) == 1 and 'name="model-b"' in info[0] and f'sha256="{sha[b]}"' in info[0]
+    assert 'engine="' in info[0] and 'precision="' in info[0] and info[0].endswith(" 1.0")
 
     r = service.client.post("/v1/models/rollback", headers=service.auth(ENG), json={"reason": "test"})
     assert r.status_code == 200 and r.json()["id"] == a

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from inspection.detector import Letterbox, OnnxDetector, letterbox, post_process, pre_process
+from inspection.engines import to_network_input
 from inspection.errors import InvalidFrameError, ModelPackageError
 from tests.builders import Candidate, solid_image, tiny_package
 
@@ -52,14 +53,29 @@ def test_letterbox_refuses_bad_images(bad: np.ndarray) -> None:
         letterbox(bad, 32, 32)
 
 
-def test_pre_process_makes_rgb_nchw_unit_range() -> None:
+def test_to_network_input_makes_rgb_nchw_unit_range() -> None:
     image = np.zeros((32, 32, 3), np.uint8)
     image[..., 0] = 255  # blue in BGR
-    tensor, infos = pre_process([image, image], 32, 32)
+    batch, infos = pre_process([image, image], 32, 32)
+    assert batch.shape == (2, 32, 32, 3) and batch.dtype == np.uint8  # what every engine takes
+    tensor = to_network_input(batch)
     assert tensor.shape == (2, 3, 32, 32) and tensor.dtype == np.float32
     assert tensor[0, 2].max() == pytest.approx(1.0)  # blue is channel 2 in RGB
     assert tensor[0, 0].max() == 0.0
     assert len(infos) == 2
+
+
+@pytest.mark.parametrize(("shape", "target"), [((200, 200), (416, 416)), ((100, 200), (64, 64)),
+                                               ((200, 100), (64, 64)), ((37, 91), (96, 64)), ((64, 64), (64, 64))])
+def test_pre_process_batch_slots_equal_letterbox(shape: tuple[int, int], target: tuple[int, int]) -> None:
+    """Writing each image straight into its batch slot gives exactly what ``letterbox`` makes on its own."""
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (*shape, 3), dtype=np.uint8) for _ in range(3)]
+    batch, infos = pre_process(images, *target)
+    for image, slot, info in zip(images, batch, infos, strict=True):
+        boxed, expected = letterbox(image, *target)
+        np.testing.assert_array_equal(slot, boxed)
+        assert info == expected
 
 
 def _raw_output(rows: list[tuple[float, float, float, float, int, float]], nc: int = 2) -> np.ndarray:
@@ -171,8 +187,8 @@ def test_not_a_package_folder(tmp_path: Path) -> None:
         OnnxDetector.from_package(tmp_path / "nope")
 
 
-def test_batch_buffers_keep_one_pair_per_input_size() -> None:
-    """Every batch size from 1 to 8 (a micro-batcher meets them all) reuses the largest pair's leading slices."""
+def test_batch_buffers_keep_one_array_per_input_size() -> None:
+    """Every batch size from 1 to 8 (a micro-batcher meets them all) reuses the largest array's leading slice."""
     from inspection.detector import _BatchBuffers, pre_process
 
     buffers = _BatchBuffers()
@@ -180,6 +196,6 @@ def test_batch_buffers_keep_one_pair_per_input_size() -> None:
     big, _ = pre_process(images, 32, 32, buffers=buffers)
     big = big.copy()
     small, _ = pre_process(images[:3], 32, 32, buffers=buffers)
-    assert len(buffers.arrays) == 1 and small.shape == (3, 3, 32, 32) and small.flags.c_contiguous
+    assert len(buffers.arrays) == 1 and small.shape == (3, 32, 32, 3) and small.flags.c_contiguous
     np.testing.assert_array_equal(small, big[:3])
-    assert np.shares_memory(small, buffers.arrays[(32, 32)][1])
+    assert np.shares_memory(small, buffers.arrays[(32, 32)])

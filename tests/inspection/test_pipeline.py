@@ -38,6 +38,8 @@ class FakeDetector:
     def __init__(self, sha: str = "a" * 64) -> None:
         self.model_sha256 = sha
         self.class_names = CLASSES
+        self.engine_name, self.precision = "fake", "fp32"
+        self.input_size, self.max_batch = (32, 32), 8
         self.batches: list[int] = []
 
     def detect(self, images: Sequence[np.ndarray], confidence: float | None = None) -> list[Detections]:

@@ -43,7 +43,9 @@ def test_matches_ultralytics_predict(tmp_path: Path) -> None:
     ultralytics = pytest.importorskip("ultralytics", reason="parity with ultralytics needs the [train] extra")
     YOLO = ultralytics.YOLO  # noqa: N806
 
-    detector = OnnxDetector.from_package(DEFAULT_MODEL_DIR)
+    # the same engine as YOLO(model.onnx): this proves pre/post-processing; tests/inspection/test_engines.py
+    # proves the other engines agree with this one
+    detector = OnnxDetector.from_package(DEFAULT_MODEL_DIR, engine="onnxruntime")
     conf, iou = 0.05, detector.metadata.thresholds.iou
     reference = YOLO(str(DEFAULT_MODEL_DIR / "model.onnx"), task="detect")
     images = _images()

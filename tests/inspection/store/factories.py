@@ -64,7 +64,8 @@ def result(unit: str = "U1", order_id: str = "ORD-1", camera: str = "top", *, se
     reasons = tuple(f.rule for f in findings) or (("looks bad",) if verdict is not Verdict.PASS else ())
     fv = FrameVerdict(unit_id=unit, order_id=order_id, camera_id=camera, verdict=verdict,
                       findings=tuple(findings), reasons=reasons, model_sha256=MODEL_SHA,
-                      profile_hash=profile.content_hash, captured_at=at, frame_sha256=frame.sha256)
+                      profile_hash=profile.content_hash, captured_at=at, frame_sha256=frame.sha256,
+                      engine="openvino", precision="bf16")
     return FrameResult(frame=frame, detections=Detections.empty(["scratch", "dent"]), verdict=fv)
 
 

@@ -181,6 +181,7 @@ def test_unit_record_round_trip(store: ResultsStore) -> None:
                                 "outcome": "FAIL", "rule": "scratch -> FAIL"}]
     assert (side["verdict"], side["findings"], side["evidence_path"]) == ("PASS", [], None)
     assert top["model_sha256"] == MODEL_SHA and top["profile_hash"] == GLOSS.content_hash
+    assert (top["engine"], top["precision"]) == ("openvino", "bf16")  # beside the model sha256 (migration 0009)
 
 
 def test_provisional_verdict_keeps_status_and_closing_is_final(store: ResultsStore) -> None:

@@ -1,0 +1,315 @@
+"""Inference engines: the one ``forward`` a detector delegates to, from a letterboxed uint8 batch to the head output.
+
+Every engine takes the same input, a ``[B, H, W, 3]`` uint8 BGR batch exactly as ``pre_process`` letterboxed it,
+and returns the model's raw ``[B, 4 + nc, N]`` float32 output; ``pre_process`` and ``post_process`` never know
+which engine ran. They differ only in where colour order, layout and scaling happen:
+
+* ``onnxruntime`` (CPU provider): one strided numpy pass per channel (BGR->RGB, NHWC->NCHW, /255) into a
+  reusable float32 buffer, then ``InferenceSession.run``. onnxruntime has no bf16 kernels on x86.
+* ``openvino``: the verified ONNX bytes are compiled with a ``PrePostProcessor`` in front, so the compiled
+  model itself takes uint8 NHWC BGR and does the conversion inside the graph; bf16 (``INFERENCE_PRECISION_HINT``)
+  where the CPU has bf16 units (AMX or avx512_bf16), fp32 elsewhere. ``CACHE_DIR`` keeps the compiled blob, so a
+  restart skips the compile.
+
+``auto`` picks what measured fastest on CPUs of this kind (see README, "Engines"): OpenVINO bf16 when the CPU
+has bf16 units, else onnxruntime fp32 (OpenVINO fp32 measured slower than it here). An int8 (QDQ) package runs
+on onnxruntime: OpenVINO 2026.4 compiles NNCF's QDQ ONNX but computes wrong boxes (measured).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from inspection.errors import ConfigError, ModelPackageError
+from models.package import ModelMetadata
+
+log = logging.getLogger(__name__)
+
+EngineName = Literal["auto", "onnxruntime", "openvino"]
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+ENGINES: tuple[str, ...] = ("auto", "onnxruntime", "openvino")
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")
+
+Batch = npt.NDArray[np.uint8]
+Output = npt.NDArray[np.float32]
+
+
+class Engine(Protocol):
+    """Runs the network on a letterboxed ``[B, H, W, 3]`` uint8 BGR batch; thread-safe."""
+
+    name: str
+    precision: str
+    output_shape: Sequence[int | str | None]
+    """The head's output shape as the engine reads it (a dynamic dimension is a name or ``None``)."""
+
+    def forward(self, batch: Batch) -> Output: ...
+
+
+class InferenceSessionLike(Protocol):
+    """The part of ``onnxruntime.InferenceSession`` the engine uses (tests inject fakes)."""
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> list[Any]: ...
+
+    def get_inputs(self) -> list[Any]: ...
+
+    def get_outputs(self) -> list[Any]: ...
+
+
+def is_quantized(metadata: ModelMetadata) -> bool:
+    """The package says it is an int8 variant (``training.quantized_from``): nothing is guessed from the graph."""
+    return bool(metadata.training.get("quantized_from"))
+
+
+def to_network_input(batch: Batch, out: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.float32]:
+    """uint8 BGR NHWC -> float32 RGB NCHW in [0, 1], what the exported network takes.
+
+    One strided pass per channel does BGR->RGB, NHWC->NCHW and /255 together (measured ~4x faster than
+    ``cv2.dnn.blobFromImages`` here). Division, not multiplication by 1/255, keeps ultralytics' exact values.
+    """
+    b, h, w, _ = batch.shape
+    if out is None:
+        out = np.empty((b, 3, h, w), np.float32)
+    for channel in range(3):
+        np.divide(batch[..., 2 - channel], np.float32(255.0), out=out[:, channel], casting="unsafe")
+    return out
+
+
+class _FloatBuffers(threading.local):
+    """Per-thread float32 NCHW buffer per input size, as large as the largest batch met (smaller batches slice)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[int, int], npt.NDArray[np.float32]] = {}
+
+    def get(self, batch: int, height: int, width: int) -> npt.NDArray[np.float32]:
+        held = self.arrays.get((height, width))
+        if held is None or len(held) < batch:
+            held = self.arrays[(height, width)] = np.empty((batch, 3, height, width), np.float32)
+        return held[:batch]
+
+
+class OnnxRuntimeEngine:
+    """``forward`` through an onnxruntime session, the network input made in numpy."""
+
+    name = "onnxruntime"
+
+    def __init__(self, session: InferenceSessionLike, precision: str = "fp32") -> None:
+        self._session = session
+        self.precision = precision
+        inputs = session.get_inputs()
+        self._input_name = inputs[0].name
+        batch_dim = inputs[0].shape[0] if inputs[0].shape else None
+        self._fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        self.output_shape: Sequence[int | str | None] = list(session.get_outputs()[0].shape)
+        self._buffers = _FloatBuffers()
+
+    def forward(self, batch: Batch) -> Output:
+        if self._fixed_batch == 1 and batch.shape[0] > 1:  # a static-batch export: one image per run
+            return np.concatenate([self.forward(batch[i:i + 1]) for i in range(batch.shape[0])])
+        b, h, w, _ = batch.shape
+        tensor = to_network_input(batch, self._buffers.get(b, h, w))
+        output = self._session.run(None, {self._input_name: tensor})[0]
+        return np.asarray(output, dtype=np.float32)
+
+
+class OpenVINOEngine:
+    """``forward`` through an OpenVINO compiled model whose graph takes the uint8 batch itself.
+
+    ``full`` is compiled for exactly ``max_batch`` frames (static shapes measured 1.3-2.5x faster than a
+    dynamic batch axis here), ``compiled`` for any batch up to it: a full batch runs on the first, a partial
+    one (a lone camera) on the second, never padded. One infer request per model and calling thread
+    (requests are not thread-safe; compiled models are).
+    """
+
+    name = "openvino"
+
+    def __init__(self, compiled: Any, precision: str, *, full: Any = None, full_batch: int = 0) -> None:
+        self._compiled = compiled
+        self._full, self._full_batch = full, full_batch
+        self.precision = precision
+        shape = compiled.outputs[0].get_partial_shape()
+        self.output_shape: Sequence[int | str | None] = [d.get_length() if d.is_static else None for d in shape]
+        self._local = threading.local()
+
+    def forward(self, batch: Batch) -> Output:
+        full = self._full is not None and batch.shape[0] == self._full_batch
+        key = "full" if full else "any"
+        request = getattr(self._local, key, None)
+        if request is None:
+            request = (self._full if full else self._compiled).create_infer_request()
+            setattr(self._local, key, request)
+        # share_inputs: the engine reads the caller's array in place (it stays untouched until infer returns);
+        # outputs are copied, so the result outlives the request's next run.
+        result = request.infer({0: np.ascontiguousarray(batch)}, share_inputs=True, share_outputs=False)
+        return cast(Output, np.asarray(result[0], dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    engine: str
+    precision: str
+    reason: str
+
+
+def openvino_available() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cpu_has_bf16() -> bool:
+    """OpenVINO's own view of the CPU: ``BF16`` in its optimization capabilities (AMX or avx512_bf16)."""
+    if not openvino_available():
+        return False
+    import openvino as ov
+
+    try:
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except RuntimeError:  # no CPU plugin: nothing to run bf16 on
+        return False
+
+
+def choose_engine(engine: str = "auto", precision: str = "auto", *, quantized: bool = False,
+                  bf16: bool | None = None, have_openvino: bool | None = None) -> EngineChoice:
+    """Resolve ``auto`` settings to one engine and precision, with the reason (logged by the caller).
+
+    ``bf16`` / ``have_openvino`` default to probing this machine; tests pass them to cover other CPUs.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    have_ov = openvino_available() if have_openvino is None else have_openvino
+    if engine == "openvino" and not have_ov:
+        raise ConfigError("engine openvino asked for, but the openvino package is not installed")
+    if precision == "int8" and not quantized:
+        raise ConfigError("precision int8 needs an int8 package (make one with `qcline models quantize MODEL`)")
+    if quantized:  # the package's weights are int8: the precision is the package's, whatever was asked
+        if precision not in ("auto", "int8"):
+            log.warning("package is int8-quantized: precision %s ignored", precision)
+        if engine == "openvino":
+            # measured with OpenVINO 2026.4: NNCF's ONNX QDQ graph compiles, but its outputs are wrong (mAP@0.5
+            # 0.15 for 0.76 on onnxruntime); refusing beats judging a line on wrong boxes
+            raise ConfigError("OpenVINO misreads int8 (QDQ) ONNX packages (measured: wrong boxes); run int8 "
+                              "packages on onnxruntime, or a float package on OpenVINO bf16")
+        return EngineChoice("onnxruntime", "int8", "int8 package: onnxruntime runs QDQ graphs correctly "
+                                                   "(OpenVINO misreads them)")
+    has_bf16 = have_ov and (cpu_has_bf16() if bf16 is None else bf16)
+    if precision == "bf16":
+        if engine == "onnxruntime":
+            raise ConfigError("onnxruntime has no bf16 kernels on CPU: use engine openvino (or auto) for bf16")
+        if not have_ov:
+            raise ConfigError("precision bf16 needs the openvino package")
+        if not has_bf16:
+            log.warning("this CPU has no bf16 units: OpenVINO will emulate bf16 (slow)")
+        return EngineChoice("openvino", "bf16", "precision bf16 asked for")
+    if engine == "openvino":
+        chosen = "bf16" if precision == "auto" and has_bf16 else "fp32"
+        return EngineChoice("openvino", chosen, f"engine openvino asked for; CPU bf16 units: {has_bf16}")
+    if engine == "onnxruntime":
+        return EngineChoice("onnxruntime", "fp32", "engine onnxruntime asked for")
+    if precision == "auto" and has_bf16:
+        return EngineChoice("openvino", "bf16", "CPU has bf16 units (AMX / avx512_bf16): OpenVINO bf16 measured "
+                                                "~2-3x onnxruntime fp32 on this model")
+    why = "fp32 asked for" if precision == "fp32" else (
+        "CPU has no bf16 units" if have_ov else "OpenVINO not installed")
+    return EngineChoice("onnxruntime", "fp32", f"{why}: onnxruntime fp32 measured faster than OpenVINO fp32 here")
+
+
+def open_onnxruntime(model_bytes: bytes, *, threads: int | None, precision: str, source: str) -> OnnxRuntimeEngine:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    # Idle onnxruntime workers otherwise busy-wait after each run, stealing the cores that
+    # decoding, judging and the results writer need between forward passes.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        session = ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise ModelPackageError(f"onnxruntime cannot load {source}: {exc}") from exc
+    return OnnxRuntimeEngine(session, precision)
+
+
+def openvino_model(model_bytes: bytes, metadata: ModelMetadata, *, max_batch: int, source: str) -> Any:
+    """Read the ONNX bytes and put the pre-processing in front: uint8 NHWC BGR in, the network's input out."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    core = ov.Core()
+    try:
+        model = core.read_model(model_bytes)
+        model.reshape({model.inputs[0]: ov.PartialShape(
+            [ov.Dimension(1, max(1, max_batch)), 3, metadata.input_height, metadata.input_width])})
+    except RuntimeError as exc:
+        raise ModelPackageError(f"OpenVINO cannot read {source}: {exc}") from exc
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")) \
+        .set_color_format(ColorFormat.BGR)
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).convert_color(ColorFormat.RGB).scale(255.0)
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    return ppp.build()
+
+
+def open_openvino(model_bytes: bytes, metadata: ModelMetadata, *, threads: int | None, precision: str,
+                  max_batch: int, cache_dir: Path | None, source: str) -> OpenVINOEngine:
+    import openvino as ov
+
+    model = openvino_model(model_bytes, metadata, max_batch=max_batch, source=source)
+    config: dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "PERFORMANCE_HINT": "LATENCY",  # one stream, every thread on the one batch in flight
+        "NUM_STREAMS": 1,
+    }
+    # Unset: every core but one. The station decodes, judges and writes results beside the forward pass; on the
+    # 2-core machine the whole pipeline ran faster with 1 engine thread than with 2 in each of 4 loaded runs.
+    config["INFERENCE_NUM_THREADS"] = threads or max(1, len(os.sched_getaffinity(0)) - 1)
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        config["CACHE_DIR"] = str(cache_dir)
+    core = ov.Core()
+    try:
+        compiled = core.compile_model(model, "CPU", config)
+        full = None
+        if max_batch > 1:
+            model.reshape({model.inputs[0]: ov.PartialShape([max_batch, *model.inputs[0].get_partial_shape()[1:]])})
+            full = core.compile_model(model, "CPU", config)
+    except RuntimeError as exc:
+        raise ModelPackageError(f"OpenVINO cannot compile {source}: {exc}") from exc
+    return OpenVINOEngine(compiled, precision, full=full, full_batch=max_batch)
+
+
+def open_engine(model_bytes: bytes, metadata: ModelMetadata, *, engine: str = "auto", precision: str = "auto",
+                threads: int | None = None, max_batch: int = 8, cache_dir: Path | None = None,
+                source: str = "model.onnx") -> Engine:
+    """Create the engine for already verified ONNX bytes; the choice and its reason are logged."""
+    choice = choose_engine(engine, precision, quantized=is_quantized(metadata))
+    log.info("engine %s %s for %s: %s", choice.engine, choice.precision, metadata.name, choice.reason)
+    if choice.engine == "openvino":
+        return open_openvino(model_bytes, metadata, threads=threads, precision=choice.precision,
+                             max_batch=max_batch, cache_dir=cache_dir, source=source)
+    return open_onnxruntime(model_bytes, threads=threads, precision=choice.precision, source=source)
+
+
+def engine_pairs() -> Sequence[tuple[str, str]]:
+    """Every (engine, precision) this machine can run a float package on, for evaluations and tests."""
+    pairs = [("onnxruntime", "fp32")]
+    if openvino_available():
+        pairs.append(("openvino", "fp32"))
+        if cpu_has_bf16():
+            pairs.append(("openvino", "bf16"))
+    return pairs
