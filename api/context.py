@@ -23,6 +23,7 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector
+from inspection.settings import DEFAULT_MODEL_DIR
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
@@ -77,6 +78,8 @@ class ServiceContext:
     def start(self, *, background: bool = True) -> None:
         """Load the model (in a thread unless ``background=False``) and start the jobs runner."""
         self.jobs.recover()
+        if self.settings.bundled_champion:  # the promotion gate always has a champion to beat
+            self.registry.ensure_bundled_champion(DEFAULT_MODEL_DIR)
         try:
             purged = self.idempotency.purge(self.settings.idempotency_hours)
             if purged:
