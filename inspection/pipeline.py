@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from inspection.detector import OnnxDetector
 from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.profiles import InspectionProfile, Order
 from inspection.rules import failed_frame, judge, roll_up
@@ -44,6 +45,30 @@ class Detector(Protocol):
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
+
+
+def review_floor(profile: InspectionProfile) -> float:
+    """The lowest confidence this profile looks at: its lowest ``review_from`` (or ``confidence``) over the
+    default rule and every class rule that is not ignored."""
+    rules = [profile.default, *profile.classes.values()]
+    floors = [r.review_threshold for r in rules if not r.ignore]
+    return min(floors) if floors else 1.0
+
+
+def detection_floor(detector: Detector, profiles: Sequence[InspectionProfile]) -> float | None:
+    """The confidence to ask the model for: its package floor, lowered to the lowest floor any of these
+    profiles needs. Without this a profile's review band below the package floor (mirror-polish
+    ``review_from 0.2`` on a 0.25 package) would be cut silently and a 0.24 detection pass with no reason.
+    Detections below a frame's own profile floor are still ignored by ``judge``; ``None``: the model's own."""
+    if not isinstance(detector, OnnxDetector) or not profiles:
+        return None
+    package = detector.metadata.thresholds.confidence
+    needed = min(review_floor(p) for p in profiles)
+    if needed < package:
+        log.debug("asking %s for detections from %.3f (package floor %.3f)", detector.model_sha256[:12], needed,
+                  package)
+        return needed
+    return None
 
 
 class Sink(Protocol):
@@ -320,7 +345,8 @@ class Inspector:
             accepted.append((index, frame, state))
         if accepted:
             detector = self._current_detector()
-            detections = detector.detect([f.image for _, f, _ in accepted])
+            floor = detection_floor(detector, [state.profile for _, _, state in accepted])
+            detections = detector.detect([f.image for _, f, _ in accepted], confidence=floor)
             self.summary.batches += 1
             for (index, frame, state), dets in zip(accepted, detections, strict=True):
                 verdict = judge(dets, frame_width=frame.width, frame_height=frame.height, unit_id=frame.unit_id,

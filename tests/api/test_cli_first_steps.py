@@ -253,3 +253,38 @@ def test_model_card_and_readme_name_only_what_a_clone_has() -> None:
     readme = (REPO / "README.md").read_text()
     assert re.search(r"CAMERA_KEY=.*keys create --role camera", readme)
     assert "review list" in readme and "review history" in readme and "make train-deps" in readme
+
+
+# -- a profile's review band below the model's floor --------------------------------------------------------
+FLOOR_ORDERS = """
+profiles:
+  mirror:
+    name: mirror
+    default: {confidence: 0.5, review_from: 0.2, max_count: 0}
+  brushed:
+    name: brushed
+    default: {confidence: 0.5, review_from: 0.3, max_count: 0}
+orders:
+  - {id: O-MIRROR, profile: mirror}
+  - {id: O-BRUSHED, profile: brushed}
+"""
+
+
+@pytest.mark.parametrize(("order", "verdict", "findings"), [("O-MIRROR", "REVIEW", 1), ("O-BRUSHED", "PASS", 0)])
+def test_a_review_band_below_the_package_floor_is_not_cut(tmp_path: Path, order: str, verdict: str,
+                                                          findings: int) -> None:
+    """Package floor 0.25; a 0.22 detection is in mirror's review band [0.2, 0.5) and below brushed's 0.3."""
+    env = {**base_env(tmp_path), "QC_DATA_DIR": str(tmp_path / "data")}
+    env["QC_MODEL_PATH"] = str(tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.22)],
+                                            classes=("scratch", "dent"), confidence=0.25))
+    write_image(tmp_path / "white.png", solid_image(255, 64, 64))
+    (tmp_path / "orders.yaml").write_text(FLOOR_ORDERS)
+    run(["orders", "import", str(tmp_path / "orders.yaml")], env)
+    run(["inspect", "--source", str(tmp_path / "white.png"), "--unit", "U1", "--order", order, "--camera", "top",
+         "--close-units"], env)
+    unit = json.loads(run(["units", "show", "U1", "--json"], env).stdout)
+    assert unit["verdict"] == verdict, unit
+    found = unit["frames"][0]["findings"]
+    assert len(found) == findings
+    if findings:
+        assert 0.2 <= found[0]["confidence"] < 0.25 and found[0]["outcome"] == "REVIEW"
