@@ -131,8 +131,9 @@ def test_report_bad_filters_are_one_line_errors(shift: dict, args: list[str], me
 
 # -- the data folder ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("args", [["units", "show", "U1"], ["report"], ["orders", "list"], ["review", "queue"],
-                                  ["units", "close", "U1"]],
-                         ids=["units-show", "report", "orders-list", "review-queue", "units-close"])
+                                  ["units", "close", "U1"], ["keys", "list"], ["review", "history", "1"]],
+                         ids=["units-show", "report", "orders-list", "review-queue", "units-close", "keys-list",
+                              "review-history"])
 def test_reading_an_empty_data_folder_says_where_it_looked(tmp_path: Path, args: list[str]) -> None:
     env = {**base_env(tmp_path), "QC_DATA_DIR": str(tmp_path / "nowhere")}
     done = run(args, env, code=1)
@@ -236,11 +237,13 @@ def test_api_docs_are_served_without_a_cdn(tmp_path: Path) -> None:
 
 
 def test_the_package_metadata_has_no_setuptools_deprecation() -> None:
-    from setuptools.config.pyprojecttoml import read_configuration
+    from setuptools.config.pyprojecttoml import apply_configuration, read_configuration
+    from setuptools.dist import Distribution
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         config = read_configuration(REPO / "pyproject.toml")
+        apply_configuration(Distribution(), REPO / "pyproject.toml")  # where the project.license warning came from
     assert isinstance(config["project"]["license"], str)
     assert not [w for w in caught if "license" in str(w.message).lower()], [str(w.message) for w in caught]
 

@@ -142,8 +142,9 @@ def on_screen(page: Any, selector: str) -> bool:
 
 def overlapping_tags(page: Any, frame: Any) -> list[tuple[str, str]]:
     return list(frame.locator("svg.overlay").evaluate("""svg => {
-        const tags = [...svg.querySelectorAll('g.box')].map(g => [g.dataset.class, g.querySelector('rect.tag')
+        const tags = [...svg.querySelectorAll('g.box-label')].map(g => [g.dataset.index, g.querySelector('rect.tag')
             .getBoundingClientRect()]);
+        if (tags.length !== svg.querySelectorAll('g.box').length) return [['every box has a label', 'no']];
         const hits = [];
         for (let i = 0; i < tags.length; i++) for (let j = i + 1; j < tags.length; j++) {
             const a = tags[i][1], b = tags[j][1];
@@ -276,8 +277,21 @@ def test_unit_page_shows_why_and_keeps_the_frame_on_screen(browser: Any, shift: 
 
 
 def test_labels_of_crowded_boxes_never_overlap(browser: Any, shift: Shift) -> None:
+    import httpx
+
+    with httpx.Client(base_url=shift.url, headers={"Authorization": f"Bearer {shift.key}"}, timeout=30) as http:
+        frame_id = http.get("/v1/units/U-SOON-1").json()["frames"][0]["id"]
+        crowd = [["inclusion", 20 + i, 30 + i, 60 + i, 70 + i] for i in range(0, 12, 2)]  # six boxes on one spot
+        answer = http.post("/v1/reviews", json={"inspection_id": frame_id, "decision": "correct", "boxes": crowd})
+        assert answer.status_code == 201, answer.text
     page = signed_in(browser, shift, SIZES[0])
-    for unit in ("U-1001-A", "U-1004-B", "U-1003-A", "U-LATE-1"):
+    page.goto(f"{shift.url}/review/units/U-SOON-1")
+    page.wait_for_selector("article.frame[data-loaded='1']")
+    frame = page.locator("article.frame").first
+    assert frame.locator("svg g.box").count() == 6
+    assert overlapping_tags(page, frame) == []
+    shot(page, "review-unit-crowded-labels", SIZES[0])
+    for unit in ("U-1001-A", "U-1004-B", "U-LATE-1"):
         page.goto(f"{shift.url}/review/units/{unit}")
         page.wait_for_selector("body[data-ready='1']")
         for frame in page.locator("article.frame[data-loaded='1']").all():
@@ -329,3 +343,27 @@ def test_reviewing_every_frame_clears_the_warning_then_the_unit_leaves_the_queue
     expect(page.locator(".queue-row[data-unit-id='U-1002-B']")).to_have_count(0)
     assert page.errors == []
     page.context.close()
+
+
+def test_api_docs_render_offline(browser: Any, shift: Shift) -> None:
+    """/docs with every request off this server refused: the Swagger UI comes from local files."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(shift.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_local)
+    page = context.new_page()
+    page.goto(f"{shift.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("qcline", timeout=15_000)
+    expect(page.locator(".opblock").first).to_be_visible()
+    assert outside == []
+    shot(page, "api-docs", (1366, 768))
+    context.close()

@@ -338,7 +338,7 @@
       while (svg.firstChild) svg.removeChild(svg.firstChild);
       var k = unitsPerPx(fr);
       svg.appendChild(svgEl("rect", { "class": "bg", x: 0, y: 0, width: fr.w, height: fr.h }));
-      var placed = [];
+      var placed = [], labels = [];
       fr.boxes.forEach(function (b, i) {
         var g = svgEl("g", { "class": "box kind-" + (b.kind || "edited") + (i === fr.selected ? " selected" : ""),
                              "data-index": i, "data-class": b.cls });
@@ -346,14 +346,17 @@
         var text = b.cls + (b.conf !== null && b.conf !== undefined ? " " + Number(b.conf).toFixed(2) : "");
         var spot = labelSpot(fr, b, text, k, placed);
         placed.push(spot);
-        g.appendChild(svgEl("rect", { "class": "tag", x: spot.x, y: spot.y, width: spot.w, height: spot.h, rx: 2 * k }));
+        // labels go on a layer above every box, so no later box's outline runs through an earlier label
+        var tag = svgEl("g", { "class": "box-label kind-" + (b.kind || "edited"), "data-index": i });
         if (spot.leader) {
-          g.appendChild(svgEl("line", { "class": "leader", x1: spot.leader[0], y1: spot.leader[1], x2: spot.leader[2],
-                                        y2: spot.leader[3] }));
+          tag.appendChild(svgEl("line", { "class": "leader", x1: spot.leader[0], y1: spot.leader[1], x2: spot.leader[2],
+                                          y2: spot.leader[3] }));
         }
+        tag.appendChild(svgEl("rect", { "class": "tag", x: spot.x, y: spot.y, width: spot.w, height: spot.h, rx: 2 * k }));
         var label = svgEl("text", { "class": "label", x: spot.x + 3 * k, y: spot.y + spot.h - 4 * k, "font-size": 12 * k });
         label.textContent = text;
-        g.appendChild(label);
+        tag.appendChild(label);
+        labels.push(tag);
         if (i === fr.selected) {
           var s = 10 * k;
           g.appendChild(svgEl("rect", { "class": "handle", "data-handle": "resize", x: b.x2 - s / 2, y: b.y2 - s / 2,
@@ -361,6 +364,7 @@
         }
         svg.appendChild(g);
       });
+      labels.forEach(function (tag) { svg.appendChild(tag); });
       if (drag && drag.fr === fr && drag.mode === "draw" && drag.rect) {
         var r = drag.rect;
         svg.appendChild(svgEl("rect", { "class": "drawing", x: r.x1, y: r.y1, width: r.x2 - r.x1, height: r.y2 - r.y1 }));
