@@ -252,12 +252,16 @@ def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
     return unique
 
 
+def named_classes(classes: set[str], reasons: list[str]) -> list[str]:
+    """The classes these reasons name as whole words ("4 pitted_surface on the unit, 2 tolerated by ...")."""
+    return sorted(c for c in classes if any(re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", r) for r in reasons))
+
+
 def unit_level_classes(record: dict[str, Any]) -> list[str]:
-    """Classes a unit-level reason names ("4 pitted_surface on the unit, 2 tolerated by ..."): their boxes
-    are what failed the unit, even where each frame passed alone."""
-    found = sorted({f["class"] for frame in record["frames"] for f in frame["findings"]}, key=len, reverse=True)
-    reasons = [r for r in record["reasons"] if " on the unit" in r]
-    return [c for c in found if any(re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", r) for r in reasons)]
+    """Classes a unit-level reason names: their boxes are what failed the unit, even where each frame
+    passed alone."""
+    found = {f["class"] for frame in record["frames"] for f in frame["findings"]}
+    return named_classes(found, [r for r in record["reasons"] if " on the unit" in r])
 
 
 def page_data(record: dict[str, Any], classes: list[str]) -> dict[str, Any]:
@@ -271,7 +275,10 @@ def page_data(record: dict[str, Any], classes: list[str]) -> dict[str, Any]:
         "dispositions": record["dispositions"],
         "frames": [{"id": f["id"], "camera_id": f["camera_id"], "verdict": f["verdict"],
                     "reasons": f["reasons"], "findings": f["findings"], "evidence_url": f["evidence_url"],
-                    "reviews": f["reviews"]} for f in record["frames"]],
+                    "reviews": f["reviews"],
+                    # a count rule can fail a frame whose findings each passed: the classes its reasons name
+                    "reason_classes": named_classes({x["class"] for x in f["findings"]}, f["reasons"])}
+                   for f in record["frames"]],
     }
 
 

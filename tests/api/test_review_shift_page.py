@@ -367,3 +367,30 @@ def test_api_docs_render_offline(browser: Any, shift: Shift) -> None:
     assert outside == []
     shot(page, "api-docs", (1366, 768))
     context.close()
+
+
+def test_times_are_browser_local_without_qc_timezone(live_service: Any, browser: Any) -> None:
+    """No QC_TIMEZONE: the page shows the browser's own zone, named."""
+    import httpx
+    from playwright.sync_api import expect
+
+    from tests.api.conftest import jpeg
+
+    with httpx.Client(base_url=live_service.url, timeout=30) as http:
+        r = http.post("/v1/frames", headers={"Authorization": f"Bearer {live_service.keys[Role.CAMERA]}"},
+                      data={"unit_id": "U-TZ", "order_id": "ORD-1", "camera_id": "top"},
+                      files={"image": ("f.jpg", jpeg(255, 320, 240, noise=7), "image/jpeg")})
+        assert r.status_code == 200 and r.json()["verdict"] == "FAIL", r.text
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.goto(f"{live_service.url}/review/login")
+    page.fill("#key", live_service.keys[Role.OPERATOR])
+    page.click("#sign-in")
+    page.wait_for_url(f"{live_service.url}/review")
+    expect(page.locator("#zone-name")).to_have_text("Asia/Tokyo")
+    row = page.locator(".queue-row[data-unit-id='U-TZ']")
+    shown = row.locator("td.captured time").text_content() or ""
+    iso = row.locator("td.captured time").get_attribute("datetime") or ""
+    local = datetime.fromisoformat(iso).astimezone(ZoneInfo("Asia/Tokyo")).strftime("%Y-%m-%d %H:%M:%S")
+    assert shown.startswith(local) and shown.endswith(("GMT+9", "JST")), (shown, iso)
+    context.close()

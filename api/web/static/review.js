@@ -209,8 +209,14 @@
       var unitClasses = data.unit_level_classes || [];
       return (fd.findings || []).map(function (f) {
         var kind = String(f.outcome || "").toLowerCase();
-        // a finding that passed its frame but counts in a unit-level reason is what failed the unit
-        if (kind === "pass" && unitClasses.indexOf(f["class"]) >= 0 && (unitKind === "fail" || unitKind === "review")) {
+        var frameKind = String(fd.verdict || "").toLowerCase();
+        // a finding marked PASS that a count rule still counted is what failed its frame (or, in a unit-level
+        // reason, the unit): it is drawn in that verdict's colour, not as a passing box
+        if (kind === "pass" && (fd.reason_classes || []).indexOf(f["class"]) >= 0 &&
+            (frameKind === "fail" || frameKind === "review")) {
+          kind = frameKind;
+        } else if (kind === "pass" && unitClasses.indexOf(f["class"]) >= 0 &&
+                   (unitKind === "fail" || unitKind === "review")) {
           kind = unitKind;
         }
         return { cls: f["class"], x1: f.box[0], y1: f.box[1], x2: f.box[2], y2: f.box[3], conf: f.confidence,
