@@ -18,6 +18,7 @@ import pytest
 
 from tests.builders import Candidate, solid_image, tiny_package, write_image
 
+pytestmark = pytest.mark.slow  # real qcline subprocesses, a few seconds each
 REPO = Path(__file__).parents[2]
 ORDERS = """
 profiles:
