@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.config import ServiceSettings, load_service_settings
 from api.context import ServiceContext
+from api.docs import install_offline_docs
 from api.errors import install_error_handlers
 from api.metrics import ServiceMetrics
 from api.middleware import BodyLimitAndMetrics
@@ -45,7 +46,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
             ctx.close()
 
     app = FastAPI(
-        title="qcline", version="0.1.0", lifespan=lifespan,
+        title="qcline", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
         description="AI vision quality control for build-to-order lines. Every call but the probes needs "
         "`Authorization: Bearer <API key>` (`qcline keys create --role camera|operator|engineer|admin`).")
     install_error_handlers(app)
@@ -55,4 +56,5 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
                    web.router, certificates.router, analytics.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+    install_offline_docs(app)
     return app

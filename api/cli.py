@@ -7,7 +7,6 @@ or configuration, 3: an unknown id); a traceback is a bug.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -18,12 +17,22 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from api.cli_audit import audit_app
 from api.cli_calibrate import calibrate_app
-from api.cli_common import DataDirOption, EngineOption, JsonOption, PrecisionOption, print_json
+from api.cli_common import (
+    DataDirOption,
+    EngineOption,
+    JsonOption,
+    PrecisionOption,
+    missing_train_extra,
+    print_json,
+    require_database,
+    require_train_extra,
+)
 from api.cli_datasets import datasets_app
 from api.cli_evidence import evidence_app
 from api.cli_models import registry_app
@@ -34,11 +43,17 @@ from api.cli_training import training_app
 from api.station import station_model
 from inspection.errors import NotFoundError, QCError
 from inspection.profiles import load_order_book
-from inspection.settings import Settings, load_settings
+from inspection.settings import Settings, default_data_dir, load_settings
 from inspection.types import UnitVerdict, Verdict
 
-app = typer.Typer(help="qcline: AI vision quality control for build-to-order lines.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+APP_HELP = (
+    "qcline: AI vision quality control for build-to-order lines.\n\n"
+    f"Data folder (SQLite database, evidence frames, registry, snapshots): $QC_DATA_DIR, else {default_data_dir()} "
+    "(the same from any working folder; --data-dir on a command wins). QC_DATABASE_URL points at PostgreSQL "
+    "instead of the SQLite file.\n\n"
+    "Model a station runs: --model, else $QC_MODEL_PATH, else the registry's champion, else the bundled "
+    "models/neu-det-yolov8n (a fresh registry starts with it as champion).")
+app = typer.Typer(help=APP_HELP, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 orders_app = typer.Typer(help="Custom orders and their inspection profiles.", no_args_is_help=True)
 units_app = typer.Typer(help="Units on the line and their verdicts.", no_args_is_help=True)
 models_app = typer.Typer(help="Model packages.", no_args_is_help=True)
@@ -59,10 +74,35 @@ app.registered_commands.extend(serve_app.registered_commands)  # `qcline serve`
 
 # Not a terminal (CI, pipes): rich would wrap tables at 80 columns; verdict reasons need more room.
 out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
 log = logging.getLogger("qcline")
 
-ModelOption = Annotated[Path | None, typer.Option("--model", help="Model package folder (default: the bundled model).")]
+ModelOption = Annotated[Path | None, typer.Option(
+    "--model", help="Model package folder (default: $QC_MODEL_PATH, else the registry's champion, else the bundled "
+    "model).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"qcline {version('qcline')}")
+        except PackageNotFoundError:  # running from a source tree that was never pip-installed
+            typer.echo("qcline (not installed: run from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
+                                         help="More logging on stderr (-v info, -vv debug).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    _show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False,
+) -> None:
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.getLogger().setLevel(level)
 
 
 def _settings(data_dir: Path | None = None, model: Path | None = None, engine: str | None = None,
@@ -99,7 +139,9 @@ def orders_list(data_dir: DataDirOption = None, as_json: JsonOption = False) -> 
     """List orders with their profile."""
     from api.station import open_store
 
-    with open_store(_settings(data_dir)) as store:
+    settings = _settings(data_dir)
+    require_database(settings)
+    with open_store(settings) as store:
         orders = store.list_orders()
     if as_json:
         print_json([o.model_dump(mode="json") for o in orders])
@@ -151,9 +193,9 @@ def _unit_json(v: UnitVerdict) -> dict[str, Any]:
 def run_inspection(settings: Settings, *, manifest: Path | None, source: str | None, unit: str | None,
                    order: str | None, camera: str | None, close_units: bool | None,
                    as_json: bool = False, model: Path | None = None,
-                   follow_champion: bool = False) -> list[UnitVerdict]:
+                   follow_champion: bool = False, give_up_s: float | None = None) -> list[UnitVerdict]:
     from api.station import open_station
-    from inspection.sources import FrameSource, ManifestSource, open_source
+    from inspection.sources import FrameSource, LiveCaptureSource, ManifestSource, open_source
 
     if (manifest is None) == (source is None):
         raise QCError("give either a MANIFEST or --source (with --unit, --order and --camera)")
@@ -165,8 +207,12 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
         if not (unit and order and camera):
             raise QCError("--source needs --unit, --order and --camera")
         assert source is not None
-        src = open_source(source, unit_id=unit, order_id=order, camera_id=camera)
+        src = open_source(source, unit_id=unit, order_id=order, camera_id=camera, give_up_s=give_up_s)
         label, camera_label = source, camera
+        if isinstance(src, LiveCaptureSource):
+            err.print(f"waiting for frames from {src.label}"
+                      + (f" (giving up after {give_up_s:g} s without one)" if give_up_s is not None else
+                         " (retrying until stopped)"))
     close = manifest is not None if close_units is None else close_units
     with open_station(settings, model) as station, src:
         inspector = station.inspector()
@@ -182,6 +228,8 @@ def run_inspection(settings: Settings, *, manifest: Path | None, source: str | N
         station.writer.flush()
         recorded = station.writer.stats.written
         station.record_source(src, label, camera_label)
+        if isinstance(src, LiveCaptureSource) and src.stats.frames_read == 0:
+            raise QCError(f"no frame from {src.label}: {src.stats.last_error or 'the source ended'}")
         customers = {o.id: o.customer_ref for o in station.store.list_orders()}
     summary = inspector.summary
     verdicts = list(summary.unit_verdicts.values())
@@ -216,29 +264,96 @@ def inspect(
                                                       help="Close units at the end (default: for manifests).")] = None,
     follow_champion: Annotated[bool, typer.Option(
         help="Switch to each newly promoted champion between batches, without stopping.")] = False,
+    give_up_s: Annotated[float, typer.Option(
+        "--give-up-s", min=0.0, help="A camera or stream that delivers no frame for this long ends the command "
+        "with an error (0: at the first failure).")] = 15.0,
     model: ModelOption = None, data_dir: DataDirOption = None, as_json: JsonOption = False,
     engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
-    """Inspect frames through the model (--model, else the registry's champion, else the bundled default),
-    judge each unit against its order, log everything."""
+    """Inspect frames through the model (--model, else $QC_MODEL_PATH, else the registry's champion, else the
+    bundled default), judge each unit against its order, log everything."""
     run_inspection(_settings(data_dir, engine=engine, precision=precision), manifest=manifest, source=source,
                    unit=unit, order=order,
                    camera=camera, close_units=close_units, as_json=as_json, model=model,
-                   follow_champion=follow_champion)
+                   follow_champion=follow_champion, give_up_s=give_up_s)
 
 
 # -- units ----------------------------------------------------------------------------------------------
 @units_app.command("show")
 def units_show(unit: str, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
-    """Everything recorded for a unit: frames, findings, verdicts, model and profile versions."""
+    """Everything recorded for a unit: verdict and why, frames and findings, reviews, dispositions, the model
+    and profile versions that judged it (a table; --json for the full record)."""
     from api.station import open_store
+    from inspection.store.reviews import ReviewService
 
-    with open_store(_settings(data_dir)) as store:
+    settings = _settings(data_dir)
+    require_database(settings)
+    with open_store(settings) as store:
         record = store.unit_record(unit)
+        reviews = ReviewService(store)
+        record["dispositions"] = reviews.dispositions(unit)
+        histories = reviews.histories([f["id"] for f in record["frames"]])
+        for frame in record["frames"]:
+            frame["reviews"] = histories.get(frame["id"], [])
     if as_json:
         print_json(record)
         return
-    out.print_json(json.dumps(record, default=str))
+    out.print(_unit_card(record, _zone(settings)))
+
+
+def _zone(settings: Settings) -> Any:
+    """The zone times are shown in: QC_TIMEZONE, else the machine's local zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if settings.timezone:
+        try:
+            return ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise QCError(f"QC_TIMEZONE={settings.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    return datetime.now().astimezone().tzinfo
+
+
+def _local(value: str | None, zone: Any) -> str:
+    from datetime import datetime
+
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _unit_card(record: dict[str, Any], zone: Any) -> Any:
+    from rich.console import Group
+
+    from api.station import VERDICT_STYLE
+
+    verdict = record["verdict"]
+    style = VERDICT_STYLE.get(Verdict(verdict), "") if verdict else "dim"
+    order = record["order"]
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("unit", f"{record['unit_id']}  [{style}]{verdict or 'not judged yet'}[/]  ({record['status']})")
+    head.add_row("order", f"{order['id']}  {order.get('customer_ref', '')}  {order.get('product', '')}"
+                 + (f"  due {order['due_date']}" if order.get("due_date") else ""))
+    head.add_row("profile", f"{record['profile']['name']} ({record['profile']['hash'][:12]})")
+    head.add_row("why", "\n".join(record["reasons"]) or "no defect beyond the order's tolerance")
+    if record["missing_views"]:
+        head.add_row("missing views", ", ".join(record["missing_views"]))
+    head.add_row("model", ", ".join(sha[:12] for sha in record["model_sha256s"]) or "-")
+    disp = record.get("dispositions") or []
+    head.add_row("disposition", "\n".join(f"{d['disposition']} by {d['actor']} at {_local(d['at'], zone)}"
+                                          + (f" ({d['note']})" if d["note"] else "") for d in disp)
+                 or ("awaiting an operator" if verdict in ("REVIEW", "FAIL") else "-"))
+    frames = Table("frame", "camera", "captured", "verdict", "findings", "why", "reviews", show_lines=True,
+                   title="frames")
+    for f in record["frames"]:
+        fstyle = VERDICT_STYLE.get(Verdict(f["verdict"]), "") if f["verdict"] else ""
+        findings = "\n".join(f"{d['class']} {d['confidence']:.2f} {d['outcome']}" for d in f["findings"]) or "-"
+        reviews = "\n".join(f"{r['decision']} by {r['actor']}" for r in f.get("reviews", [])) or "-"
+        frames.add_row(str(f["id"]), f["camera_id"], _local(f["captured_at"], zone), f"[{fstyle}]{f['verdict']}[/]",
+                       findings, "\n".join(f["reasons"]) or (f["error"] or "-"), reviews)
+    return Group(head, frames)
 
 
 @units_app.command("close")
@@ -246,12 +361,28 @@ def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption =
     """Close a unit now; required views that never arrived are named in its verdict."""
     from api.station import open_store
 
-    with open_store(_settings(data_dir)) as store:  # rolled up in the store under the unit's lock
+    settings = _settings(data_dir)
+    require_database(settings)
+    with open_store(settings) as store:  # rolled up in the store under the unit's lock
         verdict = store.commit_group([], close_units=[unit]).unit_verdicts[unit]
     if as_json:
         print_json(_unit_json(verdict))
     else:
         out.print(_verdict_table([verdict], {}))
+
+
+def _when(text: str | None, zone: Any, option: str) -> Any:
+    """A date (local midnight) or a date-time (local unless it names its zone) as an aware datetime."""
+    from datetime import datetime
+
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise QCError(f"{option} must be a date or date-time like 2026-11-26 or 2026-11-26T06:00, got {text!r}") \
+            from None
+    return value if value.tzinfo else value.replace(tzinfo=zone)
 
 
 report_app = typer.Typer(help="Shift report; `report order ORDER --html FILE`: an order's inspection certificate.")
@@ -260,35 +391,63 @@ app.add_typer(report_app, name="report")
 
 @report_app.callback(invoke_without_command=True)
 def report(
-    ctx: typer.Context, data_dir: DataDirOption = None, as_json: JsonOption = False,
-    since: Annotated[datetime | None, typer.Option(help="Window start (UTC unless it says otherwise).")] = None,
-    until: Annotated[datetime | None, typer.Option(help="Window end, exclusive.")] = None,
-    bucket: Annotated[str, typer.Option(help="p-chart subgroups: hour, shift, day or week.")] = "day",
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="From this date / date-time (local time), inclusive.")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date / date-time (local time), exclusive.")] = None,
+    camera: Annotated[list[str] | None, typer.Option(
+        "--camera", "--station", help="Only frames of this camera / station (repeatable).")] = None,
+    shift: Annotated[str | None, typer.Option(help="Only frames captured in these local hours: 06-14, 22-06.")] = None,
+    bucket: Annotated[str, typer.Option(help="p-chart subgroups (with --plot/--csv): hour, shift, day or week.")]
+    = "day",
     plot: Annotated[Path | None, typer.Option("--plot", help="Write QC analytics plots (SVG, PNG) here.")] = None,
     csv_dir: Annotated[Path | None, typer.Option("--csv", help="Write QC analytics tables (CSV) here.")] = None,
+    data_dir: DataDirOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Verdicts per order and findings per defect class; with --since/--until/--plot/--csv the QC analytics
-    (Pareto, first-pass yield, p-charts per line/camera/shift, rates, REVIEW overturn rate) of a window."""
+    """Units, verdicts, dispositions and yield per order; findings per defect class; for a window, cameras
+    and a shift (hours in QC_TIMEZONE, else the machine's zone). With --plot/--csv: the QC analytics (Pareto,
+    first-pass yield, p-charts per line/camera/shift, rates, REVIEW overturn rate) of the window."""
     from api.station import open_store
+    from inspection.store.shift_report import ReportFilter, parse_shift, shift_report
 
     if ctx.invoked_subcommand is not None:
         return
-    if plot is not None or csv_dir is not None or since is not None or until is not None:
-        _analytics_report(data_dir, as_json, since, until, bucket, plot, csv_dir)
+    settings = _settings(data_dir)
+    zone = _zone(settings)
+    filt = ReportFilter(since=_when(since, zone, "--since"), until=_when(until, zone, "--until"),
+                        cameras=tuple(camera or ()), shift=parse_shift(shift) if shift else None, tz=zone)
+    if filt.since and filt.until and filt.since >= filt.until:
+        raise QCError("--since must be before --until")
+    require_database(settings)
+    if plot is not None or csv_dir is not None:
+        _analytics_report(data_dir, as_json, filt.since, filt.until, bucket, plot, csv_dir)
         return
-
-    with open_store(_settings(data_dir)) as store:
-        data = store.report()
+    with open_store(settings) as store:
+        data = shift_report(store, filt)
     if as_json:
         print_json(data)
         return
-    per_order = Table("order", "customer", "units", "PASS", "REVIEW", "FAIL", "open", title="per order")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    columns = ("units", "PASS", "REVIEW", "FAIL", "open", "release", "rework", "scrap", "awaiting_disposition")
+    per_order = Table("order", "customer", *(c.replace("awaiting_disposition", "to decide") for c in columns),
+                      "first-pass yield", "final yield", title="per order")
     for r in data["per_order"]:
-        per_order.add_row(r["order_id"], r.get("customer_ref", ""), *(str(r[k]) for k in
-                                                                       ("units", "PASS", "REVIEW", "FAIL", "open")))
+        per_order.add_row(r["order_id"], r.get("customer_ref", ""), *(str(r[k]) for k in columns),
+                          pct(r["first_pass_yield"]), pct(r["final_yield"]))
+    t = data["total"]
+    per_order.add_row("[bold]total[/]", "", *(f"[bold]{t[k]}[/]" for k in columns),
+                      f"[bold]{pct(t['first_pass_yield'])}[/]", f"[bold]{pct(t['final_yield'])}[/]")
     per_class = Table("defect class", "counted", "uncertain", "frames", "units", title="per defect class")
     for r in data["per_class"]:
         per_class.add_row(r["class"], *(str(r[k]) for k in ("counted", "uncertain", "frames", "units")))
+    f = data["filter"]
+    scope = ", ".join(x for x in (f"since {f['since']}" if f["since"] else "",
+                                  f"until {f['until']}" if f["until"] else "",
+                                  f"cameras {', '.join(f['cameras'])}" if f["cameras"] else "",
+                                  f"shift {f['shift']} ({f['timezone']})" if f["shift"] else "") if x)
+    out.print(f"report: {scope or 'everything recorded'}")
     out.print(per_order, per_class)
 
 
@@ -428,6 +587,7 @@ def models_build_default(
         "runs/default"),
 ) -> None:
     """Reproduce the bundled default model (see its MODEL_CARD.md)."""
+    require_train_extra()
     from training.default_model import build_default_model
 
     package = build_default_model(data, out_dir, work_dir=work_dir, device=device, imgsz=imgsz, epochs=epochs,
@@ -451,10 +611,16 @@ def _errors_to_exit_codes() -> Iterator[None]:
     try:
         yield
     except NotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         raise SystemExit(3) from None
     except QCError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise SystemExit(1) from None
+    except ModuleNotFoundError as exc:
+        hint = missing_train_extra(exc)
+        if hint is None:
+            raise
+        err.print(f"[red]error:[/] {escape(str(hint))}")
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -11,8 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
+from inspection.errors import QCError
+from inspection.settings import Settings
+
+TRAIN_EXTRA_HINT = ("training needs the [train] extra (torch, ultralytics, matplotlib): "
+                    "pip install -e '.[train]'  (or: make train-deps)")
+TRAIN_MODULES = frozenset({"torch", "torchvision", "ultralytics", "matplotlib", "onnx", "onnxslim"})
+
 DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR or ./data).")]
+    Path | None, typer.Option("--data-dir", help="Data folder (default: $QC_DATA_DIR, else the user data dir; "
+                              "see qcline --help).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
@@ -44,3 +52,45 @@ EngineOption = Annotated[str | None, typer.Option(
 PrecisionOption = Annotated[str | None, typer.Option(
     "--precision", callback=_one_of("auto", "fp32", "bf16", "int8"),
     help="auto, fp32, bf16, int8 (default: $QC_PRECISION or auto: bf16 where the CPU has it, else fp32).")]
+
+
+def data_dir_source(settings: Settings) -> str:
+    """Where the data folder came from, for messages: a user who looks in the wrong place needs to know."""
+    import os
+
+    if os.environ.get("QC_DATA_DIR"):
+        return "$QC_DATA_DIR"
+    from inspection.settings import default_data_dir
+
+    return "the user data dir" if settings.data_dir == default_data_dir() else "--data-dir"
+
+
+def require_database(settings: Settings) -> None:
+    """Commands that only read must not create an empty SQLite database and report empty tables: a
+    command run with the wrong data folder says where it looked and exits 1."""
+    if settings.database_url:
+        return
+    db = (settings.data_dir / "qcline.db").resolve()
+    if not db.is_file():
+        raise QCError(f"no qcline database at {db} (data folder from {data_dir_source(settings)}); set "
+                      "QC_DATA_DIR or --data-dir to the station's data folder, or start one with `qcline demo` "
+                      "or `qcline orders import FILE`")
+
+
+def missing_train_extra(exc: ModuleNotFoundError) -> QCError | None:
+    """The one-line error for a base install running a training command, or ``None`` for other imports."""
+    root = (exc.name or "").split(".")[0]
+    return QCError(f"{TRAIN_EXTRA_HINT} (missing: {root})") if root in TRAIN_MODULES else None
+
+
+def require_train_extra(*modules: str) -> None:
+    """Fail in one line, before any work, where the [train] extra is not installed (a station install)."""
+    import importlib.util
+
+    for name in modules or ("torch", "ultralytics", "matplotlib"):
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise QCError(f"{TRAIN_EXTRA_HINT} (missing: {name})")

@@ -42,13 +42,16 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 @datasets_app.command("import")
 def import_cmd(
-    path: Annotated[Path, typer.Argument(help="Dataset folder, COCO .json file, or .zip / .tar(.gz) archive.")],
+    path: Annotated[Path, typer.Argument(help="Dataset folder (or its parent), a YOLO data.yaml, a COCO .json "
+                                              "file, or a .zip / .tar(.gz) archive.")],
     fmt: Annotated[str, typer.Option("--format", help="voc, yolo, coco, labelme or auto.")] = "auto",
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of new images for val.")] = 0.2,
     classes: Annotated[str | None, typer.Option(
         "--classes", help="Comma-separated class names (YOLO: names of ids 0..n-1; others: classes to keep).")] = None,
     parent: Annotated[str | None, typer.Option(
         "--parent", help="Compose on this snapshot (id or prefix): its images and splits are kept.")] = None,
+    resplit: Annotated[bool, typer.Option(
+        "--resplit", help="Ignore the source's own train / val split and split by content (--val-fraction).")] = False,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -57,7 +60,8 @@ def import_cmd(
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     if classes is not None and not names:
         raise ConfigError("--classes is empty: give comma-separated class names")
-    outcome = _library(data_dir).import_path(path, fmt, classes=names, val_fraction=val_fraction, parent=parent)
+    outcome = _library(data_dir).import_path(path, fmt, classes=names, val_fraction=val_fraction, parent=parent,
+                                             resplit=resplit)
     snapshot, result = outcome.snapshot, outcome.result
     report = {
         "snapshot": snapshot.id,
@@ -65,12 +69,19 @@ def import_cmd(
         "train": len(snapshot.split("train")),
         "val": len(snapshot.split("val")),
         "classes": list(snapshot.classes),
+        "split_origin": snapshot.split_origin,
+        "found": list(result.found),
         "skipped": [{"path": issue.path, "reason": issue.reason} for issue in result.skipped],
     }
     if as_json:
         print_json(report)
         return
-    typer.echo(f"snapshot {snapshot.id}: {report['images']} images ({report['train']} train, {report['val']} val), "
+    for line in result.found:  # what was found comes before what was skipped
+        typer.echo(f"found: {line}")
+    origin = {"source": "the source's split", "content": "split by content",
+              "source+content": "the source's split, the rest by content"}.get(snapshot.split_origin, "")
+    typer.echo(f"snapshot {snapshot.id}: {report['images']} images ({report['train']} train, {report['val']} val"
+               f"{', ' + origin if origin else ''}), "
                f"classes {', '.join(snapshot.classes) or '-'}" + (f", parent {snapshot.parent[:12]}"
                                                                    if snapshot.parent else ""))
     if result.skipped:

@@ -21,7 +21,7 @@ import typer
 from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
 from api.engineering import promote_on_holdout, station_evaluator
 from inspection.errors import NotFoundError
-from inspection.settings import Settings, load_settings
+from inspection.settings import DEFAULT_MODEL_DIR, Settings, load_settings
 from models.registry import (
     CHAMPION,
     DetectionMetricsJSON,
@@ -56,6 +56,8 @@ def registry_root(settings: Settings) -> Path:
 def open_registry(settings: Settings) -> Iterator[ModelRegistry]:
     registry = ModelRegistry.open(settings.resolved_database_url, registry_root(settings))
     try:
+        if settings.bundled_champion:
+            registry.ensure_bundled_champion(DEFAULT_MODEL_DIR)
         yield registry
     finally:
         registry.close()

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.cli_common import DataDirOption, JsonOption, default_actor, print_json
+from api.cli_common import DataDirOption, JsonOption, default_actor, print_json, require_database
 from inspection.errors import QCError
 from inspection.reviews import Decision, Disposition, ReviewDecision, ReviewedBox, ReviewError
 from inspection.settings import load_settings
@@ -38,7 +38,9 @@ NoteOption = Annotated[str, typer.Option("--note", help="Free text kept with the
 def _service(data_dir: Path | None) -> Iterator[ReviewService]:
     from api.station import open_store
 
-    store: ResultsStore = open_store(load_settings(data_dir=data_dir))
+    settings = load_settings(data_dir=data_dir)
+    require_database(settings)  # reviewing an empty, freshly created database helps nobody
+    store: ResultsStore = open_store(settings)
     try:
         yield ReviewService(store)
     finally:

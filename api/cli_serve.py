@@ -52,10 +52,13 @@ def serve(
                 ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
 
 
-def _keys(data_dir: Path | None) -> ApiKeyService:
+def _keys(data_dir: Path | None, *, create: bool = False) -> ApiKeyService:
+    from api.cli_common import require_database
     from inspection.settings import load_settings
 
     settings = load_settings(data_dir=data_dir)
+    if not create:  # listing or revoking keys of a database that is not there: say where we looked
+        require_database(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return ApiKeyService.open(settings.resolved_database_url)
 
@@ -72,7 +75,7 @@ def keys_create(
     """Create a key. The secret is printed once; only its hash is stored."""
     from api.auth import Role
 
-    with _keys(data_dir) as keys:
+    with _keys(data_dir, create=True) as keys:
         secret, record = keys.create(Role.parse(role), name)
     if as_json:
         sys.stdout.write(json.dumps({"key": secret, "role": record["role"], "id": record["id"],

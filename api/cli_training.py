@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.cli_common import DataDirOption, EngineOption, PrecisionOption
+from api.cli_common import DataDirOption, EngineOption, PrecisionOption, require_train_extra
 from api.cli_models import open_registry, resolve_snapshot
 from inspection.errors import NotFoundError, QCError
 from inspection.settings import Settings, load_settings
@@ -52,6 +52,7 @@ def train(
 
     Running the same command again after an interruption resumes the run.
     """
+    require_train_extra()
     settings = load_settings(data_dir=data_dir)
     with contextlib.redirect_stdout(sys.stderr):  # library prints must not mix into --json output
         registered, run = _train(settings, dataset, base, epochs=epochs, imgsz=imgsz, batch=batch, device=device,
@@ -117,6 +118,7 @@ def evaluate(
     engine: EngineOption = None, precision: PrecisionOption = None,
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
+    require_train_extra("matplotlib")  # the PR curve and confusion matrix plots
     from inspection.detector import OnnxDetector
     from training.evaluate import evaluation_classes, predict_snapshot
     from training.metrics import evaluate_detections

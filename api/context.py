@@ -24,6 +24,7 @@ from inspection.detector import OnnxDetector
 from inspection.errors import QCError
 from inspection.hotswap import ModelWatcher
 from inspection.pipeline import Sink
+from inspection.settings import DEFAULT_MODEL_DIR
 from inspection.signals.factory import register_line_signal_metrics
 from inspection.store.outbox import StationOrders
 from inspection.store.repository import ResultsStore
@@ -93,6 +94,8 @@ class ServiceContext:
     def start(self, *, background: bool = True) -> None:
         """Load the model (in a thread unless ``background=False``) and start the jobs runner."""
         self.jobs.recover()
+        if self.settings.bundled_champion:  # the promotion gate always has a champion to beat
+            self.registry.ensure_bundled_champion(DEFAULT_MODEL_DIR)
         try:
             purged = self.idempotency.purge(self.settings.idempotency_hours)
             if purged:

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,7 +116,7 @@ class DatasetLibrary:
             LabeledImage(store_file(self.images_dir, im.path, im.sha256).resolve(), im.width, im.height, im.boxes,
                          im.sha256)
             for im in result.images)
-        return ImportResult(images, result.skipped)
+        return replace(result, images=images)
 
     def _register(self, snapshot: Snapshot) -> Snapshot:
         final = self.snapshots_dir / snapshot.id
@@ -124,7 +124,7 @@ class DatasetLibrary:
             log.info("snapshot %s already in the library", snapshot.id[:12])
             return self.get(snapshot.id)
         stamped = Snapshot(snapshot.classes, snapshot.entries, snapshot.source, snapshot.parent,
-                           datetime.now(UTC).isoformat(timespec="microseconds"))
+                           datetime.now(UTC).isoformat(timespec="microseconds"), snapshot.split_origin)
         self.snapshots_dir.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".new-", dir=self.snapshots_dir))
         try:
@@ -158,14 +158,16 @@ class DatasetLibrary:
                                        parent.id))
 
     def add(self, result: ImportResult, *, source: str, val_fraction: float = 0.2, parent: str | None = None,
-            classes: Sequence[str] | None = None) -> Snapshot:
-        """Copy the images into the store and register a snapshot (composed on ``parent`` when given)."""
+            classes: Sequence[str] | None = None, resplit: bool = False) -> Snapshot:
+        """Copy the images into the store and register a snapshot (composed on ``parent`` when given); the
+        source's own split is kept unless ``resplit``."""
         if parent is not None:
             return self.compose(parent, result, source, val_fraction=val_fraction)
         # Validate before copying anything: a refused snapshot should not fill the store.
-        build_snapshot(result, val_fraction=val_fraction, classes=tuple(classes) if classes else None, source=source)
+        build_snapshot(result, val_fraction=val_fraction, classes=tuple(classes) if classes else None, source=source,
+                       resplit=resplit)
         snapshot = build_snapshot(self._stored(result), val_fraction=val_fraction,
-                                  classes=tuple(classes) if classes else None, source=source)
+                                  classes=tuple(classes) if classes else None, source=source, resplit=resplit)
         return self._register(snapshot)
 
     def compose(self, parent_id: str, additions: ImportResult, source: str, *,
@@ -178,7 +180,7 @@ class DatasetLibrary:
 
     def import_path(self, path: Path, fmt: str = "auto", *, classes: Sequence[str] | None = None,
                     val_fraction: float = 0.2, parent: str | None = None, source: str | None = None,
-                    max_archive_bytes: int = DEFAULT_MAX_BYTES) -> ImportOutcome:
+                    max_archive_bytes: int = DEFAULT_MAX_BYTES, resplit: bool = False) -> ImportOutcome:
         """Import a folder, COCO file or archive and register it; archives are extracted to a temp folder first."""
         path = Path(path)
         if parent is not None:
@@ -190,11 +192,11 @@ class DatasetLibrary:
             with import_archive(path, fmt, classes=classes, image_store=self.images_dir,
                                 max_bytes=max_archive_bytes) as result:
                 snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
-                                    classes=snapshot_classes)
+                                    classes=snapshot_classes, resplit=resplit)
         else:
             result = import_dataset(path, fmt, classes=classes, image_store=self.images_dir)
             snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
-                                classes=snapshot_classes)
+                                classes=snapshot_classes, resplit=resplit)
         return ImportOutcome(snapshot, result)
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -238,6 +240,7 @@ def summary(snapshot: Snapshot) -> dict[str, Any]:
         "parent": snapshot.parent,
         "images": {"train": len(snapshot.split("train")), "val": len(snapshot.split("val"))},
         "classes": list(snapshot.classes),
+        "split_origin": snapshot.split_origin,
     }
 
 

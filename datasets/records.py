@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,8 +55,15 @@ class ImportIssue:
 
 @dataclass(frozen=True)
 class ImportResult:
+    """What an importer read. ``splits`` (image sha256 -> ``"train"``/``"val"``) is the source's own split,
+    where it has one (YOLO ``data.yaml`` / ``images/{train,val}``, one COCO file per split, VOC
+    ``ImageSets/Main``): kept so results compare with the dataset authors' numbers. ``found`` says in plain
+    lines what the importer found (which yaml, which split folders), printed before the skip report."""
+
     images: tuple[LabeledImage, ...]
     skipped: tuple[ImportIssue, ...] = field(default_factory=tuple)
+    splits: Mapping[str, str] = field(default_factory=dict, hash=False)
+    found: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -41,6 +41,10 @@ class Snapshot:
     source: str = ""
     parent: str | None = None
     created_at: str = ""
+    split_origin: str = ""
+    """How train / val were chosen: ``"source"`` (the dataset's own split), ``"content"`` (by qcline's
+    content hash), ``"source+content"`` (images outside the source's split lists split by content) or ``""``
+    (snapshots from before this was recorded). Metadata, not part of the id: the splits themselves are."""
 
     @property
     def id(self) -> str:
@@ -78,6 +82,7 @@ class Snapshot:
             "source": self.source,
             "parent": self.parent,
             "created_at": self.created_at,
+            "split_origin": self.split_origin,
             "classes": list(self.classes),
             "entries": [
                 {
@@ -119,7 +124,7 @@ class Snapshot:
                 for item in raw["entries"]
             )
             snapshot = cls(tuple(raw["classes"]), entries, raw.get("source", ""), raw.get("parent") or None,
-                           str(raw.get("created_at") or ""))
+                           str(raw.get("created_at") or ""), str(raw.get("split_origin") or ""))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DatasetError(f"snapshot manifest {path} cannot be read: {exc}") from exc
         if raw.get("id") and raw["id"] != snapshot.id:
@@ -148,8 +153,9 @@ def _primary_class(image: LabeledImage) -> str:
 
 
 def build_snapshot(result: ImportResult, *, val_fraction: float = 0.2, seed: str = "qcline",
-                   classes: tuple[str, ...] | None = None, source: str = "") -> Snapshot:
-    """Split deterministically, stratified by each image's most frequent class.
+                   classes: tuple[str, ...] | None = None, source: str = "", resplit: bool = False) -> Snapshot:
+    """Keep the source's own split (``result.splits``) unless ``resplit``; split the rest deterministically,
+    stratified by each image's most frequent class.
 
     Within a stratum images are ordered by ``sha256(seed + image sha256)`` and the first
     ``round(n * val_fraction)`` go to val: the split depends only on content and seed, never on file
@@ -163,9 +169,12 @@ def build_snapshot(result: ImportResult, *, val_fraction: float = 0.2, seed: str
     unknown = {b.class_name for im in result.images for b in im.boxes} - set(class_names)
     if unknown:
         raise DatasetError(f"labels use classes missing from the class map: {sorted(unknown)}")
-    split_of = assign_splits(result.images, val_fraction=val_fraction, seed=seed)
+    given = {} if resplit else {sha: split for sha, split in result.splits.items() if split in ("train", "val")}
+    rest = [im for im in result.images if im.sha256 not in given]
+    split_of: dict[str, Any] = {**assign_splits(rest, val_fraction=val_fraction, seed=seed), **given}
+    origin = "content" if not given else ("source" if not rest else "source+content")
     entries = tuple(SnapshotEntry(im, split_of[im.sha256]) for im in result.images)
-    return Snapshot(class_names, entries, source)
+    return Snapshot(class_names, entries, source, split_origin=origin)
 
 
 def assign_splits(images: Sequence[LabeledImage], *, val_fraction: float, seed: str = "qcline") -> dict[str, Split]:

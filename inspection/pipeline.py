@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from inspection.conformance import CameraCalibration, check_conformance
 from inspection.conformance.dimensions import Scale
+from inspection.detector import OnnxDetector
 from inspection.errors import ConflictError, NotFoundError, QCError, StoreError
 from inspection.identity import check_identity
 from inspection.profiles import InspectionProfile, Order
@@ -66,6 +67,30 @@ class Detector(Protocol):
 
     def detect(self, images: Sequence[npt.NDArray[np.uint8]], confidence: float | None = None) -> list[Detections]:
         ...
+
+
+def review_floor(profile: InspectionProfile) -> float:
+    """The lowest confidence this profile looks at: its lowest ``review_from`` (or ``confidence``) over the
+    default rule and every class rule that is not ignored."""
+    rules = [profile.default, *profile.classes.values()]
+    floors = [r.review_threshold for r in rules if not r.ignore]
+    return min(floors) if floors else 1.0
+
+
+def detection_floor(detector: Detector, profiles: Sequence[InspectionProfile]) -> float | None:
+    """The confidence to ask the model for: its package floor, lowered to the lowest floor any of these
+    profiles needs. Without this a profile's review band below the package floor (mirror-polish
+    ``review_from 0.2`` on a 0.25 package) would be cut silently and a 0.24 detection pass with no reason.
+    Detections below a frame's own profile floor are still ignored by ``judge``; ``None``: the model's own."""
+    if not isinstance(detector, OnnxDetector) or not profiles:
+        return None
+    package = detector.metadata.thresholds.confidence
+    needed = min(review_floor(p) for p in profiles)
+    if needed < package:
+        log.debug("asking %s for detections from %.3f (package floor %.3f)", detector.model_sha256[:12], needed,
+                  package)
+        return needed
+    return None
 
 
 class Sink(Protocol):
@@ -500,7 +525,8 @@ class Inspector:
             accepted.append((index, frame, state))
         if accepted:
             detector = self._current_detector()
-            detections = self._detect(detector, [(f, state.profile) for _, f, state in accepted])
+            floor = detection_floor(detector, [state.profile for _, _, state in accepted])
+            detections = self._detect(detector, [(f, state.profile) for _, f, state in accepted], floor)
             self.summary.batches += 1
             for (index, frame, state), found in zip(accepted, detections, strict=True):
                 dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
@@ -535,19 +561,22 @@ class Inspector:
         return [outcomes[i] for i in range(len(frames))]
 
     @staticmethod
-    def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]]) -> list[Detections]:
-        """Whole frames in one forward pass; frames whose profile asks for tiling as one tile batch each."""
+    def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]],
+                confidence: float | None = None) -> list[Detections]:
+        """Whole frames in one forward pass; frames whose profile asks for tiling as one tile batch each.
+        ``confidence``: the floor to ask the model for (``detection_floor``); ``None``: the package's."""
         whole = [i for i, (f, p) in enumerate(frames) if not _tiled(f, p)]
         results: list[Detections | None] = [None] * len(frames)
         if whole:
-            for i, dets in zip(whole, detector.detect([frames[i][0].image for i in whole]), strict=True):
+            images = [frames[i][0].image for i in whole]
+            for i, dets in zip(whole, detector.detect(images, confidence=confidence), strict=True):
                 results[i] = dets
         for i, (frame, profile) in enumerate(frames):
             if results[i] is None:
                 assert profile.tiling is not None
                 width, height = detector.input_size
                 results[i] = detect_tiled(detector, frame.image, width, height, overlap=profile.tiling.overlap,
-                                          join_ios=profile.tiling.join_ios)
+                                          confidence=confidence, join_ios=profile.tiling.join_ios)
         return [r for r in results if r is not None]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 from typing import Literal
 
+from platformdirs import user_data_path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,10 +18,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "neu-det-yolov8n"
 
 
+def default_data_dir() -> Path:
+    """The user-level data folder (``~/.local/share/qcline`` on Linux): the same from any working folder,
+    so a command run elsewhere never starts a second, empty database under ``./data``."""
+    return user_data_path("qcline", appauthor=False)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QC_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("data"), description="Embedded database, evidence frames, snapshots.")
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="Embedded database, evidence frames, snapshots (default: the user data dir).")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset means SQLite (WAL) at <data_dir>/qcline.db. "
         "A plain postgresql://user@host:port/db URL is accepted.")
@@ -107,6 +115,11 @@ class Settings(BaseSettings):
     max_frame_pixels: int = Field(
         default=40_000_000, ge=64, le=200_000_000,
         description="Largest frame (declared width x height) decoded; larger ones are refused before decoding.")
+    bundled_champion: bool = Field(default=True, description="A registry that never had a champion starts with "
+                                   "the bundled model as champion (false: it starts empty; the first promotion "
+                                   "then has nothing to be compared with).")
+    timezone: str | None = Field(default=None, description="IANA zone (e.g. Europe/Berlin) for times shown to "
+                                 "people and for shift hours; unset: the machine's (CLI) or the browser's (page).")
 
     @property
     def resolved_database_url(self) -> str:

@@ -342,6 +342,30 @@ class ModelRegistry(Database):
             row = session.scalars(select(RegisteredModelRow).where(RegisteredModelRow.stage == CHAMPION)).first()
             return None if row is None else _to_model(row)
 
+    def ensure_bundled_champion(self, package_dir: Path | str, *, actor: str = "qcline") -> RegisteredModel | None:
+        """Give a fresh registry its first champion: the bundled package, so the promotion gate always has
+        something to compare a candidate with (a 1-epoch model must not replace a good default unchecked).
+
+        Idempotent and conservative: nothing happens once any model has ever been champion (a registry whose
+        engineers rolled back to nothing keeps that choice). Returns the model it registered, else ``None``.
+        """
+        with self._session("checking for a champion") as session:
+            ever = session.scalars(select(ModelAuditRow.id).where(ModelAuditRow.to_stage == CHAMPION).limit(1)).first()
+            if ever is not None:
+                return None
+        try:
+            model = self.register(package_dir, stage=CHAMPION, actor=actor,
+                                  reason="bundled default model: first champion of a fresh install")
+        except ConflictError:  # another process bootstrapped it (or promoted one) meanwhile
+            return None
+        except ModelPackageError as exc:  # a damaged install: say so, the station still names its model
+            log.warning("cannot register the bundled model %s as first champion: %s", package_dir, exc)
+            return None
+        if model.stage != CHAMPION:  # the same bytes were registered as a candidate before: leave the gate to it
+            return None
+        log.info("registered the bundled model %s as the first champion (id %d)", model.sha256[:12], model.id)
+        return model
+
     def audit(self, model_id: int | None = None) -> builtins.list[dict[str, Any]]:
         """Audit rows, oldest first; of one model when ``model_id`` is given."""
         with self._session("reading the audit log") as session:

@@ -61,6 +61,8 @@ def _no_station_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
     for name in list(os.environ):
         if name.startswith("QC_") and name != "QC_TEST_POSTGRES_URL":
             monkeypatch.delenv(name)
+    # the default data folder is the user data dir (platformdirs honours XDG_DATA_HOME): never the real one
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "xdg-data"))
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path_factory.getbasetemp() / "ultralytics"))
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path_factory.getbasetemp() / "matplotlib"))
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 from fastapi import APIRouter, Request
@@ -42,13 +44,45 @@ templates = Jinja2Templates(env=jinja2.Environment(
     trim_blocks=True, lstrip_blocks=True))
 
 
-def short_time(value: object) -> str:
-    """``2026-11-26T18:24:52.546954+00:00`` as ``2026-11-26 18:24:52 UTC`` (stored times are UTC)."""
+def short_time(value: object, zone: tzinfo | None = None) -> str:
+    """``2026-11-26T18:24:52.546954+00:00`` as ``2026-11-26 18:24:52 UTC`` (stored times are UTC), or in
+    ``zone`` with its abbreviation (``2026-11-26 19:24:52 CET``)."""
     text = "" if value is None else str(value)
-    return text[:19].replace("T", " ") + " UTC" if re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text) else text
+    if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", text):
+        return text
+    if zone is None:
+        return text[:19].replace("T", " ") + " UTC"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-templates.env.filters["when"] = short_time
+@jinja2.pass_context
+def _when(ctx: Any, value: object) -> str:
+    return short_time(value, ctx.get("zone"))
+
+
+templates.env.filters["when"] = _when
+
+
+def page_zone(request: Request) -> tzinfo | None:
+    """``QC_TIMEZONE`` as a zone (``None``: unset or unknown, and the browser shows its own local time)."""
+    name = context(request).settings.timezone
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("QC_TIMEZONE=%r is not an IANA zone; the review page shows browser-local times", name)
+        return None
+
+
+def _today(zone: tzinfo | None) -> date:
+    return datetime.now(zone or UTC).date()
 
 REVIEWERS = frozenset({Role.OPERATOR})
 """Who may use the page (admins too: ``Principal.allowed`` admits them)."""
@@ -160,15 +194,71 @@ async def logout(request: Request) -> Response:
 # -- the queue -------------------------------------------------------------------------------------------------
 
 
+QUEUE_SCAN = 2000
+"""How many queue units the filters look through (most urgent first); the page shows ``QUEUE_LIMIT``."""
+
+FILTERS = ("q", "order", "camera", "cls", "verdict", "since", "until")
+
+
+def _param(request: Request, name: str) -> str:
+    return request.query_params.get(name, "").strip()[:128]
+
+
+def _day(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def filter_rows(rows: list[dict[str, Any]], want: dict[str, str], zone: tzinfo | None) -> list[dict[str, Any]]:
+    """The queue rows matching every filter given: free text (unit, order, customer, product, reasons),
+    order id, camera, defect class, verdict, captured between two dates (in the page's zone)."""
+    text = want["q"].lower()
+    since, until = _day(want["since"]), _day(want["until"])
+    kept = []
+    for row in rows:
+        if text and text not in " ".join([row["unit_id"], row["order_id"], row["customer_ref"] or "",
+                                          row["product"] or "", *row["reasons"]]).lower():
+            continue
+        if want["order"] and row["order_id"] != want["order"]:
+            continue
+        if want["camera"] and want["camera"] not in row["cameras"]:
+            continue
+        if want["cls"] and want["cls"] not in row["classes"]:
+            continue
+        if want["verdict"] and row["verdict"] != want["verdict"]:
+            continue
+        if since or until:
+            first = row["first_captured"]
+            day = datetime.fromisoformat(first).astimezone(zone or UTC).date() if first else None
+            if day is None or (since and day < since) or (until and day > until):
+                continue
+        kept.append(row)
+    return kept
+
+
 @router.get("/review")
 async def queue_page(request: Request) -> Response:
     principal = await run_in_threadpool(_signed_in, request)
     if principal is None:
         return _to_login()
-    rows = await run_in_threadpool(fresh_queue, context(request), QUEUE_LIMIT)
-    for row in rows:
+    zone = page_zone(request)
+    rows = await run_in_threadpool(fresh_queue, context(request), QUEUE_SCAN)
+    want = {name: _param(request, name) for name in FILTERS}
+    options = {"order": sorted({r["order_id"] for r in rows}),
+               "camera": sorted({c for r in rows for c in r["cameras"]}),
+               "cls": sorted({c for r in rows for c in r["classes"]})}
+    shown = filter_rows(rows, want, zone)
+    today = _today(zone)
+    for row in shown:
         row["href"] = unit_href(row["unit_id"])
-    return _page(request, "queue.html", principal=principal, rows=rows, limit=QUEUE_LIMIT)
+        due = _day(row["due_date"] or "")
+        row["overdue_days"] = (today - due).days if due and due < today else 0
+        row["due_today"] = due == today
+    return _page(request, "queue.html", principal=principal, rows=shown[:QUEUE_LIMIT], limit=QUEUE_LIMIT,
+                 total=len(rows), matched=len(shown), want=want, options=options, zone=zone,
+                 filtered=any(want.values()), to_review=sum(r["to_review"] for r in shown))
 
 
 # -- one unit --------------------------------------------------------------------------------------------------
@@ -189,16 +279,33 @@ def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
     return unique
 
 
+def named_classes(classes: set[str], reasons: list[str]) -> list[str]:
+    """The classes these reasons name as whole words ("4 pitted_surface on the unit, 2 tolerated by ...")."""
+    return sorted(c for c in classes if any(re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", r) for r in reasons))
+
+
+def unit_level_classes(record: dict[str, Any]) -> list[str]:
+    """Classes a unit-level reason names: their boxes are what failed the unit, even where each frame
+    passed alone."""
+    found = {f["class"] for frame in record["frames"] for f in frame["findings"]}
+    return named_classes(found, [r for r in record["reasons"] if " on the unit" in r])
+
+
 def page_data(record: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     """What the page's JavaScript needs, and nothing else (no file paths, no hashes)."""
     return {
         "unit_id": record["unit_id"],
+        "verdict": record["verdict"],
+        "unit_level_classes": unit_level_classes(record),
         "disposition_url": "/v1/units/" + quote(record["unit_id"], safe="") + "/disposition",
         "classes": classes,
         "dispositions": record["dispositions"],
         "frames": [{"id": f["id"], "camera_id": f["camera_id"], "verdict": f["verdict"],
                     "reasons": f["reasons"], "findings": f["findings"], "evidence_url": f["evidence_url"],
-                    "reviews": f["reviews"]} for f in record["frames"]],
+                    "reviews": f["reviews"],
+                    # a count rule can fail a frame whose findings each passed: the classes its reasons name
+                    "reason_classes": named_classes({x["class"] for x in f["findings"]}, f["reasons"])}
+                   for f in record["frames"]],
     }
 
 
@@ -222,5 +329,11 @@ async def unit_page(unit_id: str, request: Request) -> Response:
         return _page(request, "not_found.html", 404, principal=principal, message=str(e))
     classes = known_classes(request, record)
     spec = record["profile"].get("spec")
+    flagged = [f for f in record["frames"] if f["verdict"] != "PASS"]
+    unit_level = record["verdict"] in ("FAIL", "REVIEW") and not flagged and bool(record["frames"])
+    zone = page_zone(request)
+    due = _day(str(record["order"].get("due_date") or ""))
+    overdue = (_today(zone) - due).days if due and due < _today(zone) else 0
     return _page(request, "unit.html", principal=principal, unit=record, order=record["order"], spec=spec,
-                 rules=rule_rows(spec), data=page_data(record, classes), classes=classes)
+                 rules=rule_rows(spec), data=page_data(record, classes), classes=classes, zone=zone,
+                 unit_level=unit_level, overdue=overdue)

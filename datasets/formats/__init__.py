@@ -12,6 +12,7 @@ import json
 import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -74,13 +75,15 @@ class ResultBuilder:
     def __init__(self) -> None:
         self.images: list[LabeledImage] = []
         self.skipped: list[ImportIssue] = []
+        self.splits: dict[str, str] = {}
+        self.found: list[str] = []
         self._seen: dict[str, Path] = {}
 
     def skip(self, where: str | Path, reason: str) -> None:
         self.skipped.append(ImportIssue(str(where), reason))
 
     def add(self, image_path: Path, width: int, height: int, boxes: Sequence[LabeledBox],
-            sha256: str | None = None) -> LabeledImage | None:
+            sha256: str | None = None, split: str | None = None) -> LabeledImage | None:
         digest = sha256 or sha256_file(image_path)
         if digest in self._seen:
             self.skip(image_path, f"duplicate of {self._seen[digest]} (same sha256)")
@@ -88,11 +91,13 @@ class ResultBuilder:
         labeled = LabeledImage(image_path.resolve(), width, height, tuple(boxes), digest)
         self._seen[digest] = labeled.path
         self.images.append(labeled)
+        if split is not None:
+            self.splits[digest] = split
         return labeled
 
     def result(self, fmt: str, root: Path) -> ImportResult:
         log.info("%s import of %s: %d images, %d issues", fmt, root, len(self.images), len(self.skipped))
-        return ImportResult(tuple(self.images), tuple(self.skipped))
+        return ImportResult(tuple(self.images), tuple(self.skipped), dict(self.splits), tuple(self.found))
 
 
 def require_folder(root: Path) -> Path:
@@ -115,7 +120,31 @@ def restrict_classes(result: ImportResult, classes: Sequence[str]) -> ImportResu
                 skipped.append(ImportIssue(str(image.path), reason))
         images.append(image if len(kept) == len(image.boxes) else
                       LabeledImage(image.path, image.width, image.height, kept, image.sha256))
-    return ImportResult(tuple(images), tuple(skipped))
+    return replace(result, images=tuple(images), skipped=tuple(skipped))
+
+
+SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+               "test": "test", "testing": "test"}
+"""Folder / file-name words that name a source split; ``test`` is mapped by ``source_split``."""
+
+
+def split_word(text: str) -> str | None:
+    """``"train"``/``"val"``/``"test"`` when ``text`` (a folder name, a file stem such as ``instances_val2017``)
+    names a split, else ``None``."""
+    import re
+
+    for token in re.split(r"[^a-z]+", text.lower()):
+        if token in SPLIT_WORDS:
+            return SPLIT_WORDS[token]
+    return None
+
+
+def source_split(splits_present: set[str], split: str) -> str | None:
+    """Where a source split goes in a snapshot (train / val only): ``test`` is the val split when the source
+    has no val; with both, the test images stay out (``None``) so val means what the authors' val means."""
+    if split == "test":
+        return "val" if "val" not in splits_present else None
+    return split
 
 
 def _load_small_json(path: Path) -> object:
@@ -149,8 +178,11 @@ def detect_format(root: Path) -> str:
                 return "voc"
         except (ET.ParseError, OSError):
             continue
-    if any(p.name in ("data.yaml", "dataset.yaml") for p in root.iterdir()) or (root / "labels").is_dir():
+    yaml_names = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
+    if any(p.name in yaml_names for p in root.iterdir()) or (root / "labels").is_dir():
         return "yolo"
+    if any((child / name).is_file() for child in root.iterdir() if child.is_dir() for name in yaml_names):
+        return "yolo"  # the published-set layout: Datasets/data.yaml one folder down
     if any(p.name != "classes.txt" for p in root.rglob("*.txt")):
         return "yolo"
     raise DatasetError(
@@ -171,6 +203,8 @@ def import_dataset(path: Path, fmt: str = "auto", *, classes: Sequence[str] | No
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"dataset path {path} does not exist")
+    if fmt == "auto" and path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
+        fmt = "yolo"  # a path to data.yaml itself
     if fmt == "auto":
         fmt = "coco" if path.is_file() and path.suffix.lower() == ".json" else detect_format(path)
         log.info("detected format %s for %s", fmt, path)

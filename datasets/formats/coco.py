@@ -1,7 +1,7 @@
 """COCO JSON importer: ``images`` (file_name, width, height), ``annotations`` (bbox [x, y, w, h]), ``categories``.
 
 ``path`` is a COCO ``.json`` file or a folder holding one or more (``instances_train.json`` and
-``instances_val.json`` are merged: the snapshot decides the split, by content). Image files are resolved
+``instances_val.json`` are merged, each image keeping the split its file names). Image files are resolved
 relative to the JSON's folder, an ``images/`` folder beside it or above it. ``iscrowd`` boxes are kept
 (for defect detection they are still defects); ``segmentation`` is used only when ``bbox`` is missing.
 """
@@ -13,7 +13,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from datasets.formats import ResultBuilder, checked_box, polygon_bounds, read_image_size
+from datasets.formats import (
+    ResultBuilder,
+    checked_box,
+    polygon_bounds,
+    read_image_size,
+    source_split,
+    split_word,
+)
 from datasets.records import ImportIssue, ImportResult, LabeledBox
 from inspection.errors import DatasetError
 
@@ -147,10 +154,35 @@ def _import_one(json_path: Path, data: dict[str, Any], builder: ResultBuilder) -
                 builder.skip(f"{json_path}#annotations[{ann['_index']}]", f"unknown image_id {image_id!r}")
 
 
+def _split_of_file(json_path: Path) -> str | None:
+    """``instances_val2017.json`` -> val; Roboflow's ``valid/_annotations.coco.json`` -> val; else None."""
+    return split_word(json_path.stem) or split_word(json_path.parent.name)
+
+
 def import_coco(path: Path) -> ImportResult:
-    """Read a COCO file (or every COCO file under a folder); skipped images and boxes are listed with a reason."""
+    """Read a COCO file (or every COCO file under a folder); skipped images and boxes are listed with a reason.
+
+    With one annotation file per split (named by its file or its folder: train / val / valid / test), each
+    image keeps its file's split (``ImportResult.splits``)."""
     path = Path(path)
     builder = ResultBuilder()
-    for json_path, data in _find_json(path, builder):
+    files = _find_json(path, builder)
+    file_splits = {json_path: _split_of_file(json_path) for json_path, _ in files} if len(files) > 1 else {}
+    present = {s for s in file_splits.values() if s}
+    for json_path, data in files:
+        split = file_splits.get(json_path)
+        target = source_split(present, split) if split else None
+        builder.found.append(f"COCO file {json_path} ({len(data.get('images') or [])} images"
+                             + (f", split {split}" + (f" -> {target}" if target and target != split else "")
+                                if split else "") + ")")
+        if split and target is None:
+            builder.skip(json_path, "the source's test split is kept out (the source has its own val split)")
+            continue
+        before = len(builder.images)
         _import_one(json_path, data, builder)
+        if target:
+            for image in builder.images[before:]:
+                builder.splits[image.sha256] = target
+    if present:
+        builder.found.append(f"splits kept from the source: {', '.join(sorted(present))}")
     return builder.result("COCO", path)

@@ -93,6 +93,36 @@ def _parse_one(root: Path, xml_path: Path) -> tuple[LabeledImage | None, list[Im
     return labeled, issues
 
 
+def _image_sets(root: Path) -> tuple[dict[str, str], list[str]]:
+    """Image id -> split from VOC's ``ImageSets/Main/{train,val,trainval,test}.txt`` (here or one folder
+    down, as in ``VOCdevkit/VOC2007``), with lines saying what was found. ``trainval`` + ``test`` (no
+    separate val) become train + val; with a val list, test ids are marked ``test`` and kept out."""
+    folders = [root / "ImageSets" / "Main", *sorted(p / "ImageSets" / "Main" for p in root.iterdir() if p.is_dir())]
+    main = next((f for f in folders if f.is_dir()), None)
+    if main is None:
+        return {}, []
+    lists: dict[str, list[str]] = {}
+    for name in ("train", "val", "trainval", "test"):
+        file = main / f"{name}.txt"
+        if file.is_file():
+            lists[name] = [line.split()[0] for line in file.read_text(encoding="utf-8").splitlines() if line.split()]
+    of: dict[str, str] = {}
+    if "train" in lists or "val" in lists:
+        for name in ("test", "train", "val"):  # later wins: an id in train and test is train
+            for image_id in lists.get(name, []):
+                of[image_id] = name if name != "test" or "val" not in lists else "test"
+        if "val" not in lists:
+            for image_id in lists.get("test", []):
+                of[image_id] = "val"
+    elif "trainval" in lists:
+        for image_id in lists.get("test", []):
+            of[image_id] = "val"
+        for image_id in lists["trainval"]:
+            of[image_id] = "train"
+    found = [f"VOC image sets {main}: " + ", ".join(f"{k} {len(v)}" for k, v in lists.items())] if lists else []
+    return of, found
+
+
 def import_voc(root: Path) -> ImportResult:
     """Read every VOC annotation under ``root``; skipped files and boxes are listed with a reason."""
     root = Path(root)
@@ -104,7 +134,14 @@ def import_voc(root: Path) -> ImportResult:
     images: list[LabeledImage] = []
     skipped: list[ImportIssue] = []
     seen: dict[str, Path] = {}
+    split_of_id, found = _image_sets(root)
+    splits: dict[str, str] = {}
     for xml_path in xml_files:
+        split = split_of_id.get(xml_path.stem)
+        if split == "test":
+            skipped.append(ImportIssue(str(xml_path), "in the source's test set (kept out: the source has its own "
+                                                      "val set)"))
+            continue
         labeled, issues = _parse_one(root, xml_path)
         skipped.extend(issues)
         if labeled is None:
@@ -114,5 +151,11 @@ def import_voc(root: Path) -> ImportResult:
             continue
         seen[labeled.sha256] = labeled.path
         images.append(labeled)
+        if split is not None:
+            splits[labeled.sha256] = split
+    found = [f"Pascal VOC: {len(xml_files)} annotation files under {root}", *found]
+    if splits:
+        found.append(f"splits kept from the source: {sum(v == 'train' for v in splits.values())} train, "
+                     f"{sum(v == 'val' for v in splits.values())} val")
     log.info("VOC import of %s: %d images, %d issues", root, len(images), len(skipped))
-    return ImportResult(tuple(images), tuple(skipped))
+    return ImportResult(tuple(images), tuple(skipped), splits, tuple(found))

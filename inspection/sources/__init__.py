@@ -52,14 +52,15 @@ __all__ = [
 
 
 def open_source(spec: str, *, unit_id: str, order_id: str, camera_id: str,
-                max_frames: int | None = None) -> FrameSource:
+                max_frames: int | None = None, give_up_s: float | None = None) -> FrameSource:
     """Pick the source a spec names, in this order:
 
     ``rtsp://``/``rtsps://``/``http(s)://`` URL -> ``LiveCaptureSource`` (other schemes are refused);
     an integer -> USB camera of that index; a video suffix (.mp4 .avi .mkv .mov) -> ``VideoFileSource``;
     an existing image file or folder -> ``ImageFileSource``. Anything else is a ``SourceError`` saying
     what was expected.
-    ``max_frames`` bounds live and video sources (image sources are bounded by their files).
+    ``max_frames`` bounds live and video sources (image sources are bounded by their files);
+    ``give_up_s`` ends a live source that delivers no frame for that long (``None``: retry forever).
     """
     text = spec.strip()
     if not text:
@@ -68,7 +69,7 @@ def open_source(spec: str, *, unit_id: str, order_id: str, camera_id: str,
     if is_stream_url(text) or text.isdigit():
         target: str | int = int(text) if text.isdigit() else text
         return LiveCaptureSource(target, unit_id=unit_id, order_id=order_id, camera_id=camera_id,
-                                 max_frames=max_frames)
+                                 max_frames=max_frames, give_up_s=give_up_s)
     if "://" in text:
         raise SourceError(f"unsupported source URL scheme in {redact_url(text)!r}; "
                           "expected rtsp://, rtsps://, http:// or https://")

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -179,7 +180,9 @@ class LiveCaptureSource(SourceBase):
     seconds, doubling up to ``max_reconnect_delay``; each reopen adds one to ``reconnects``.
     ``max_reconnects`` bounds *consecutive* reopen attempts without a frame in between (``None``: try
     forever, what a station wants); when they run out iteration ends and ``last_error`` says why.
-    ``max_frames`` ends iteration after that many items (tests, CLI snapshots).
+    ``max_frames`` ends iteration after that many items (tests, CLI snapshots). ``give_up_s`` ends it when
+    no frame has come for that long (counted from the start or the last frame): an operator at a CLI wants
+    "camera 0 is not there" within seconds, not a station silently retrying forever.
 
     RTSP is read over TCP by default (``rtsp_transport``): over UDP a lost packet smears macroblocks
     into the image, which a defect detector may well call a defect. OpenCV only takes this through the
@@ -190,8 +193,11 @@ class LiveCaptureSource(SourceBase):
                  reconnect_delay: float = 1.0, max_reconnect_delay: float = 30.0,
                  max_reconnects: int | None = None, open_timeout: float = 10.0, read_timeout: float = 5.0,
                  max_frames: int | None = None, rtsp_transport: Literal["tcp", "udp"] | None = "tcp",
-                 capture_factory: CaptureFactory | None = None) -> None:
+                 capture_factory: CaptureFactory | None = None, give_up_s: float | None = None) -> None:
         super().__init__()
+        if give_up_s is not None and give_up_s < 0:
+            raise SourceError(f"give_up_s must be >= 0 or None, got {give_up_s}")
+        self.give_up_s = give_up_s
         if isinstance(url_or_index, str) and url_or_index.strip().isdigit():
             url_or_index = int(url_or_index)
         if isinstance(url_or_index, int):
@@ -286,9 +292,18 @@ class LiveCaptureSource(SourceBase):
         failed_in_a_row = 0
         delay = self.reconnect_delay
         first = True
+        last_frame_at = time.monotonic()
         try:
             while not self.closed:
                 if not first:
+                    silent = time.monotonic() - last_frame_at
+                    if self.give_up_s is not None and silent + delay > self.give_up_s:
+                        with self._lock:
+                            message = (f"gave up on {self.label}: no frame for {silent:.0f} s (give-up time "
+                                       f"{self.give_up_s:g} s); last error: {self._last_error}")
+                            self._last_error = message
+                        log.error("%s", message)
+                        return
                     if self.max_reconnects is not None and failed_in_a_row >= self.max_reconnects:
                         with self._lock:
                             message = (f"gave up on {self.label} after {failed_in_a_row} reconnect "
@@ -310,6 +325,7 @@ class LiveCaptureSource(SourceBase):
                     continue
                 seq, got = self._pump(cap, seq)
                 if got:
+                    last_frame_at = time.monotonic()
                     failed_in_a_row = 0
                     delay = self.reconnect_delay
         except Exception as exc:  # never let the grabber die silently: the consumer would wait forever

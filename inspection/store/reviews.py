@@ -271,11 +271,61 @@ class ReviewService:
             .limit(limit))
         with self.store._session("reading the review queue") as session:
             rows = session.execute(query).all()
-            return [{"unit_id": u.id, "order_id": u.order_id, "customer_ref": o.customer_ref, "product": o.product,
-                     "due_date": o.due_date.isoformat() if o.due_date else None, "verdict": u.verdict,
-                     "reasons": list(u.reasons or ()), "status": u.status, "flagged_frames": int(n_flagged),
-                     "reviewed_frames": int(n_reviewed), "updated_at": iso_time(u.updated_at)}
-                    for u, o, n_flagged, n_reviewed in rows]
+            frames = self._queue_frames(session, [u.id for u, *_ in rows])
+            out = []
+            for u, o, n_flagged, n_reviewed in rows:
+                info = frames.get(u.id, {})
+                total = int(info.get("frames", 0))
+                # A unit can fail on a unit-level count (4 pits over the unit, 2 tolerated) while each frame
+                # passes alone: then every frame is the operator's to look at, and the queue must say so.
+                unit_level = int(n_flagged) == 0 and total > 0
+                out.append({
+                    "unit_id": u.id, "order_id": u.order_id, "customer_ref": o.customer_ref, "product": o.product,
+                    "due_date": o.due_date.isoformat() if o.due_date else None, "verdict": u.verdict,
+                    "reasons": list(u.reasons or ()), "status": u.status, "flagged_frames": int(n_flagged),
+                    "reviewed_frames": int(n_reviewed), "updated_at": iso_time(u.updated_at),
+                    "frames": total, "unit_level": unit_level, "to_review": total if unit_level else int(n_flagged),
+                    "cameras": info.get("cameras", []), "classes": info.get("classes", []),
+                    "first_captured": info.get("first_captured"), "last_captured": info.get("last_captured"),
+                    "thumbnail_id": info.get("thumbnail_id"), "missing_views": list(u.missing_views or ()),
+                })
+            return out
+
+    @staticmethod
+    def _queue_frames(session: Any, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per unit: frame count, cameras, finding classes, first / last capture, the frame to show as its
+        thumbnail (the first flagged one with evidence, else the first with evidence)."""
+        info: dict[str, dict[str, Any]] = {}
+        if not unit_ids:
+            return info
+        rows = session.execute(
+            select(InspectionRow.id, InspectionRow.unit_id, InspectionRow.camera_id, InspectionRow.captured_at,
+                   InspectionRow.verdict, InspectionRow.evidence_path)
+            .where(InspectionRow.unit_id.in_(list(unit_ids)))
+            .order_by(InspectionRow.captured_at, InspectionRow.id)).all()
+        for iid, uid, camera, captured, verdict, evidence in rows:
+            entry = info.setdefault(uid, {"frames": 0, "cameras": [], "classes": [], "first_captured": None,
+                                          "last_captured": None, "thumbnail_id": None, "_flagged_thumb": False})
+            entry["frames"] += 1
+            if camera not in entry["cameras"]:
+                entry["cameras"].append(camera)
+            entry["first_captured"] = entry["first_captured"] or iso_time(captured)
+            entry["last_captured"] = iso_time(captured)
+            if evidence and (entry["thumbnail_id"] is None or (verdict != Verdict.PASS.value
+                                                               and not entry["_flagged_thumb"])):
+                entry["thumbnail_id"] = iid
+                entry["_flagged_thumb"] = verdict != Verdict.PASS.value
+        ids = [r[0] for r in rows]
+        by_unit = {r[0]: r[1] for r in rows}
+        for iid, found in findings_of(session, ids).items():
+            entry = info[by_unit[iid]]
+            for d in found:
+                if d.class_name not in entry["classes"]:
+                    entry["classes"].append(d.class_name)
+        for entry in info.values():
+            entry.pop("_flagged_thumb", None)
+            entry["classes"].sort()
+        return info
 
 
 __all__ = ["QUEUE_VERDICTS", "ReviewService"]

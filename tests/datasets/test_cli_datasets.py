@@ -28,7 +28,7 @@ def test_import_list_show_export(tmp_path: Path) -> None:
     src = make_voc(tmp_path / "voc", {f"a{i}": [("scratch", 1, 1, 20, 20)] for i in range(5)} | {"b": []})
     (src / "annotations" / "broken.xml").write_text("<annotation>")
     report = run("import", str(src), "--format", "voc", "--data-dir", data, "--json")
-    assert set(report) == {"snapshot", "images", "train", "val", "classes", "skipped"}
+    assert set(report) == {"snapshot", "images", "train", "val", "classes", "skipped", "split_origin", "found"}
     assert report["images"] == 6 and report["train"] + report["val"] == 6 and report["val"] == 1
     assert report["classes"] == ["scratch"]
     assert report["skipped"] == [{"path": str(src / "annotations" / "broken.xml"),

@@ -313,7 +313,8 @@ def cli(data_dir: Path, *args: str) -> Any:
 
     from api.cli_models import registry_app
 
-    return CliRunner().invoke(registry_app, [*args, "--data-dir", str(data_dir)])
+    # these tests start from an empty registry (a fresh install's bundled champion: tests/api/test_cli_first_steps)
+    return CliRunner().invoke(registry_app, [*args, "--data-dir", str(data_dir)], env={"QC_BUNDLED_CHAMPION": "0"})
 
 
 def cli_json(data_dir: Path, *args: str) -> Any:

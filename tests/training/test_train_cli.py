@@ -41,7 +41,7 @@ def test_train_registers_a_candidate_with_lineage_and_a_rerun_reuses_it(tmp_path
     assert candidate["stage"] == "candidate" and Path(candidate["path"], "model.onnx").is_file()
     assert (Path(result["run_dir"]) / "train" / "results.csv").is_file()
     listed = json.loads(runner.invoke(app, ["models", "list", "--json", *data]).stdout)
-    assert listed[0]["sha256"] == candidate["sha256"]
+    assert {m["sha256"]: m["stage"] for m in listed}[candidate["sha256"]] == "candidate"  # beside the bundled champion
     meta = json.loads(Path(candidate["path"], "metadata.json").read_text())
     assert meta["dataset"]["snapshot"] == snapshot and "map50" in meta["metrics"]
     again = runner.invoke(app, args)  # same inputs: the finished run is found, not trained again

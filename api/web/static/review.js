@@ -18,11 +18,38 @@
     return t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName);
   }
 
-  /* "2026-11-26T18:24:52.546954+00:00" as "2026-11-26 18:24:52 UTC", as the server renders it */
+  /* Times in the page's zone: QC_TIMEZONE (data-tz on #page-zone) or, unset, the browser's local zone, always
+     with the zone named: "2026-11-26 09:24:52 CET". Falls back to the stored UTC text if Intl cannot help. */
+  var zoneHolder = document.getElementById("page-zone");
+  var pageZone = (zoneHolder && zoneHolder.getAttribute("data-tz")) || undefined;
+  var formatter = null;
+  try {
+    formatter = new Intl.DateTimeFormat("en-GB", { timeZone: pageZone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23", timeZoneName: "short" });
+  } catch (e) { formatter = null; }
+  function zoneLabel() {
+    var name = pageZone || (formatter ? formatter.resolvedOptions().timeZone : "UTC");
+    return name;
+  }
   function when(iso) {
     var text = String(iso || "");
-    return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text) ? text.slice(0, 19).replace("T", " ") + " UTC" : text;
+    if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d/.test(text)) return text;
+    var moment = new Date(text);
+    if (!formatter || isNaN(moment.getTime())) return text.slice(0, 19).replace("T", " ") + " UTC";
+    var parts = {};
+    formatter.formatToParts(moment).forEach(function (p) { parts[p.type] = p.value; });
+    return parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" + parts.minute + ":" + parts.second +
+      " " + (parts.timeZoneName || "");
   }
+  function localiseTimes(root) {
+    Array.prototype.forEach.call((root || document).querySelectorAll("time[datetime]"), function (t) {
+      var iso = t.getAttribute("datetime");
+      if (iso) { t.textContent = when(iso); t.title = iso; }
+    });
+    var label = document.getElementById("zone-name");
+    if (label) label.textContent = zoneLabel();
+  }
+  localiseTimes(document);
 
   function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
   function round1(v) { return Math.round(v * 10) / 10; }
@@ -114,6 +141,12 @@
       row.addEventListener("dblclick", open);
     });
     select(0);
+    var filters = document.getElementById("filters");
+    if (filters) {
+      Array.prototype.forEach.call(filters.querySelectorAll("select, input[type='date']"), function (field) {
+        field.addEventListener("change", function () { filters.submit(); });
+      });
+    }
 
     document.addEventListener("keydown", function (e) {
       if (e.ctrlKey || e.metaKey || e.altKey || typing(e)) return;
@@ -124,6 +157,7 @@
         case "Enter": if (onControl) return; open(); break;
         case "o": open(); break;
         case ".": window.location.reload(); break;
+        case "/": { var q = document.getElementById("filter-q"); if (q) { q.focus(); q.select(); } break; }
         case "?": toggleHelp(); break;
         case "Escape": toggleHelp(false); break;
         default: return;
@@ -162,7 +196,7 @@
       };
       return fr;
     });
-    var current = firstToReview();
+    var current = 0;
 
     function initialBoxes(fd) {
       var reviews = fd.reviews || [];
@@ -172,17 +206,48 @@
           return { cls: String(b[0]), x1: +b[1], y1: +b[2], x2: +b[3], y2: +b[4], conf: null, kind: "reviewed" };
         });
       }
+      var unitKind = String(data.verdict || "").toLowerCase();
+      var unitClasses = data.unit_level_classes || [];
       return (fd.findings || []).map(function (f) {
+        var kind = String(f.outcome || "").toLowerCase();
+        var frameKind = String(fd.verdict || "").toLowerCase();
+        // a finding marked PASS that a count rule still counted is what failed its frame (or, in a unit-level
+        // reason, the unit): it is drawn in that verdict's colour, not as a passing box
+        if (kind === "pass" && (fd.reason_classes || []).indexOf(f["class"]) >= 0 &&
+            (frameKind === "fail" || frameKind === "review")) {
+          kind = frameKind;
+        } else if (kind === "pass" && unitClasses.indexOf(f["class"]) >= 0 &&
+                   (unitKind === "fail" || unitKind === "review")) {
+          kind = unitKind;
+        }
         return { cls: f["class"], x1: f.box[0], y1: f.box[1], x2: f.box[2], y2: f.box[3], conf: f.confidence,
-                 kind: String(f.outcome || "").toLowerCase() };
+                 kind: kind };
       });
     }
 
+    /* Frames a person should look at: the flagged ones, or every frame when the unit fails on a unit-level
+       count while each frame passes alone. */
+    var unitLevel = frames.length > 0 && (data.verdict === "FAIL" || data.verdict === "REVIEW") &&
+      frames.every(function (fr) { return fr.data.verdict === "PASS"; });
+    function needsReview(fr) { return unitLevel || fr.data.verdict !== "PASS"; }
+    function unreviewed() {
+      return frames.filter(function (fr) { return needsReview(fr) && !(fr.data.reviews || []).length; });
+    }
     function firstToReview() {
-      for (var i = 0; i < frames.length; i++) {
-        if (frames[i].data.verdict !== "PASS" && !(frames[i].data.reviews || []).length) return i;
-      }
-      return 0;
+      var left = unreviewed();
+      return left.length ? left[0].index : 0;
+    }
+    current = firstToReview();
+    var strip = Array.prototype.slice.call(document.querySelectorAll(".strip-item"));
+    var progress = document.getElementById("review-progress");
+    function showProgress() {
+      var due = frames.filter(needsReview).length;
+      var done = due - unreviewed().length;
+      if (progress) progress.textContent = done + " of " + due + " frame" + (due === 1 ? "" : "s") + " to review reviewed";
+      strip.forEach(function (a, n) {
+        var st = a.querySelector(".strip-state");
+        if (st && frames[n]) st.textContent = (frames[n].data.reviews || []).length ? "✓" : (needsReview(frames[n]) ? "•" : "");
+      });
     }
 
     function setCurrent(i, scroll) {
@@ -192,7 +257,18 @@
         fr.el.classList.toggle("current", n === current);
         fr.el.setAttribute("aria-current", n === current ? "true" : "false");
       });
-      if (scroll) frames[current].el.scrollIntoView({ block: "start" });
+      strip.forEach(function (a, n) { a.classList.toggle("current", n === current); });
+      if (scroll) scrollToFrame(frames[current]);
+    }
+
+    function headHeight() {
+      var head = document.getElementById("unit-head");
+      return head ? head.getBoundingClientRect().height : 0;
+    }
+    /* the frame just below the sticky unit head, so its header (and decision buttons) and image are on screen */
+    function scrollToFrame(fr) {
+      var top = fr.el.getBoundingClientRect().top + window.pageYOffset - headHeight() - 6;
+      window.scrollTo(0, Math.max(0, top));
     }
 
     /* -- classes -- */
@@ -242,7 +318,9 @@
       if (!fr.img || !fr.w) return;
       var stage = fr.img.closest(".stage");
       var availW = Math.max(200, stage.clientWidth);
-      var availH = Math.max(240, window.innerHeight - 170);
+      var frameHead = fr.el.querySelector(".frame-head");
+      var chrome = headHeight() + (frameHead ? frameHead.getBoundingClientRect().height : 40) + 36;
+      var availH = Math.max(200, window.innerHeight - chrome);
       var scale = Math.min(availW / fr.w, availH / fr.h, 8);
       fr.img.style.width = Math.round(fr.w * scale) + "px";
       fr.img.style.height = Math.round(fr.h * scale) + "px";
@@ -267,15 +345,25 @@
       while (svg.firstChild) svg.removeChild(svg.firstChild);
       var k = unitsPerPx(fr);
       svg.appendChild(svgEl("rect", { "class": "bg", x: 0, y: 0, width: fr.w, height: fr.h }));
+      var placed = [], labels = [];
       fr.boxes.forEach(function (b, i) {
         var g = svgEl("g", { "class": "box kind-" + (b.kind || "edited") + (i === fr.selected ? " selected" : ""),
                              "data-index": i, "data-class": b.cls });
         g.appendChild(svgEl("rect", { "class": "frame-box", x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1 }));
-        var label = svgEl("text", { "class": "label", x: b.x1 + 2 * k, "font-size": 13 * k, "stroke-width": 3 * k });
-        var above = b.y1 - 4 * k;
-        label.setAttribute("y", above > 12 * k ? above : b.y1 + 14 * k);
-        label.textContent = b.cls + (b.conf !== null && b.conf !== undefined ? " " + Number(b.conf).toFixed(2) : "");
-        g.appendChild(label);
+        var text = b.cls + (b.conf !== null && b.conf !== undefined ? " " + Number(b.conf).toFixed(2) : "");
+        var spot = labelSpot(fr, b, text, k, placed);
+        placed.push(spot);
+        // labels go on a layer above every box, so no later box's outline runs through an earlier label
+        var tag = svgEl("g", { "class": "box-label kind-" + (b.kind || "edited"), "data-index": i });
+        if (spot.leader) {
+          tag.appendChild(svgEl("line", { "class": "leader", x1: spot.leader[0], y1: spot.leader[1], x2: spot.leader[2],
+                                          y2: spot.leader[3] }));
+        }
+        tag.appendChild(svgEl("rect", { "class": "tag", x: spot.x, y: spot.y, width: spot.w, height: spot.h, rx: 2 * k }));
+        var label = svgEl("text", { "class": "label", x: spot.x + 3 * k, y: spot.y + spot.h - 4 * k, "font-size": 12 * k });
+        label.textContent = text;
+        tag.appendChild(label);
+        labels.push(tag);
         if (i === fr.selected) {
           var s = 10 * k;
           g.appendChild(svgEl("rect", { "class": "handle", "data-handle": "resize", x: b.x2 - s / 2, y: b.y2 - s / 2,
@@ -283,6 +371,7 @@
         }
         svg.appendChild(g);
       });
+      labels.forEach(function (tag) { svg.appendChild(tag); });
       if (drag && drag.fr === fr && drag.mode === "draw" && drag.rect) {
         var r = drag.rect;
         svg.appendChild(svgEl("rect", { "class": "drawing", x: r.x1, y: r.y1, width: r.x2 - r.x1, height: r.y2 - r.y1 }));
@@ -291,6 +380,30 @@
         fr.count.textContent = fr.boxes.length + " box" + (fr.boxes.length === 1 ? "" : "es") +
           (fr.selected >= 0 ? " · selected: " + fr.boxes[fr.selected].cls : "");
       }
+    }
+
+    /* A label tag that overlaps no tag placed before it: above the box, inside its top, below it, then further
+       down in steps, inside the image; a tag moved away from its box gets a leader line to it. */
+    function labelSpot(fr, b, text, k, placed) {
+      var h = 16 * k, w = (text.length * 7.2 + 8) * k;
+      var x = clamp(b.x1, 0, Math.max(0, fr.w - w));
+      var tries = [b.y1 - h - 1 * k, b.y1 + 1 * k, b.y2 + 1 * k];
+      for (var step = 1; step < 40; step++) tries.push(b.y2 + 1 * k + step * (h + 2 * k), b.y1 - h - step * (h + 2 * k));
+      function hits(y) {
+        if (y < 0 || y + h > fr.h) return true;
+        return placed.some(function (p) { return x < p.x + p.w && x + w > p.x && y < p.y + p.h && y + h > p.y; });
+      }
+      for (var t = 0; t < tries.length; t++) {
+        var y = tries[t];
+        if (!hits(y)) {
+          var far = y > b.y2 + 2 * k || y + h < b.y1 - 2 * k;
+          return { x: x, y: y, w: w, h: h,
+                   leader: far ? [x + 4 * k, y > b.y2 ? y : y + h, x + 4 * k, y > b.y2 ? b.y2 : b.y1] : null };
+        }
+      }
+      // nowhere free in this column: shift right of every placed tag
+      var right = placed.reduce(function (m, p) { return Math.max(m, p.x + p.w + 2 * k); }, 0);
+      return { x: Math.min(right, Math.max(0, fr.w - w)), y: clamp(b.y1, 0, Math.max(0, fr.h - h)), w: w, h: h, leader: null };
     }
 
     function selectBox(fr, i) {
@@ -421,6 +534,7 @@
         if (none) none.remove();
         fr.history.appendChild(historyItem(review));
         if (fr.badge) fr.badge.hidden = false;
+        showProgress();
         if (decision === "correct") {
           fr.boxes.forEach(function (b) { b.kind = "reviewed"; });
           render(fr);
@@ -430,13 +544,35 @@
 
     /* -- dispositions -- */
 
+    var confirmWarning = document.getElementById("confirm-warning");
+    var confirmGoto = document.getElementById("confirm-goto");
     function askDisposition(kind) {
       if (disposing) return;
       pendingDisposition = kind;
       confirmText.textContent = DISPOSITION_LABEL[kind] + " unit " + data.unit_id + "? It leaves the review queue.";
+      var left = unreviewed();
+      if (left.length) {
+        confirmWarning.textContent = left.length + " of " + frames.filter(needsReview).length + " frame" +
+          (frames.filter(needsReview).length === 1 ? "" : "s") + " to review " + (left.length === 1 ? "was" : "were") +
+          " not reviewed: " + left.map(function (fr) { return "frame " + (fr.index + 1) + " (" + fr.data.camera_id + ")"; })
+            .join(", ") + ". " + DISPOSITION_LABEL[kind] + " anyway?";
+        confirmWarning.hidden = false;
+        confirmGoto.hidden = false;
+        confirmBox.classList.add("warning");
+      } else {
+        confirmWarning.hidden = true;
+        confirmGoto.hidden = true;
+        confirmBox.classList.remove("warning");
+      }
       confirmBox.hidden = false;
       confirmBox.setAttribute("data-disposition", kind);
       document.getElementById("confirm-yes").focus();
+    }
+
+    function gotoUnreviewed() {
+      var left = unreviewed();
+      closeConfirm();
+      if (left.length) setCurrent(left[0].index, true);
     }
 
     function closeConfirm() {
@@ -462,6 +598,7 @@
         setStatus(unitStatus, "Unit " + data.unit_id + " " + DISPOSITION_DONE[kind] + " by " + d.actor +
                   ". Press u for the queue.", "ok");
         document.getElementById("dispositions").appendChild(el("li", "", d.disposition + " by " + d.actor + " at " + when(d.at)));
+        layoutAll();
         document.body.classList.add("disposed");
       });
     }
@@ -512,13 +649,18 @@
     });
     window.addEventListener("mousemove", moveDrag);
     window.addEventListener("mouseup", endDrag);
-    window.addEventListener("resize", function () { frames.forEach(function (fr) { layout(fr); render(fr); }); });
+    function layoutAll() { frames.forEach(function (fr) { layout(fr); render(fr); }); }
+    window.addEventListener("resize", layoutAll);
 
     document.querySelectorAll(".dispose-btn").forEach(function (btn) {
       btn.addEventListener("click", function () { askDisposition(btn.getAttribute("data-disposition")); });
     });
     document.getElementById("confirm-yes").addEventListener("click", dispose);
     document.getElementById("confirm-no").addEventListener("click", closeConfirm);
+    confirmGoto.addEventListener("click", gotoUnreviewed);
+    strip.forEach(function (a, n) {
+      a.addEventListener("click", function (e) { e.preventDefault(); setCurrent(n, true); });
+    });
 
     document.addEventListener("keydown", function (e) {
       if (e.ctrlKey || e.metaKey || e.altKey) return;
@@ -529,6 +671,7 @@
       if (pendingDisposition) {  // the in-page confirm step takes the keyboard until answered
         if (e.key === "Enter" || e.key === "y") dispose();
         else if (e.key === "Escape" || e.key === "n") closeConfirm();
+        else if (e.key === "g" && !confirmGoto.hidden) gotoUnreviewed();
         else return;
         e.preventDefault();
         return;
@@ -564,7 +707,9 @@
       e.preventDefault();
     });
 
+    showProgress();
     setCurrent(current, false);
+    if (frames.length) scrollToFrame(frames[current]);
     document.body.setAttribute("data-ready", "1");
   }
 
