@@ -78,7 +78,7 @@ class RouteRule:
 def rule_for(method: str, path: str, settings: ServiceSettings) -> RouteRule:
     """The rule of a request from its method and path alone (before routing, before the body)."""
     small = settings.max_json_bytes
-    if path in PUBLIC_PATHS or path.startswith("/static/"):
+    if path in PUBLIC_PATHS or path.startswith(("/static/", "/docs-assets/")):  # shipped files, no data
         return RouteRule("public", False, small)
     if path == "/metrics":
         return RouteRule("public" if settings.metrics_public else "key", False, small)

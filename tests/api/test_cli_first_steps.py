@@ -228,7 +228,8 @@ def test_api_docs_are_served_without_a_cdn(tmp_path: Path) -> None:
     from api.app import create_app
     from api.config import ServiceSettings
 
-    client = TestClient(create_app(ServiceSettings(data_dir=tmp_path)))  # no lifespan: docs need no database
+    # no lifespan: docs need no database; QC_DOCS_PUBLIC so a browser opens them without a bearer key
+    client = TestClient(create_app(ServiceSettings(data_dir=tmp_path, docs_public=True)))
     page = client.get("/docs")
     assert page.status_code == 200
     assert "cdn" not in page.text.lower() and "https://" not in page.text

@@ -41,7 +41,7 @@ def test_the_service_publishes_verdicts_and_drives_the_plc(tmp_path: Path, broke
             assert answer.status_code == 200, answer.text
             got = dict(subscriber.take(2))  # the FAIL frame event and the unit verdict
             assert take_result(plc) == (2, 1, "U-1")
-            metrics = client.get("/metrics").text
+            metrics = client.get("/metrics", headers={"Authorization": f"Bearer {keys[Role.METRICS]}"}).text
         assert plc.read("ready") == 0  # the service's shutdown closed the PLC output
     unit = got[f"{prefix}/svc-1/units/U-1/verdict"]
     validate("unit-verdict", unit)
