@@ -100,7 +100,8 @@ def unit_records(session: Session, unit_ids: Sequence[str]) -> dict[str, dict[st
         frames[r.unit_id].append({
             "inspection_id": r.id, "camera_id": r.camera_id, "captured_at": _time(r.captured_at),
             "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
-            "model_sha256": r.model_sha256, "profile_hash": r.profile_hash, "error": r.error,
+            "model_sha256": r.model_sha256, "engine": r.engine, "precision": r.precision,
+            "profile_hash": r.profile_hash, "error": r.error,
             "findings": [{"class": d.class_name, "confidence": _num(d.confidence),
                           "box": [_num(d.x1, 3), _num(d.y1, 3), _num(d.x2, 3), _num(d.y2, 3)],
                           "outcome": d.outcome, "rule": d.rule} for d in findings.get(r.id, [])],
@@ -114,7 +115,7 @@ def unit_records(session: Session, unit_ids: Sequence[str]) -> dict[str, dict[st
         "unit_id": u.id, "order_id": u.order_id, "status": u.status, "verdict": u.verdict,
         "reasons": list(u.reasons or ()), "missing_views": list(u.missing_views or ()), "complete": u.complete,
         "model_sha256s": sorted({f["model_sha256"] for f in frames.get(u.id, []) if f["model_sha256"]}),
-        "engine": None,  # inspections do not record the runtime engine yet
+        "engines": sorted({f"{f['engine']}/{f['precision']}" for f in frames.get(u.id, []) if f["engine"]}),
         "frames": frames.get(u.id, []), "reviews": reviews.get(u.id, []),
         "dispositions": dispositions.get(u.id, []),
     } for u in units.values()}

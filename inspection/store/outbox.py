@@ -78,7 +78,7 @@ def verdict_to_json(v: FrameVerdict) -> dict[str, Any]:
             "findings": [[f.class_name, f.confidence, list(f.box), f.outcome.value, f.rule] for f in v.findings],
             "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
             "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "error": v.error,
-            "conformance": [c.to_json() for c in v.conformance]}
+            "conformance": [c.to_json() for c in v.conformance], "engine": v.engine, "precision": v.precision}
 
 
 def _conformance_from_json(c: dict[str, Any]) -> ConformanceResult:
@@ -94,7 +94,8 @@ def verdict_from_json(d: dict[str, Any]) -> FrameVerdict:
                                      Verdict(o), r) for c, conf, b, o, r in d["findings"]),
         reasons=tuple(d["reasons"]), model_sha256=d["model_sha256"], profile_hash=d["profile_hash"],
         captured_at=datetime.fromisoformat(d["captured_at"]), frame_sha256=d["frame_sha256"], error=d["error"],
-        conformance=tuple(_conformance_from_json(c) for c in d.get("conformance", ())))
+        conformance=tuple(_conformance_from_json(c) for c in d.get("conformance", ())),
+        engine=d.get("engine", ""), precision=d.get("precision", ""))
 
 
 @dataclass(frozen=True)

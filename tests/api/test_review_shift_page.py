@@ -75,7 +75,7 @@ def shift(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shift]:
         subprocess.run([*run, "inspect", "--source", str(REPO / "api" / "demo" / "frames" / frame), "--unit", unit,
                         "--order", order, "--camera", "side", "--close-units"], env=env, check=True,
                        capture_output=True, timeout=120)
-    ctx = ServiceContext.open(ServiceSettings(data_dir=tmp / "data", threads=1, timezone=ZONE))
+    ctx = ServiceContext.open(ServiceSettings(data_dir=tmp / "data", threads=1, timezone=ZONE, docs_public=True))
     key = ctx.keys.create(Role.OPERATOR, "night-shift")[0]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=port, log_level="warning"))

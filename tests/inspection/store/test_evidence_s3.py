@@ -34,7 +34,7 @@ from inspection.store.backends import open_evidence_store
 from inspection.store.evidence_s3 import S3EvidenceStore, ca_bundle_or_flag, parse_s3_url, s3_client
 from inspection.store.reviews import ReviewService
 from inspection.types import Frame, Verdict
-from tests.api.conftest import jpeg, seed, service_settings
+from tests.api.conftest import jpeg, login, seed, service_settings
 from tests.builders import Candidate, tiny_package
 from tests.inspection.store.factories import finding, result, standard_book
 from tests.s3_server import S3Server
@@ -358,7 +358,7 @@ def test_the_review_page_serves_a_frame_from_s3(s3_server: S3Server, s3_bucket: 
         sha = hashlib.sha256(frame).hexdigest()
         assert object_keys(s3_server, s3_bucket) == [f"station-a/{sha[:2]}/{sha}"]
         # The operator signs in to the review page, opens the unit and its <img> loads the frame from S3.
-        signed_in = client.post("/review/login", data={"key": keys[Role.OPERATOR]}, follow_redirects=False)
+        signed_in = login(client, keys[Role.OPERATOR], follow_redirects=False)
         assert signed_in.status_code == 303, signed_in.text
         page = client.get("/review/units/U-s3")
         assert page.status_code == 200
