@@ -95,7 +95,8 @@ def run(*, cycles: int = 3, cameras: int = 8, seed: int = 1, warm_s: float = 3.0
         station.prepare()
         sha_b = variant_package(BUNDLED, tmp / "model-b", f"drill copy {seed}")
         a = station.cli_json("models", "register", str(BUNDLED))
-        station.cli_json("models", "promote", str(a["id"]), "--force", "--reason", "drill: baseline champion")
+        if a.get("stage") != "champion":  # a fresh install already has the bundled model as its champion
+            station.cli_json("models", "promote", str(a["id"]), "--force", "--reason", "drill: baseline champion")
         b = station.cli_json("models", "register", str(tmp / "model-b"))
         sha_a = str(a["sha256"])
         assert b["sha256"] == sha_b
