@@ -275,9 +275,10 @@ def open_openvino(model_bytes: bytes, metadata: ModelMetadata, *, threads: int |
         "PERFORMANCE_HINT": "LATENCY",  # one stream, every thread on the one batch in flight
         "NUM_STREAMS": 1,
     }
-    # Unset: every core but one. The station decodes, judges and writes results beside the forward pass; on the
-    # 2-core machine the whole pipeline ran faster with 1 engine thread than with 2 in each of 4 loaded runs.
-    config["INFERENCE_NUM_THREADS"] = threads or max(1, len(os.sched_getaffinity(0)) - 1)
+    # Unset: every core this process may use. On the quiet 2-core machine (bench/inference.py, 1451 images,
+    # batch 8) 2 engine threads gave the pipeline 125 fps against 88 fps with 1 (engine 182 vs 96 fps); only on
+    # a machine loaded by other work did 1 thread win. QC_THREADS caps it on a shared host.
+    config["INFERENCE_NUM_THREADS"] = threads or max(1, len(os.sched_getaffinity(0)))
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         config["CACHE_DIR"] = str(cache_dir)
