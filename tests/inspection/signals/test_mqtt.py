@@ -158,6 +158,7 @@ def test_a_cut_connection_loses_nothing(tmp_path: Path, broker: tuple[str, int],
     try:
         sink.submit_unit_verdict(unit_verdict("before"))
         assert subscriber.take(1)[0][1]["unit_id"] == "before"
+        assert sink.wait_delivered(10)  # its PUBACK is in: otherwise the cut would (rightly) send it again
         proxy.cut()
         assert wait_until(lambda: not sink.stats().connected, 10)
         for i in range(20):
