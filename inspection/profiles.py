@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inspection import safe_yaml
 from inspection.errors import ProfileError
@@ -81,6 +81,10 @@ def _check_roi(roi: tuple[float, float, float, float]) -> tuple[float, float, fl
     return roi
 
 
+Roi = Annotated[tuple[Fraction, Fraction, Fraction, Fraction], AfterValidator(_check_roi)]
+"""A region of the frame as (x0, y0, x1, y1) fractions, checked once for every rule that has one."""
+
+
 class ColourRule(_ConformanceRule):
     """CIEDE2000 between the region's measured CIELAB and the order's colour (Lab, #hex or a RAL code).
 
@@ -89,14 +93,9 @@ class ColourRule(_ConformanceRule):
 
     kind: Literal["colour"] = "colour"
     attribute: str = "colour"
-    roi: tuple[Fraction, Fraction, Fraction, Fraction] = (0.3, 0.3, 0.7, 0.7)
+    roi: Roi = (0.3, 0.3, 0.7, 0.7)
     max_delta_e: float = Field(2.0, gt=0.0)
     review_margin: float = Field(0.0, ge=0.0)
-
-    @field_validator("roi")
-    @classmethod
-    def _roi_ordered(cls, roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        return _check_roi(roi)
 
 
 class DimensionRule(_ConformanceRule):
@@ -106,14 +105,9 @@ class DimensionRule(_ConformanceRule):
 
     kind: Literal["dimensions"] = "dimensions"
     attribute: str = "dimensions"
-    roi: tuple[Fraction, Fraction, Fraction, Fraction] = (0.0, 0.0, 1.0, 1.0)
+    roi: Roi = (0.0, 0.0, 1.0, 1.0)
     tolerance_mm: float = Field(2.0, gt=0.0)
     review_margin_mm: float = Field(0.0, ge=0.0)
-
-    @field_validator("roi")
-    @classmethod
-    def _roi_ordered(cls, roi: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-        return _check_roi(roi)
 
 
 class PartCountRule(_ConformanceRule):
