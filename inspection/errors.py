@@ -50,3 +50,15 @@ class DatasetError(QCError):
 
 class TrainingError(QCError):
     """Training or export failed, or the training extra is not installed."""
+
+
+class UnsupportedMediaError(QCError):
+    """A request's body is not a type its receiver takes (HTTP 415)."""
+
+
+class PayloadTooLargeError(QCError):
+    """A request's body is larger than its receiver accepts (HTTP 413)."""
+
+
+class BadRequestError(QCError):
+    """Malformed request: bad JSON, a form field missing or not what was expected (HTTP 400/422)."""

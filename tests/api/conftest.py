@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import Role
+from api.composition import ServiceContext
 from api.config import ServiceSettings
-from api.context import ServiceContext
+from api.http.app import create_app
+from api.services.auth import Role
 from inspection.profiles import OrderBook
 from tests.builders import Candidate, tiny_package
 

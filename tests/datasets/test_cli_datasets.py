@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from api.cli_datasets import datasets_app
+from api.cli.datasets import datasets_app
 from inspection.errors import ConfigError, DatasetError, NotFoundError
 from tests.datasets.test_formats import make_coco, make_yolo
 from tests.datasets.test_voc_and_snapshot import make_voc

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from api.cli_datasets import datasets_app
+from api.cli.datasets import datasets_app
 from datasets.formats import import_dataset
 from datasets.library import DatasetLibrary, ImportOutcome
 from inspection.errors import DatasetError

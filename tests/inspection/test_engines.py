@@ -155,7 +155,7 @@ def test_detector_names_its_engine_in_settings(tmp_path: Path) -> None:
 def test_cli_detect_names_its_engine_and_refuses_impossible_ones() -> None:
     from typer.testing import CliRunner
 
-    from api.cli import app
+    from api.cli.main import app
 
     image = str(sorted(DEMO_FRAMES.glob("scratches_*.jpg"))[0])
     runner = CliRunner()

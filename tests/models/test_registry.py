@@ -306,14 +306,14 @@ def test_evaluate_for_gate_and_promote_on_real_numbers(registry: ModelRegistry, 
     assert registry.champion() == good
 
 
-# -- the CLI (mounted by api/cli.py under ``qcline models``) ---------------------------------------------
+# -- the CLI (mounted by api/cli/main.py under ``qcline models``) ---------------------------------------------
 
 def cli(data_dir: Path, *args: str) -> Any:
     from typer.testing import CliRunner
 
-    from api.cli_models import registry_app
+    from api.cli.models import registry_app
 
-    # these tests start from an empty registry (a fresh install's bundled champion: tests/api/test_cli_first_steps)
+    # these tests start from an empty registry (a fresh install's bundled champion: tests/api/cli/test_first_steps)
     return CliRunner().invoke(registry_app, [*args, "--data-dir", str(data_dir)], env={"QC_BUNDLED_CHAMPION": "0"})
 
 

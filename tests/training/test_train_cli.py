@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from api.cli import app
+from api.cli.main import app
 from tests.datasets.test_voc_and_snapshot import make_voc
 
 pytest.importorskip("ultralytics", reason="training needs the [train] extra")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.auth import Role
-from api.context import ServiceContext
+from api.composition import ServiceContext
+from api.http.app import create_app
+from api.services.auth import Role
 from inspection.settings import REPO_ROOT
 from inspection.signals.modbus import DEFAULT_REGISTERS
 from tests.api.conftest import jpeg, seed, service_settings

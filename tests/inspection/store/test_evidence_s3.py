@@ -21,9 +21,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from api.app import create_app
-from api.auth import Role
-from api.context import ServiceContext
+from api.composition import ServiceContext
+from api.http.app import create_app
+from api.services.auth import Role
 from datasets.from_reviews import build_from_reviews_report
 from datasets.library import DatasetLibrary
 from inspection.errors import ConfigError, InvalidFrameError, NotFoundError, StoreError

@@ -1,0 +1,157 @@
+"""Engineers: models and their metrics, promotion and rollback, dataset snapshots, training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import ENGINEER, READER, context
+from api.http.schemas import ErrorOut, PromoteIn, RollbackIn, RowId, TrainingJobIn
+from api.services.auth import Principal
+from api.services.engineering import promote_on_holdout, resolve_for_api, station_evaluator
+from api.services.redact import redact_paths
+from inspection.errors import NotFoundError
+
+router = APIRouter(prefix="/v1", tags=["engineers"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422, 503)}
+
+
+@router.get("/station", summary="The model this service is running", responses=ERRORS)
+async def station(request: Request, _: Annotated[Principal, Depends(READER)]) -> dict[str, Any]:
+    ctx = context(request)
+    return {**ctx.model_state(), "queue_depth": ctx.batcher.depth if ctx.batcher else 0,
+            "batches": ctx.batcher.stats.batches if ctx.batcher else 0}
+
+
+@router.get("/models", summary="Registered models with their metrics", responses=ERRORS)
+async def list_models(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
+    models = await run_in_threadpool(context(request).registry.list)
+    return [m.to_json() for m in models]
+
+
+@router.get("/models/audit", summary="Every stage change, newest last", responses=ERRORS)
+async def model_audit(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
+    return await run_in_threadpool(context(request).registry.audit)
+
+
+@router.get("/models/{model_id}", summary="One model: metrics, lineage, audit trail", responses=ERRORS)
+async def get_model(model_id: str, request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    registry = context(request).registry
+
+    def work() -> dict[str, Any]:
+        model = registry.get(model_id)
+        return {**model.to_json(), "audit": registry.audit(model.id)}
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/models/{model_id}/promote", summary="Promote through the holdout gate (as the CLI does)",
+             responses=ERRORS)
+async def promote(model_id: str, body: PromoteIn, request: Request,
+                  principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    """Evaluates candidate and champion on the frozen holdout through the runtime; refused (409, listing every
+    failing check) unless every check passes or ``force`` with a ``reason``. Running stations, this one
+    included, swap to the new champion between batches without failing a request."""
+    ctx = context(request)
+
+    def work() -> dict[str, Any]:
+        decision = promote_on_holdout(ctx.registry, model_id, resolve=resolve_for_api(ctx.settings, ctx.registry),
+                                      dataset=body.dataset, split=body.split, tolerance=body.tolerance,
+                                      force=body.force, reason=body.reason, actor=principal.name,
+                                      evaluate=station_evaluator(ctx.settings))
+        return decision.to_json()
+
+    result = await run_in_threadpool(work)
+    ctx.check_champion_now()
+    return result
+
+
+@router.post("/models/rollback", summary="Put the previous champion back", responses=ERRORS)
+async def rollback(body: RollbackIn, request: Request,
+                   principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    ctx = context(request)
+    restored = await run_in_threadpool(ctx.registry.rollback, principal.name, body.reason)
+    ctx.check_champion_now()
+    return restored.to_json()
+
+
+def _library(request: Request) -> Any:
+    from datasets.library import DatasetLibrary
+
+    return DatasetLibrary(context(request).settings.data_dir / "datasets")
+
+
+@router.get("/datasets", summary="Dataset snapshots", responses=ERRORS)
+async def list_datasets(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
+    return await run_in_threadpool(lambda: _library(request).list())
+
+
+@router.get("/datasets/{snapshot_id}", summary="One snapshot: classes, splits, per-class counts", responses=ERRORS)
+async def get_dataset(snapshot_id: str, request: Request,
+                      _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    from datasets.library import summary
+
+    def work() -> dict[str, Any]:
+        snapshot = _library(request).get(snapshot_id)
+        counts: dict[str, dict[str, int]] = {}
+        for split in ("train", "val"):
+            per_class = dict.fromkeys(snapshot.classes, 0)
+            for entry in snapshot.split(split):
+                for box in entry.image.boxes:
+                    per_class[box.class_name] = per_class.get(box.class_name, 0) + 1
+            counts[split] = per_class
+        return {**summary(snapshot), "boxes_per_class": counts}
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/training-jobs", status_code=202, summary="Start a training run in the background", responses=ERRORS)
+async def start_training(body: TrainingJobIn, request: Request,
+                         principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    """Trains on a snapshot (from the yaml, or fine-tuning a registered model), evaluates through the runtime
+    and registers a candidate, as ``qcline train`` does. Follow it with ``GET /v1/training-jobs/{id}``."""
+    ctx = context(request)
+
+    def work() -> dict[str, Any]:
+        snapshot = _library(request).get(body.dataset)  # 404 now, not an hour into a job
+        base = body.base
+        if not base.endswith((".yaml", ".yml")):
+            base = str(ctx.registry.get(base).id)
+        elif "/" in base:
+            raise NotFoundError(f"base {base!r}: name an architecture yaml such as yolov8n.yaml, not a path")
+        params = {**body.model_dump(), "dataset": snapshot.id, "base": base}
+        return ctx.jobs.start(params, principal.name)
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/training-jobs", summary="Training jobs, newest first", responses=ERRORS)
+async def list_training(request: Request, _: Annotated[Principal, Depends(ENGINEER)],
+                        limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
+    return [_redacted(job) for job in await run_in_threadpool(context(request).jobs.list, limit)]
+
+
+@router.get("/training-jobs/{job_id}", summary="A training job's status, epoch progress and log tail",
+            responses=ERRORS)
+async def get_training(job_id: RowId, request: Request,
+                       _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    return _redacted(await run_in_threadpool(context(request).jobs.get, job_id))
+
+
+def _redacted(value: Any) -> Any:
+    """A job as the network sees it: its error, result and log tail without server paths (files keep them)."""
+    if isinstance(value, str):
+        return redact_paths(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
+@router.post("/training-jobs/{job_id}/cancel", summary="Stop a running training job", responses=ERRORS)
+async def cancel_training(job_id: RowId, request: Request,
+                          _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
+    return _redacted(await run_in_threadpool(context(request).jobs.cancel, job_id))

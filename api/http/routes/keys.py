@@ -1,0 +1,33 @@
+"""Admins: API keys."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.http.deps import ADMIN, context
+from api.http.schemas import ErrorOut, KeyIn, KeyOut, RowId
+from api.services.auth import Principal
+
+router = APIRouter(prefix="/v1", tags=["admin"])
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422)}
+
+
+@router.get("/keys", summary="API keys (never their secrets)", responses=ERRORS)
+async def list_keys(request: Request, _: Annotated[Principal, Depends(ADMIN)]) -> list[dict[str, Any]]:
+    return await run_in_threadpool(context(request).keys.list)
+
+
+@router.post("/keys", status_code=201, response_model=KeyOut, summary="Create a key; its secret is shown once",
+             responses=ERRORS)
+async def create_key(body: KeyIn, request: Request, _: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
+    secret, record = await run_in_threadpool(context(request).keys.create, body.role, body.name)
+    return {"key": secret, "role": record["role"], "id": record["id"], "name": record["name"]}
+
+
+@router.delete("/keys/{key_id}", summary="Revoke a key (and sign its review sessions out)", responses=ERRORS)
+async def revoke_key(key_id: RowId, request: Request,
+                     _: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
+    return await run_in_threadpool(context(request).keys.revoke, key_id)

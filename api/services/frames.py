@@ -1,0 +1,218 @@
+"""Frames pushed by cameras over HTTP: validate, decode, batch with other cameras, answer per frame.
+
+Retries are safe twice over: a request repeated with its ``Idempotency-Key`` gets the first answer back,
+and the same image sent again for the same unit and camera is never judged or stored twice (the
+recorded verdict is returned, marked ``duplicate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from api.composition import ServiceContext
+from api.services.auth import Principal
+from api.services.idempotency import IdempotencyStore, StoredAnswer
+from inspection.errors import BadRequestError, InvalidFrameError, QCError, UnsupportedMediaError
+from inspection.identity import identify
+from inspection.ids import check_identifier
+from inspection.imageio import DEFAULT_LONG_SIDE, decode
+from inspection.pipeline import FrameOutcome, FrameStatus
+from inspection.store.writer import NotRecordedError
+from inspection.types import Frame, UnitVerdict
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+MAX_ID_LENGTH = 128
+
+
+def sniff_image_type(data: bytes) -> str:
+    """``image/jpeg`` or ``image/png`` from the bytes themselves (a camera's Content-Type can lie)."""
+    if not data:
+        raise InvalidFrameError("image is empty (0 bytes)")
+    for media_type, magic in IMAGE_TYPES.items():
+        if data.startswith(magic):
+            return media_type
+    raise UnsupportedMediaError("image must be a JPEG or PNG file (its bytes are neither)")
+
+
+def check_id(name: str, value: str | None) -> str:
+    """An id as sent, refused (422) when empty, too long, or a look-alike of another (``inspection.ids``)."""
+    return check_identifier(name, value)
+
+
+def parse_captured_at(value: str | None) -> datetime:
+    """ISO 8601 with a time zone (``Z`` allowed); absent means now. A naive time is refused: guessing the
+    camera's zone would shift the record by hours."""
+    if value is None or not value.strip():
+        return datetime.now(UTC)
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise BadRequestError(f"captured_at {value[:64]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise BadRequestError("captured_at must include a time zone (e.g. 2026-11-26T08:00:00Z)")
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class FrameRequest:
+    data: bytes
+    unit_id: str
+    order_id: str
+    camera_id: str
+    captured_at: datetime
+    captured_at_given: str = ""
+    """``captured_at`` as sent ("" when the server stamped it): a retry without one is the same request."""
+
+    @classmethod
+    def build(cls, data: bytes, *, unit_id: str | None, order_id: str | None, camera_id: str | None,
+              captured_at: str | None) -> FrameRequest:
+        sniff_image_type(data)
+        # Without unit_id the part's label names the unit (and its order): resolved once the image is decoded.
+        labelled = not (unit_id or "").strip()
+        return cls(data, "" if labelled else check_id("unit_id", unit_id),
+                   "" if labelled and not (order_id or "").strip() else check_id("order_id", order_id),
+                   check_id("camera_id", camera_id), parse_captured_at(captured_at), (captured_at or "").strip())
+
+    @property
+    def fingerprint(self) -> str:
+        fields = [hashlib.sha256(self.data).hexdigest(), self.unit_id, self.order_id, self.camera_id,
+                  self.captured_at_given]
+        return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+def unit_verdict_json(uv: UnitVerdict) -> dict[str, Any]:
+    return {"unit_id": uv.unit_id, "order_id": uv.order_id, "verdict": uv.verdict.value, "reasons": list(uv.reasons),
+            "missing_views": list(uv.missing_views), "complete": uv.complete, "frames": len(uv.frames)}
+
+
+def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dict[str, Any]:
+    """The answer to a judged, committed frame; ``unit_verdict`` is the store's roll-up if this frame changed it."""
+    assert outcome.result is not None and outcome.result.detections is not None
+    v = outcome.result.verdict
+    return {
+        "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
+        "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "verdict": v.verdict.value,
+        "reasons": list(v.reasons), "detections": outcome.result.detections.to_list(),
+        "findings": [{"class": f.class_name, "confidence": round(float(f.confidence), 4),
+                      "box": [round(float(c), 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
+                     for f in v.findings],
+        "conformance": [c.to_json() for c in v.conformance],
+        "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
+        "unit_verdict": unit_verdict_json(unit_verdict) if unit_verdict else None,
+    }
+
+
+def decode_long_side(detector: object) -> int:
+    """How far a large frame may be decoded reduced: its long side stays at least twice the model's input
+    (``DEFAULT_LONG_SIDE`` for a detector that does not say its input size)."""
+    metadata = getattr(detector, "metadata", None)
+    size = max(int(getattr(metadata, "input_width", 0) or 0), int(getattr(metadata, "input_height", 0) or 0))
+    return 2 * size if size else DEFAULT_LONG_SIDE
+
+
+class FrameService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def submit(self, request: FrameRequest, principal: Principal,
+                     idempotency_key: str | None) -> tuple[StoredAnswer, bool]:
+        """Judge the frame; returns the answer and whether it was replayed from an earlier request."""
+        if idempotency_key is None:
+            return StoredAnswer(200, await self._judge(request, principal)), False
+        store: IdempotencyStore = self.ctx.idempotency
+        key = IdempotencyStore.check_key(idempotency_key)
+        scope = f"key:{principal.key_id}"
+        fingerprint = request.fingerprint
+        racing = store.join_inflight(scope, key, fingerprint)
+        if racing is not None:
+            return await asyncio.shield(racing), True
+        stored = await run_in_threadpool(store.lookup, scope, key, fingerprint)
+        if stored is not None:
+            return stored, True
+        racing = store.join_inflight(scope, key, fingerprint)  # again: another retry may have begun meanwhile
+        if racing is not None:
+            return await asyncio.shield(racing), True
+        future = store.begin(scope, key, fingerprint)  # no await between this check and this claim
+        try:
+            try:
+                answer = StoredAnswer(200, await self._judge(request, principal))
+            except QCError as exc:
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning when nobody raced this request
+                raise
+            await run_in_threadpool(store.save, scope, key, fingerprint, answer)
+            future.set_result(answer)
+            return answer, False
+        finally:
+            store.end(scope, key)
+
+    async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
+        batcher = self.ctx.require_batcher()
+        with batcher.arriving():
+            limits = self.ctx.settings
+            long_side: int | None = decode_long_side(batcher.inspector.detector)
+            calibration = await run_in_threadpool(batcher.inspector.camera_calibration, request.camera_id)
+            if not request.unit_id or (calibration is not None and calibration.label is not None):
+                long_side = None  # a part label is read at full resolution: small codes do not survive reduction
+            decoded = await run_in_threadpool(
+                lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
+            unit_id, order_id = request.unit_id, request.order_id
+            if not unit_id:  # the part's label names the unit (and maybe its order)
+                unit_id, order_id = await run_in_threadpool(self._identify, decoded.image, request.camera_id,
+                                                            order_id)
+            frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=unit_id,
+                          order_id=order_id, captured_at=request.captured_at,
+                          source=f"http:{principal.name}", data=request.data, scale=decoded.scale)
+            future = batcher.submit(frame)
+        outcome = await asyncio.wrap_future(future)
+        if outcome.status is FrameStatus.REJECTED:
+            assert outcome.error is not None
+            raise outcome.error
+        if outcome.status is FrameStatus.DUPLICATE:
+            return await run_in_threadpool(self._recorded, frame)
+        assert outcome.committed is not None  # the service's inspector always has the journal
+        # Durable before acknowledged: the answer waits for the group commit that holds this result. A failed
+        # commit raises NotRecordedError (503): nothing was stored and the inspector forgot the unit, so the
+        # camera's retry (same Idempotency-Key) is judged and stored exactly once.
+        committed = await asyncio.wrap_future(outcome.committed)
+        if committed.queued:  # in the outbox: what this station knows now, re-checked centrally on replay
+            return {**outcome_json(outcome, committed.unit_verdict), "queued": True}
+        if not committed.inserted:  # another process (or an earlier try) recorded this very frame first
+            return await run_in_threadpool(self._recorded, frame)
+        return outcome_json(outcome, committed.unit_verdict)
+
+    def _identify(self, image: Any, camera_id: str, order_id: str) -> tuple[str, str]:
+        """Unit from the label; order as sent, else from the label, else from the order book. A label whose
+        order contradicts the one sent is caught by the inspector's identity check (REVIEW)."""
+        calibration = self.ctx.store.camera_calibration(camera_id)
+        book = self.ctx.store.order_of_unit
+        unit_id, resolved = identify(image, calibration.label if calibration else None, camera_id=camera_id,
+                                     order_of_unit=(lambda _unit: order_id) if order_id else book)
+        # a label is client input like a form field: the same look-alike and length checks apply
+        return check_identifier("unit_id", unit_id), check_identifier("order_id", resolved)
+
+    def _recorded(self, frame: Frame) -> dict[str, Any]:
+        self.ctx.writer.flush(timeout=10)  # the first copy of this frame may still be in a group commit
+        row = self.ctx.store.find_inspection(frame.unit_id, frame.camera_id, frame.sha256)
+        if row is None:
+            raise NotRecordedError(f"this frame of unit {frame.unit_id} was judged moments ago but its record is "
+                                   "not committed (yet): retry shortly")
+        findings = row["findings"]
+        return {**{k: row[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256", "verdict",
+                                       "reasons", "model_sha256", "profile_hash", "conformance")},
+                "detections": [{"class": f["class"], "confidence": f["confidence"], "box": f["box"]}
+                               for f in findings],
+                "findings": findings, "duplicate": True, "unit_verdict": None}
+
+
