@@ -13,19 +13,21 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.concurrency import run_in_threadpool
 
-from api.composition import ServiceContext
+from api.config import ServiceSettings
 from api.services.auth import Principal
+from api.services.batching import MicroBatcher
 from api.services.idempotency import IdempotencyStore, StoredAnswer
 from inspection.errors import BadRequestError, InvalidFrameError, QCError, UnsupportedMediaError
 from inspection.identity import identify
 from inspection.ids import check_identifier
 from inspection.imageio import DEFAULT_LONG_SIDE, decode
 from inspection.pipeline import FrameOutcome, FrameStatus
-from inspection.store.writer import NotRecordedError
+from inspection.store.repository import ResultsStore
+from inspection.store.writer import BatchedResultWriter, NotRecordedError
 from inspection.types import Frame, UnitVerdict
 
 log = logging.getLogger(__name__)
@@ -121,8 +123,27 @@ def decode_long_side(detector: object) -> int:
     return 2 * size if size else DEFAULT_LONG_SIDE
 
 
+class FrameContext(Protocol):
+    """What the frame service needs of the running service (``api.composition.ServiceContext`` is one): the
+    service sits below the composition root and takes the context it is handed, never imports it."""
+
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+    @property
+    def store(self) -> ResultsStore: ...
+
+    @property
+    def writer(self) -> BatchedResultWriter: ...
+
+    @property
+    def idempotency(self) -> IdempotencyStore: ...
+
+    def require_batcher(self) -> MicroBatcher: ...
+
+
 class FrameService:
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: FrameContext) -> None:
         self.ctx = ctx
 
     async def submit(self, request: FrameRequest, principal: Principal,
