@@ -41,7 +41,7 @@ def theirs(data_yaml: Path, model: Path, split: str, batch: int) -> dict[str, fl
     prepare_offline_ultralytics(Path(tempfile.mkdtemp(prefix="qcline-yolo-")))
     from ultralytics import YOLO
 
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     meta = ModelPackage.load(model).metadata
     yolo = YOLO(str(model / "model.onnx"), task="detect")

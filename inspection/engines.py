@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.errors import ConfigError, ModelPackageError
-from models.package import ModelMetadata
+from inspection.model_package import ModelMetadata
 
 log = logging.getLogger(__name__)
 

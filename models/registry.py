@@ -28,9 +28,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError
+from inspection.model_package import ModelPackage
 from inspection.store.db import Database, describe, open_database
 from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
-from models.package import ModelPackage
 
 if TYPE_CHECKING:
     from datasets.snapshot import Snapshot, Split

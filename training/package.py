@@ -13,7 +13,7 @@ from typing import Any
 
 from datasets.snapshot import Snapshot
 from inspection.detector import OnnxDetector
-from models.package import ModelMetadata, ModelPackage, Thresholds, write_package
+from inspection.model_package import ModelMetadata, ModelPackage, Thresholds, write_package
 from training.evaluate import evaluate_package
 from training.export import export_onnx
 from training.metrics import DetectionMetrics

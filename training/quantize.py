@@ -36,7 +36,7 @@ from datasets.snapshot import Snapshot
 from inspection.detector import OnnxDetector, pre_process
 from inspection.engines import to_network_input
 from inspection.errors import TrainingError
-from models.package import ModelPackage, write_package
+from inspection.model_package import ModelPackage, write_package
 from training.evaluate import evaluate_package
 from training.package import record_runtime_metrics
 

@@ -19,7 +19,7 @@ from datasets.export import export_yolo
 from datasets.snapshot import Snapshot
 from inspection.errors import TrainingError
 from inspection.hashing import sha256_file
-from models.package import ModelPackage, Thresholds
+from inspection.model_package import ModelPackage, Thresholds
 from training.package import build_package
 from training.train import TrainResult, resume_detector, train_detector
 
