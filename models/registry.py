@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -31,9 +31,6 @@ from inspection.errors import ConflictError, ModelPackageError, NotFoundError, Q
 from inspection.model_package import ModelPackage
 from inspection.store.db import Database, describe, open_database
 from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
-
-if TYPE_CHECKING:
-    from datasets.snapshot import Snapshot, Split
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +44,8 @@ DetectionMetricsJSON = dict[str, Any]
 
 MAX_ROW_ID = 2**63 - 1
 """Ids are 64-bit: a larger number (from a URL, say) names no model rather than overflowing the driver."""
-"""``training.metrics.DetectionMetrics.to_json()``: ``map50``, ``map50_95``, ``per_class`` {class: {ap50, ..}},
-optionally ``snapshot_id`` / ``split`` as ``evaluate_for_gate`` adds them."""
+"""``models.metrics.DetectionMetrics.to_json()``: ``map50``, ``map50_95``, ``per_class`` {class: {ap50, ..}},
+optionally ``snapshot_id`` / ``split`` as ``models.evaluation.evaluate_for_gate`` adds them."""
 
 MIN_SHA_PREFIX = 6
 """Shorter hex strings are too likely to match several packages (and to be confused with numeric ids)."""
@@ -541,31 +538,7 @@ class ModelRegistry(Database):
         return restored
 
 
-def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, split: Split = "val",
-                      threads: int | None = None, engine: str = "auto", precision: str = "auto",
-                      cache_dir: Path | None = None) -> DetectionMetricsJSON:
-    """Holdout metrics of a registered model through the station runtime, tagged with the snapshot.
-
-    Loading through ``OnnxDetector.from_package`` re-verifies the sha256 of the registry copy, so the
-    numbers belong to exactly the bytes a station would run, on the engine and precision the stations run
-    (pass the station settings' ``engine`` / ``precision``); ``snapshot_id`` lets the gate refuse numbers
-    measured on anything but the frozen holdout.
-    """
-    from inspection.detector import OnnxDetector
-    from training.evaluate import evaluate_package
-
-    detector = OnnxDetector.from_package(registry_model.path, threads=threads, engine=engine, precision=precision,
-                                         cache_dir=cache_dir)
-    if detector.model_sha256 != registry_model.sha256:
-        raise ModelPackageError(f"registry copy {registry_model.path} holds {detector.model_sha256[:12]}, "
-                                f"not model {registry_model.id} ({registry_model.sha256[:12]})")
-    metrics = evaluate_package(detector, snapshot, split=split).to_json()
-    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256,
-            "engine": detector.engine_name, "engine_precision": detector.precision}
-
-
 __all__: Sequence[str] = (
     "CANDIDATE", "CHAMPION", "RETIRED", "STAGES", "DetectionMetricsJSON", "GateCheck", "Holdout", "ModelRegistry",
-    "PromotionDecision", "PromotionRefused", "PromotionRefusedError", "RegisteredModel", "Stage", "evaluate_for_gate",
-    "gate_checks",
+    "PromotionDecision", "PromotionRefused", "PromotionRefusedError", "RegisteredModel", "Stage", "gate_checks",
 )

@@ -37,7 +37,7 @@ from inspection.detector import OnnxDetector, pre_process
 from inspection.engines import to_network_input
 from inspection.errors import TrainingError
 from inspection.model_package import ModelPackage, write_package
-from training.evaluate import evaluate_package
+from models.evaluation import evaluate_package
 from training.package import record_runtime_metrics
 
 log = logging.getLogger(__name__)

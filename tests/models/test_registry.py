@@ -17,13 +17,13 @@ from inspection.errors import ConflictError, ModelPackageError, NotFoundError
 from inspection.hashing import sha256_file
 from inspection.model_package import MODEL_FILE
 from inspection.store.db import normalise_url
+from models.evaluation import evaluate_for_gate
 from models.registry import (
     CANDIDATE,
     CHAMPION,
     RETIRED,
     ModelRegistry,
     PromotionRefused,
-    evaluate_for_gate,
     gate_checks,
 )
 from tests.builders import Candidate, solid_image, tiny_package, write_image
