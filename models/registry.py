@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +25,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from inspection.blobs import publish_folder, staging_folder
 from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError
 from inspection.model_package import ModelPackage
 from inspection.store.db import Database, describe, open_database
@@ -271,24 +270,17 @@ class ModelRegistry(Database):
                 pass
             log.warning("registry copy %s is damaged; replacing it", target)
             shutil.rmtree(target)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=self.root))
         try:
-            staged = tmp / "package"
-            shutil.copytree(package.path, staged)
-            copied = ModelPackage.load(staged, verify=True)
-            if copied.metadata.sha256 != sha:
-                raise ModelPackageError(f"{package.path} changed while it was being registered")
-            try:
-                os.rename(staged, target)
-            except OSError:
-                if not target.is_dir():  # not "someone else was faster": a real error
-                    raise
+            with staging_folder(self.root, f".tmp-{sha[:12]}-") as tmp:
+                staged = tmp / "package"
+                shutil.copytree(package.path, staged)
+                copied = ModelPackage.load(staged, verify=True)
+                if copied.metadata.sha256 != sha:
+                    raise ModelPackageError(f"{package.path} changed while it was being registered")
+                publish_folder(staged, target)  # False: someone else was faster with the same bytes
             ModelPackage.load(target, verify=True)
         except OSError as e:
             raise ModelPackageError(f"cannot copy {package.path} into the registry at {target}: {e}") from e
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     # -- reading ---------------------------------------------------------------------------------------
