@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck bench system-deps clean train-deps
+.PHONY: demo test lint typecheck layers bench system-deps clean train-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ train-deps: $(VENV)/.base-installed
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: $(VENV)/.dev-installed system-deps lint typecheck
+test: $(VENV)/.dev-installed system-deps lint typecheck layers
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev-installed
@@ -38,8 +38,12 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy inspection training datasets models api drills
 
+# The import contract in pyproject.toml [tool.importlinter] (docs/architecture.md explains it).
+layers: $(VENV)/.dev-installed
+	$(BIN)/lint-imports
+
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/inference.py
 
 clean:
-	rm -rf data runs test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data runs test-artifacts .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

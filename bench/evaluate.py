@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 def ours(snapshot_dir: Path, model: Path, split: str, batch: int) -> dict[str, float]:
     from datasets.snapshot import Snapshot
     from inspection.detector import OnnxDetector
-    from training.evaluate import evaluate_package
+    from models.evaluation import evaluate_package
 
     snapshot = Snapshot.load(snapshot_dir)
     detector = OnnxDetector.from_package(model, max_batch=batch)
@@ -41,7 +41,7 @@ def theirs(data_yaml: Path, model: Path, split: str, batch: int) -> dict[str, fl
     prepare_offline_ultralytics(Path(tempfile.mkdtemp(prefix="qcline-yolo-")))
     from ultralytics import YOLO
 
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     meta = ModelPackage.load(model).metadata
     yolo = YOLO(str(model / "model.onnx"), task="detect")

@@ -155,7 +155,7 @@ def part_ort(files: list[Path], model: Path, batch: int, threads: int, engine: s
 
     from inspection.detector import pre_process
     from inspection.engines import to_network_input
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     meta = ModelPackage.load(model).metadata
     options = ort.SessionOptions()
@@ -180,7 +180,7 @@ def _openvino_ir(model: Path, folder: Path, batch: int) -> Path:
     import openvino as ov
     import yaml
 
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     meta = ModelPackage.load(model).metadata
     out = folder / "model_openvino_model"
@@ -206,7 +206,7 @@ def part_ultralytics(files: list[Path], model: Path, batch: int, threads: int, e
     os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="qcline-yolo-"))
     from ultralytics import YOLO
 
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     meta = ModelPackage.load(model).metadata
     yolo = YOLO(str(weights or model / "model.onnx"), task="detect")

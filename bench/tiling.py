@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from inspection.detector import OnnxDetector  # noqa: E402
 from inspection.tiling import detect_tiled  # noqa: E402
 from inspection.types import Detections  # noqa: E402
-from training.metrics import box_iou  # noqa: E402
+from models.metrics import box_iou  # noqa: E402
 
 GRID = 4
 

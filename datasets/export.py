@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from datasets.snapshot import Snapshot, SnapshotEntry, write_atomic
+from datasets.snapshot import Snapshot, SnapshotEntry
+from inspection.blobs import write_atomic
 
 
 def _place_image(entry: SnapshotEntry, image_dir: Path, *, copy_images: bool) -> Path:

@@ -16,10 +16,7 @@ from __future__ import annotations
 import builtins
 import json
 import logging
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -29,69 +26,28 @@ from typing import Any
 from datasets.formats import import_dataset
 from datasets.formats.archive import DEFAULT_MAX_BYTES, import_archive, is_archive
 from datasets.records import ImportResult, LabeledImage
-from datasets.snapshot import MANIFEST_NAME, Snapshot, SnapshotEntry, build_snapshot, compose_snapshot, write_atomic
+from datasets.snapshot import MANIFEST_NAME, Snapshot, SnapshotEntry, build_snapshot, compose_snapshot
+from inspection.blobs import ContentMismatchError, ContentStore, publish_folder, staging_folder, write_atomic
 from inspection.errors import DatasetError, NotFoundError
-from inspection.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"^[0-9a-f]{1,64}$")
 
 
-def content_path(store: Path, sha256: str, suffix: str) -> Path:
-    return Path(store) / sha256[:2] / f"{sha256}{suffix.lower()}"
-
-
-def _publish(tmp: Path, target: Path) -> Path:
-    """Move a finished temp file into place read-only; an existing target already has the same content."""
-    os.chmod(tmp, 0o444)
-    try:
-        if target.exists():
-            tmp.unlink()
-        else:
-            os.replace(tmp, target)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        if not target.exists():
-            raise
-    return target
-
-
-def store_bytes(store: Path, data: bytes, sha256: str, suffix: str) -> Path:
-    """Write ``data`` into the content-addressed store (no-op when present); returns its path."""
-    target = content_path(store, sha256, suffix)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".in-", dir=target.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return _publish(Path(tmp), target)
-
-
-def store_file(store: Path, source: Path, sha256: str) -> Path:
+def store_file(store: ContentStore, source: Path, sha256: str) -> Path:
     """Copy ``source`` into the store and check the copy's hash, so the store holds exactly what was imported.
 
     The hash is taken on the copy, not trusted from the import: if the original changed in between, the
     import fails instead of recording labels next to different pixels.
     """
-    target = content_path(store, sha256, source.suffix)
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".in-", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     try:
-        shutil.copyfile(source, tmp)
-        actual = sha256_file(tmp)
+        return store.put_file(sha256, source, source.suffix.lower())
+    except ContentMismatchError as exc:
+        raise DatasetError(f"{source} changed during the import (sha256 {exc.actual[:12]} != {exc.expected[:12]}); "
+                           "import again") from exc
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DatasetError(f"cannot copy {source} into the dataset library: {exc}") from exc
-    if actual != sha256:
-        tmp.unlink(missing_ok=True)
-        raise DatasetError(f"{source} changed during the import (sha256 {actual[:12]} != {sha256[:12]}); import again")
-    return _publish(tmp, target)
 
 
 @dataclass(frozen=True)
@@ -108,12 +64,13 @@ class DatasetLibrary:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.images_dir = self.root / "images"
+        self.images = ContentStore(self.images_dir, read_only=True)  # immutable: snapshots cite them by hash
         self.snapshots_dir = self.root / "snapshots"
 
     # -- writing ----------------------------------------------------------------------------------------
     def _stored(self, result: ImportResult) -> ImportResult:
         images = tuple(
-            LabeledImage(store_file(self.images_dir, im.path, im.sha256).resolve(), im.width, im.height, im.boxes,
+            LabeledImage(store_file(self.images, im.path, im.sha256).resolve(), im.width, im.height, im.boxes,
                          im.sha256)
             for im in result.images)
         return replace(result, images=images)
@@ -125,19 +82,13 @@ class DatasetLibrary:
             return self.get(snapshot.id)
         stamped = Snapshot(snapshot.classes, snapshot.entries, snapshot.source, snapshot.parent,
                            datetime.now(UTC).isoformat(timespec="microseconds"), snapshot.split_origin)
-        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".new-", dir=self.snapshots_dir))
         try:
-            write_atomic(work / MANIFEST_NAME, _manifest_text(stamped))
-            try:
-                os.rename(work, final)
-            except OSError:
-                if not (final / MANIFEST_NAME).is_file():  # not "someone registered the same content first"
-                    raise
+            with staging_folder(self.snapshots_dir, ".new-") as work:
+                write_atomic(work / MANIFEST_NAME, _manifest_text(stamped))
+                # False: someone registered the same content first (the folder is named by it)
+                publish_folder(work, final, complete=lambda folder: (folder / MANIFEST_NAME).is_file())
         except OSError as exc:
             raise DatasetError(f"cannot write snapshot {snapshot.id[:12]} under {self.snapshots_dir}: {exc}") from exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
         log.info("registered snapshot %s (%d images)", stamped.id[:12], len(stamped.entries))
         return stamped
 
@@ -189,12 +140,12 @@ class DatasetLibrary:
         # --classes is also the snapshot's class map, in the order given (for YOLO: the names of ids 0..n-1).
         snapshot_classes = tuple(classes) if classes else None
         if is_archive(path):
-            with import_archive(path, fmt, classes=classes, image_store=self.images_dir,
+            with import_archive(path, fmt, classes=classes, image_store=self.images,
                                 max_bytes=max_archive_bytes) as result:
                 snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
                                     classes=snapshot_classes, resplit=resplit)
         else:
-            result = import_dataset(path, fmt, classes=classes, image_store=self.images_dir)
+            result = import_dataset(path, fmt, classes=classes, image_store=self.images)
             snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
                                 classes=snapshot_classes, resplit=resplit)
         return ImportOutcome(snapshot, result)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from datasets.records import ImportResult, LabeledBox, LabeledImage
+from inspection.blobs import write_atomic
 from inspection.errors import DatasetError
 
 Split = Literal["train", "val"]
@@ -130,21 +129,6 @@ class Snapshot:
         if raw.get("id") and raw["id"] != snapshot.id:
             raise DatasetError(f"snapshot manifest {path} was altered: id {raw['id']} != content {snapshot.id}")
         return snapshot
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temp file + rename in the same folder: readers see the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _primary_class(image: LabeledImage) -> str:

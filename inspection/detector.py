@@ -24,9 +24,9 @@ import numpy.typing as npt
 from inspection.engines import Engine, open_engine
 from inspection.errors import InvalidFrameError, ModelPackageError
 from inspection.hashing import sha256_bytes
+from inspection.model_package import ModelMetadata, ModelPackage
 from inspection.settings import Settings
 from inspection.types import Detections
-from models.package import ModelMetadata, ModelPackage
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.errors import ConfigError, ModelPackageError
-from models.package import ModelMetadata
+from inspection.model_package import ModelMetadata
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class EngineChoice:
 
 def openvino_available() -> bool:
     try:
-        import openvino  # noqa: F401
+        import openvino  # noqa: F401 -- asks whether it is installed, without loading it for an onnxruntime station
     except ImportError:
         return False
     return True
@@ -171,7 +171,7 @@ def cpu_has_bf16() -> bool:
     """OpenVINO's own view of the CPU: ``BF16`` in its optimization capabilities (AMX or avx512_bf16)."""
     if not openvino_available():
         return False
-    import openvino as ov
+    import openvino as ov  # installed (checked above), loaded only when asked
 
     try:
         return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -227,7 +227,7 @@ def choose_engine(engine: str = "auto", precision: str = "auto", *, quantized: b
 
 
 def open_onnxruntime(model_bytes: bytes, *, threads: int | None, precision: str, source: str) -> OnnxRuntimeEngine:
-    import onnxruntime as ort
+    import onnxruntime as ort  # each runtime is loaded when an engine of it opens: a station runs one of the two
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -247,7 +247,7 @@ def open_onnxruntime(model_bytes: bytes, *, threads: int | None, precision: str,
 
 def openvino_model(model_bytes: bytes, metadata: ModelMetadata, *, max_batch: int, source: str) -> Any:
     """Read the ONNX bytes and put the pre-processing in front: uint8 NHWC BGR in, the network's input out."""
-    import openvino as ov
+    import openvino as ov  # loaded when an OpenVINO engine opens (see open_onnxruntime)
     from openvino.preprocess import ColorFormat, PrePostProcessor
 
     core = ov.Core()
@@ -267,7 +267,7 @@ def openvino_model(model_bytes: bytes, metadata: ModelMetadata, *, max_batch: in
 
 def open_openvino(model_bytes: bytes, metadata: ModelMetadata, *, threads: int | None, precision: str,
                   max_batch: int, cache_dir: Path | None, source: str) -> OpenVINOEngine:
-    import openvino as ov
+    import openvino as ov  # loaded when an OpenVINO engine opens (see open_onnxruntime)
 
     model = openvino_model(model_bytes, metadata, max_batch=max_batch, source=source)
     config: dict[str, Any] = {

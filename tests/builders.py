@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.package import ModelMetadata, Thresholds, write_package
+from inspection.model_package import ModelMetadata, Thresholds, write_package
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from datasets.export import export_yolo
 from datasets.formats.voc import import_voc
 from datasets.snapshot import build_snapshot
-from models.package import ModelPackage, Thresholds
+from inspection.model_package import ModelPackage, Thresholds
 from training.package import build_package
 from training.train import train_detector
 

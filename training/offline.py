@@ -7,8 +7,10 @@ first ``import ultralytics``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -21,7 +23,7 @@ def prepare_offline_ultralytics(config_dir: Path) -> None:
     os.environ.setdefault("MPLCONFIGDIR", str(config_dir / "matplotlib"))
     font_dir = config_dir / "Ultralytics"
     font_dir.mkdir(parents=True, exist_ok=True)
-    import matplotlib
+    import matplotlib  # after MPLCONFIGDIR is set: matplotlib reads it on import
 
     source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     for name in ("Arial.ttf", "Arial.Unicode.ttf"):
@@ -32,10 +34,7 @@ def prepare_offline_ultralytics(config_dir: Path) -> None:
 
 def ultralytics_logs_to_stderr() -> None:
     """Ultralytics logs to stdout; a ``--json`` command's stdout must hold only its JSON."""
-    import logging
-    import sys
-
-    from ultralytics.utils import LOGGER
+    from ultralytics.utils import LOGGER  # the [train] extra
 
     for handler in LOGGER.handlers:
         if isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) is sys.stdout:

@@ -13,10 +13,10 @@ from typing import Any
 
 from datasets.snapshot import Snapshot
 from inspection.detector import OnnxDetector
-from models.package import ModelMetadata, ModelPackage, Thresholds, write_package
-from training.evaluate import evaluate_package
+from inspection.model_package import ModelMetadata, ModelPackage, Thresholds, write_package
+from models.evaluation import evaluate_package
+from models.metrics import DetectionMetrics
 from training.export import export_onnx
-from training.metrics import DetectionMetrics
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import logging
 import random
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -36,8 +37,8 @@ from datasets.snapshot import Snapshot
 from inspection.detector import OnnxDetector, pre_process
 from inspection.engines import to_network_input
 from inspection.errors import TrainingError
-from models.package import ModelPackage, write_package
-from training.evaluate import evaluate_package
+from inspection.model_package import ModelPackage, write_package
+from models.evaluation import evaluate_package
 from training.package import record_runtime_metrics
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,6 @@ class QuantizationRefusedError(TrainingError):
 def forward_fps(package_dir: Path, images: list[npt.NDArray[np.uint8]], *, engine: str = "onnxruntime",
                 rounds: int = 5) -> float:
     """Frames/s of the bare forward pass on one batch, best of ``rounds`` (best-of damps a shared machine)."""
-    import time
-
     detector = OnnxDetector.from_package(package_dir, engine=engine, max_batch=len(images))
     batch, _ = detector.pre_process(images)
     detector.forward(batch)
@@ -92,7 +91,7 @@ def head_ignored_scope(model: Any) -> Any:
     The head is found from the graph, not from a name in code: the module that produces the model's output
     (``/model.22/...`` in an ultralytics export). Without such a prefix only the Sigmoids are kept float.
     """
-    import nncf
+    import nncf  # the [train] extra (quantize_package checked it is there)
 
     output = model.graph.output[0].name
     producer = next((n.name for n in model.graph.node if output in n.output), "")
@@ -110,7 +109,7 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
                      calibration_images: int = CALIBRATION_IMAGES, keep: bool = False) -> ModelPackage:
     """Write the int8 variant of ``package`` to ``out_dir`` (evaluated on the snapshot's val split), if it is
     faster than ``package`` and as accurate (or ``keep``)."""
-    try:
+    try:  # the [train] extra; this module is imported by training.run, which CLI commands import without it
         import nncf
         import onnx
     except ImportError as exc:

@@ -5,7 +5,7 @@ loses precision (one class collapsing at high recall), and the confusion matrix 
 a dent called a scratch still fails the unit, a missed defect (-> background) is an escape to the
 customer, a background box called a defect is a false reject on the line.
 
-Both are computed from the per-image predictions and ground truth (``training.metrics.ImageEval``), with
+Both are computed from the per-image predictions and ground truth (``models.metrics.ImageEval``), with
 the same IoU matching rules as the metrics. matplotlib is imported lazily and only through its
 object-oriented API on the Agg canvas: no display, no pyplot global state, safe in a worker thread.
 """
@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from inspection.errors import TrainingError
-from training.metrics import ImageEval, _average_precision, box_iou, match_predictions
+from models.metrics import ImageEval, _average_precision, box_iou, match_predictions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -58,7 +58,7 @@ class EvaluationReport:
 
 
 def pr_curves(images: Sequence[ImageEval], class_names: Sequence[str]) -> list[PRCurve]:
-    """PR curve per class with ground truth, matched exactly as ``training.metrics`` does at IoU 0.5, so
+    """PR curve per class with ground truth, matched exactly as ``models.metrics`` does at IoU 0.5, so
     the area under each curve is the AP50 the gate compares."""
     tps, confs, classes, gts = [], [], [], []
     for image in images:

@@ -19,8 +19,9 @@ from datasets.export import export_yolo
 from datasets.snapshot import Snapshot
 from inspection.errors import TrainingError
 from inspection.hashing import sha256_file
-from models.package import ModelPackage, Thresholds
+from inspection.model_package import ModelPackage, Thresholds
 from training.package import build_package
+from training.quantize import QuantizationRefusedError, quantize_package
 from training.train import TrainResult, resume_detector, train_detector
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def checkpoint_state(last: Path) -> str:
     the optimizer and sets epoch -1 when a run completes; resuming that would start a fresh run)."""
     if not last.is_file():
         return "missing"
-    import torch
+    import torch  # the [train] extra: this module is imported by CLI commands that run without it
 
     try:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -65,7 +66,7 @@ def expand_classes(weights: Path, old_classes: Sequence[str], new_classes: Seque
     0.1-0.27 AP@0.5 in a 10-epoch fine-tune). Copying the known classes' rows keeps what the model knew;
     only the new class starts from scratch.
     """
-    import torch
+    import torch  # the [train] extra, as above
     from ultralytics.nn.tasks import DetectionModel
 
     ckpt = torch.load(weights, map_location="cpu", weights_only=False)
@@ -160,8 +161,6 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
 
 def _quantize(package: ModelPackage, snapshot: Snapshot, out_dir: Path) -> tuple[ModelPackage | None, str]:
     """The int8 variant, or ``None`` and why (its measurements) when it is slower or less accurate."""
-    from training.quantize import QuantizationRefusedError, quantize_package
-
     try:
         return quantize_package(package, snapshot, out_dir=out_dir), ""
     except QuantizationRefusedError as exc:

@@ -599,7 +599,7 @@ def models_build_default(
 @models_app.command("show")
 def models_show(model: ModelOption = None) -> None:
     """Print a package's metadata after verifying its sha256."""
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
 
     package = ModelPackage.load(station_model(_settings(), model))
     print_json(package.metadata.to_json())

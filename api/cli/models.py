@@ -232,7 +232,7 @@ def quantize(
 ) -> None:
     """Make an int8 variant (NNCF post-training quantization), evaluate it, and register it as a candidate only
     if it is faster than the float model and within 0.01 mAP of it."""
-    from models.package import ModelPackage
+    from inspection.model_package import ModelPackage
     from training.quantize import quantize_package
 
     settings = _settings(data_dir)

@@ -120,8 +120,8 @@ def evaluate(
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime."""
     require_train_extra("matplotlib")  # the PR curve and confusion matrix plots
     from inspection.detector import OnnxDetector
-    from training.evaluate import evaluation_classes, predict_snapshot
-    from training.metrics import evaluate_detections
+    from models.evaluation import evaluation_classes, predict_snapshot
+    from models.metrics import evaluate_detections
     from training.reports import write_evaluation_report
 
     if split not in ("train", "val"):

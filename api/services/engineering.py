@@ -10,13 +10,13 @@ from typing import cast
 from datasets.snapshot import Snapshot, Split
 from inspection.errors import NotFoundError
 from inspection.settings import Settings
+from models.evaluation import evaluate_for_gate
 from models.registry import (
     DetectionMetricsJSON,
     ModelRegistry,
     PromotionDecision,
     PromotionRefusedError,
     RegisteredModel,
-    evaluate_for_gate,
 )
 
 log = logging.getLogger(__name__)

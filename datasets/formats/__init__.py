@@ -1,9 +1,7 @@
 """Importers, one module per annotation format, and ``import_dataset`` to pick one by name.
 
-The helpers at the top are shared by every importer so that all formats validate boxes, read images and
-skip duplicates by the same rules (the ones ``voc.py`` set): a box that is one format's "valid" must not
-be another's "outside the image". Format modules are imported lazily by the dispatcher, which keeps this
-package free of import cycles (each format module imports the helpers from here).
+``IMPORTERS`` maps each format name to its importer; the format modules share the helpers of
+``datasets.formats.common`` and never import this module, so there is no cycle to hide.
 """
 
 from __future__ import annotations
@@ -11,140 +9,40 @@ from __future__ import annotations
 import json
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import cv2
-
-from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
+from datasets.formats.coco import import_coco
+from datasets.formats.common import require_folder, restrict_classes
+from datasets.formats.labelme import import_labelme
+from datasets.formats.voc import import_voc
+from datasets.formats.yolo import import_yolo
+from datasets.records import ImportResult
+from inspection.blobs import ContentStore
 from inspection.errors import DatasetError
-from inspection.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-FORMATS = ("voc", "yolo", "coco", "labelme")
-"""Formats ``import_dataset`` reads; ``"auto"`` is also accepted and detects one of these."""
+Importer = Callable[[Path, Sequence[str] | None, ContentStore | None], ImportResult]
+"""``(path, classes, image_store) -> result``: one importer per format, called by ``import_dataset``."""
 
-BORDER_SLACK_PX = 1.0
-"""Annotation tools round to the pixel grid: a box this far past the border is clipped, not refused."""
+
+def _restricted(result: ImportResult, classes: Sequence[str] | None) -> ImportResult:
+    return restrict_classes(result, classes) if classes else result
+
+
+IMPORTERS: dict[str, Importer] = {
+    "voc": lambda path, classes, store: _restricted(import_voc(path), classes),
+    # YOLO labels are class ids: ``classes`` names ids 0..n-1 instead of filtering
+    "yolo": lambda path, classes, store: import_yolo(path, classes=classes),
+    "coco": lambda path, classes, store: _restricted(import_coco(path), classes),
+    "labelme": lambda path, classes, store: _restricted(import_labelme(path, image_store=store), classes),
+}
+FORMATS = tuple(IMPORTERS)
+"""Formats ``import_dataset`` reads; ``"auto"`` is also accepted and detects one of these."""
 
 _DETECT_MAX_JSON = 200
 _DETECT_MAX_BYTES = 64 << 20
-
-
-def read_image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) of a decodable, non-empty image, else None (validates the file, not just its header)."""
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        return None
-    height, width = image.shape[:2]
-    return int(width), int(height)
-
-
-def checked_box(where: str, class_name: str, x1: float, y1: float, x2: float, y2: float,
-                width: int, height: int) -> LabeledBox | ImportIssue:
-    """A box clipped to the image, or the reason it was refused (outside beyond the slack, degenerate)."""
-    slack = BORDER_SLACK_PX
-    coords = (x1, y1, x2, y2)
-    if not all(c == c and abs(c) != float("inf") for c in coords):
-        return ImportIssue(where, f"box coordinates are not finite numbers: {coords}")
-    if x1 < -slack or y1 < -slack or x2 > width + slack or y2 > height + slack:
-        return ImportIssue(where, f"box ({x1:g},{y1:g},{x2:g},{y2:g}) lies outside the {width}x{height} image")
-    x1, y1 = max(0.0, x1), max(0.0, y1)
-    x2, y2 = min(float(width), x2), min(float(height), y2)
-    if x2 <= x1 or y2 <= y1:
-        return ImportIssue(where, f"degenerate box ({x1:g},{y1:g},{x2:g},{y2:g})")
-    return LabeledBox(class_name, x1, y1, x2, y2)
-
-
-def polygon_bounds(coords: Sequence[float]) -> tuple[float, float, float, float]:
-    """Bounding box (x1, y1, x2, y2) of a flat ``x1 y1 x2 y2 ...`` polygon (caller checks its length)."""
-    xs, ys = coords[0::2], coords[1::2]
-    return min(xs), min(ys), max(xs), max(ys)
-
-
-class ResultBuilder:
-    """Collects images and issues for one import; refuses a second image with the same sha256.
-
-    Duplicates are refused because a snapshot is keyed by content: two copies of one image would either
-    leak across the train/val split or silently merge two different label sets.
-    """
-
-    def __init__(self) -> None:
-        self.images: list[LabeledImage] = []
-        self.skipped: list[ImportIssue] = []
-        self.splits: dict[str, str] = {}
-        self.found: list[str] = []
-        self._seen: dict[str, Path] = {}
-
-    def skip(self, where: str | Path, reason: str) -> None:
-        self.skipped.append(ImportIssue(str(where), reason))
-
-    def add(self, image_path: Path, width: int, height: int, boxes: Sequence[LabeledBox],
-            sha256: str | None = None, split: str | None = None) -> LabeledImage | None:
-        digest = sha256 or sha256_file(image_path)
-        if digest in self._seen:
-            self.skip(image_path, f"duplicate of {self._seen[digest]} (same sha256)")
-            return None
-        labeled = LabeledImage(image_path.resolve(), width, height, tuple(boxes), digest)
-        self._seen[digest] = labeled.path
-        self.images.append(labeled)
-        if split is not None:
-            self.splits[digest] = split
-        return labeled
-
-    def result(self, fmt: str, root: Path) -> ImportResult:
-        log.info("%s import of %s: %d images, %d issues", fmt, root, len(self.images), len(self.skipped))
-        return ImportResult(tuple(self.images), tuple(self.skipped), dict(self.splits), tuple(self.found))
-
-
-def require_folder(root: Path) -> Path:
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist or is not a folder")
-    return root
-
-
-def restrict_classes(result: ImportResult, classes: Sequence[str]) -> ImportResult:
-    """Drop (and report) boxes whose class is not in ``classes``: the user named the classes they want."""
-    allowed = set(classes)
-    skipped = list(result.skipped)
-    images: list[LabeledImage] = []
-    for image in result.images:
-        kept = tuple(b for b in image.boxes if b.class_name in allowed)
-        for box in image.boxes:
-            if box.class_name not in allowed:
-                reason = f"unknown class {box.class_name!r} (not in {list(classes)})"
-                skipped.append(ImportIssue(str(image.path), reason))
-        images.append(image if len(kept) == len(image.boxes) else
-                      LabeledImage(image.path, image.width, image.height, kept, image.sha256))
-    return replace(result, images=tuple(images), skipped=tuple(skipped))
-
-
-SPLIT_WORDS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
-               "test": "test", "testing": "test"}
-"""Folder / file-name words that name a source split; ``test`` is mapped by ``source_split``."""
-
-
-def split_word(text: str) -> str | None:
-    """``"train"``/``"val"``/``"test"`` when ``text`` (a folder name, a file stem such as ``instances_val2017``)
-    names a split, else ``None``."""
-    import re
-
-    for token in re.split(r"[^a-z]+", text.lower()):
-        if token in SPLIT_WORDS:
-            return SPLIT_WORDS[token]
-    return None
-
-
-def source_split(splits_present: set[str], split: str) -> str | None:
-    """Where a source split goes in a snapshot (train / val only): ``test`` is the val split when the source
-    has no val; with both, the test images stay out (``None``) so val means what the authors' val means."""
-    if split == "test":
-        return "val" if "val" not in splits_present else None
-    return split
 
 
 def _load_small_json(path: Path) -> object:
@@ -192,12 +90,12 @@ def detect_format(root: Path) -> str:
 
 
 def import_dataset(path: Path, fmt: str = "auto", *, classes: Sequence[str] | None = None,
-                   image_store: Path | None = None) -> ImportResult:
+                   image_store: ContentStore | None = None) -> ImportResult:
     """Import a dataset folder (or a COCO ``.json`` file) in format ``fmt`` (one of FORMATS, or ``"auto"``).
 
     ``classes``: for YOLO the names of class ids 0..n-1 (overriding data.yaml / classes.txt); for the
-    name-based formats the classes to keep (others are skipped and reported). ``image_store``: folder of
-    the content-addressed image store, used by labelme for images that only exist embedded in the JSON.
+    name-based formats the classes to keep (others are skipped and reported). ``image_store``: the dataset
+    library's content-addressed image store, used by labelme for images that only exist embedded in the JSON.
     Archives are extracted first by ``datasets.formats.archive.extracted``.
     """
     path = Path(path)
@@ -208,22 +106,7 @@ def import_dataset(path: Path, fmt: str = "auto", *, classes: Sequence[str] | No
     if fmt == "auto":
         fmt = "coco" if path.is_file() and path.suffix.lower() == ".json" else detect_format(path)
         log.info("detected format %s for %s", fmt, path)
-    if fmt == "yolo":
-        from datasets.formats.yolo import import_yolo
-
-        return import_yolo(path, classes=classes)
-    if fmt == "coco":
-        from datasets.formats.coco import import_coco
-
-        result = import_coco(path)
-    elif fmt == "labelme":
-        from datasets.formats.labelme import import_labelme
-
-        result = import_labelme(path, image_store=image_store)
-    elif fmt == "voc":
-        from datasets.formats.voc import import_voc
-
-        result = import_voc(path)
-    else:
+    importer = IMPORTERS.get(fmt)
+    if importer is None:
         raise DatasetError(f"unknown dataset format {fmt!r}: expected one of {', '.join((*FORMATS, 'auto'))}")
-    return restrict_classes(result, classes) if classes else result
+    return importer(path, classes, image_store)

@@ -21,6 +21,7 @@ from typing import IO
 
 from datasets.formats import import_dataset
 from datasets.records import ImportResult
+from inspection.blobs import ContentStore
 from inspection.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ def extracted(archive: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[
 
 @contextmanager
 def import_archive(archive: Path, fmt: str = "auto", *, classes: Sequence[str] | None = None,
-                   image_store: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[ImportResult]:
+                   image_store: ContentStore | None = None,
+                   max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[ImportResult]:
     """Extract, detect the format when ``fmt`` is ``"auto"``, import; the result is valid inside the block."""
     with extracted(archive, max_bytes=max_bytes) as root:
         yield import_dataset(root, fmt, classes=classes, image_store=image_store)

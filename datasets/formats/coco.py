@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from datasets.formats import (
+from datasets.formats.common import (
     ResultBuilder,
     checked_box,
     polygon_bounds,

@@ -18,8 +18,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from datasets.formats import IMAGE_SUFFIXES, ResultBuilder, checked_box, polygon_bounds, read_image_size, require_folder
+from datasets.formats.common import (
+    IMAGE_SUFFIXES,
+    ResultBuilder,
+    checked_box,
+    polygon_bounds,
+    read_image_size,
+    require_folder,
+)
 from datasets.records import ImportIssue, ImportResult, LabeledBox
+from inspection.blobs import ContentStore
 from inspection.errors import DatasetError
 from inspection.hashing import sha256_bytes
 
@@ -36,7 +44,7 @@ def _sniff_suffix(data: bytes) -> str:
     return ".png"
 
 
-def _embedded_image(json_path: Path, image_data: str, image_store: Path | None,
+def _embedded_image(json_path: Path, image_data: str, image_store: ContentStore | None,
                     builder: ResultBuilder) -> tuple[Path, str] | None:
     if image_store is None:
         builder.skip(json_path, "image file missing and embedded imageData needs the dataset library's image store")
@@ -50,10 +58,11 @@ def _embedded_image(json_path: Path, image_data: str, image_store: Path | None,
     if decoded is None or decoded.size == 0:
         builder.skip(json_path, "embedded imageData is not a readable image")
         return None
-    from datasets.library import store_bytes
-
     digest = sha256_bytes(data)
-    return store_bytes(image_store, data, digest, _sniff_suffix(data)), digest
+    try:
+        return image_store.put_bytes(digest, data, _sniff_suffix(data)), digest
+    except OSError as exc:
+        raise DatasetError(f"cannot store the image embedded in {json_path} in {image_store.root}: {exc}") from exc
 
 
 def _find_image(root: Path, json_path: Path, image_path: str) -> Path | None:
@@ -99,7 +108,8 @@ def _shape_box(where: str, shape: Any, width: int, height: int) -> LabeledBox | 
     return checked_box(where, label, *polygon_bounds(coords), width, height)
 
 
-def _import_one(root: Path, json_path: Path, text: str, image_store: Path | None, builder: ResultBuilder) -> None:
+def _import_one(root: Path, json_path: Path, text: str, image_store: ContentStore | None,
+                builder: ResultBuilder) -> None:
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -133,7 +143,7 @@ def _import_one(root: Path, json_path: Path, text: str, image_store: Path | None
     builder.add(image_path, width, height, boxes, digest)
 
 
-def import_labelme(root: Path, *, image_store: Path | None = None) -> ImportResult:
+def import_labelme(root: Path, *, image_store: ContentStore | None = None) -> ImportResult:
     """Read every labelme JSON under ``root``; skipped files and shapes are listed with a reason."""
     root = require_folder(root)
     builder = ResultBuilder()

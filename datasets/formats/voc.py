@@ -12,14 +12,13 @@ from pathlib import Path
 
 import cv2
 
-from datasets.formats import checked_box
+from datasets.formats.common import IMAGE_SUFFIXES, checked_box
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from inspection.errors import DatasetError
 from inspection.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _ANNOTATION_DIRS = ("annotations", "Annotations", "labels", "xml")
 _IMAGE_DIRS = ("images", "JPEGImages", "imgs", ".")
 

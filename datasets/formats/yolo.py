@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from datasets.formats import (
+from datasets.formats.common import (
     IMAGE_SUFFIXES,
     ResultBuilder,
     checked_box,

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from inspection.conformance.colour import Lab, lab_to_srgb
+from inspection.conformance.colour import Lab, _colour, lab_to_srgb
 
 WHITE_TILE: Lab = (90.0, 0.0, 0.0)
 """The reference tile: a light neutral grey (L* 90), exposed below clipping as white-balance tiles should be."""
@@ -39,8 +39,6 @@ def srgb8(lab: Lab) -> tuple[int, int, int]:
 
 def apply_cast(image_bgr: npt.NDArray[np.uint8], gains_rgb: tuple[float, float, float]) -> npt.NDArray[np.uint8]:
     """Light of another colour: multiply linear R, G, B by ``gains_rgb`` (what white balance undoes)."""
-    from inspection.conformance.colour import _colour
-
     c = _colour()
     linear = c.models.eotf_sRGB(image_bgr[..., ::-1].astype(np.float64) / 255.0) * np.array(gains_rgb)
     encoded = c.models.eotf_inverse_sRGB(np.clip(linear, 0, 1))

@@ -14,9 +14,7 @@ treats a lost object store like a lost database.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from inspection.blobs import TEMP_SUFFIX, ContentStore
 from inspection.errors import InvalidFrameError, NotFoundError, StoreError
 from inspection.hashing import sha256_bytes
 
@@ -42,14 +41,6 @@ _SUFFIX_RE = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
 MEDIA_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
                ".tif": "image/tiff", ".tiff": "image/tiff", ".webp": "image/webp"}
 SUFFIXES = {media: suffix for suffix, media in reversed(MEDIA_TYPES.items())}
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha_of_path(path: str | Path) -> str | None:
@@ -268,41 +259,28 @@ class EvidenceStore(ABC):
 class LocalEvidenceStore(EvidenceStore):
     """Frames under ``root`` as ``<root>/<sha[:2]>/<sha><suffix>``: the embedded default.
 
-    Writes go to a temporary file in the same folder and are moved into place with ``os.replace``, so a
-    crash or a full disk never leaves a truncated JPEG under a valid name; the file and then its folder are
-    fsynced, so a frame acknowledged to a camera is on disk before its row is committed.
+    Writes go through ``inspection.blobs.ContentStore``: a temporary file in the same folder, moved into
+    place with ``os.replace``, so a crash or a full disk never leaves a truncated JPEG under a valid name;
+    the file and then its folder are fsynced, so a frame acknowledged to a camera is on disk before its row
+    is committed.
     """
 
     def __init__(self, root: Path, *, max_read_bytes: int = DEFAULT_MAX_READ_BYTES) -> None:
         super().__init__(max_read_bytes=max_read_bytes)
         self.root = Path(root)
+        self._files = ContentStore(self.root)
 
     def describe(self) -> str:
         return str(self.root)
 
     def _folder(self, sha: str) -> Path:
-        return self.root / sha[:2]
+        return self._files.folder_for(sha)
 
     def _store(self, sha: str, data: bytes, suffix: str) -> str:
-        target = self._folder(sha) / f"{sha}{suffix}"
-        if target.exists():
-            return str(target)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{sha[:8]}-", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp_name, target)
-                _fsync_folder(target.parent)  # the rename itself survives a power loss
-            except BaseException:
-                Path(tmp_name).unlink(missing_ok=True)
-                raise
+            return str(self._files.put_bytes(sha, data, suffix))
         except OSError as e:
-            raise StoreError(f"cannot write evidence frame {target}: {e}") from e
-        return str(target)
+            raise StoreError(f"cannot write evidence frame {self._files.path_for(sha, suffix)}: {e}") from e
 
     def path(self, sha: str) -> Path:
         """Where the evidence named ``sha`` is (whatever its suffix); ``.jpg`` if it is not stored."""
@@ -313,7 +291,7 @@ class LocalEvidenceStore(EvidenceStore):
             return jpg
         if folder.is_dir():
             for candidate in sorted(folder.glob(f"{sha}.*")):
-                if not candidate.name.endswith(".tmp"):
+                if not candidate.name.endswith(TEMP_SUFFIX):
                     return candidate
         return jpg
 
@@ -346,7 +324,7 @@ class LocalEvidenceStore(EvidenceStore):
         removed = False
         if folder.is_dir():
             for candidate in folder.glob(f"{sha}.*"):
-                if candidate.name.endswith(".tmp"):
+                if candidate.name.endswith(TEMP_SUFFIX):
                     continue
                 try:
                     candidate.unlink()

@@ -19,6 +19,7 @@ from datasets.formats.voc import import_voc
 from datasets.formats.yolo import import_yolo
 from datasets.records import ImportResult
 from datasets.snapshot import build_snapshot
+from inspection.blobs import ContentStore
 from inspection.errors import DatasetError
 from tests.builders import write_image
 from tests.datasets.test_voc_and_snapshot import make_voc
@@ -289,7 +290,7 @@ def test_labelme_file_problems_and_embedded_images(tmp_path: Path) -> None:
     (root / "notimg.json").write_text(labelme_doc("y.png", [], base64.b64encode(b"hello").decode()))
     without = import_labelme(root)
     assert without.images == () and "needs the dataset library's image store" in reasons(without)
-    result = import_labelme(root, image_store=store)
+    result = import_labelme(root, image_store=ContentStore(store, read_only=True))
     [embedded] = result.images
     assert embedded.path.is_relative_to(store.resolve()) and embedded.path.read_bytes() == png
     text = reasons(result)

@@ -14,7 +14,7 @@ from inspection.engines import choose_engine, engine_pairs, openvino_available, 
 from inspection.errors import ConfigError
 from inspection.settings import DEFAULT_MODEL_DIR, REPO_ROOT, load_settings
 from inspection.types import Detections
-from training.metrics import box_iou
+from models.metrics import box_iou
 
 DEMO_FRAMES = REPO_ROOT / "api" / "demo" / "frames"
 NEU_IMAGES = REPO_ROOT.parent / "shared" / "datasets" / "neu-det" / "images"

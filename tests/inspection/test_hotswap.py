@@ -12,10 +12,10 @@ import pytest
 from inspection.detector import OnnxDetector
 from inspection.errors import ModelPackageError
 from inspection.hotswap import ModelWatcher, champion_lookup
+from inspection.model_package import MODEL_FILE, ModelPackage
 from inspection.pipeline import Inspector
 from inspection.profiles import InspectionProfile
 from inspection.types import Frame
-from models.package import MODEL_FILE, ModelPackage
 from models.registry import CHAMPION, ModelRegistry
 from tests.builders import Candidate, tiny_package
 from tests.inspection.test_pipeline import FakeOrders, ListSink, frame

@@ -15,7 +15,7 @@ import pytest
 
 from inspection.detector import OnnxDetector
 from inspection.settings import DEFAULT_MODEL_DIR, REPO_ROOT
-from training.metrics import box_iou
+from models.metrics import box_iou
 
 NEU_IMAGES = REPO_ROOT.parent / "shared" / "datasets" / "neu-det" / "images"
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from training.metrics import ImageEval, evaluate_detections
+from models.metrics import ImageEval, evaluate_detections
 from training.reports import confusion_matrix, pr_curves, write_evaluation_report
 
 CLASSES = ("a", "b")

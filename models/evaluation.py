@@ -1,4 +1,7 @@
-"""Evaluate a model package on a dataset snapshot through the stations' own runtime (not ultralytics)."""
+"""Evaluate a model package on a dataset snapshot through the stations' own runtime (not ultralytics).
+
+No torch here: training uses it for the numbers it writes into a package, the registry's promotion gate
+(through the evaluator the composition root gives the engineering service) for holdout metrics."""
 
 from __future__ import annotations
 
@@ -12,8 +15,9 @@ import numpy.typing as npt
 
 from datasets.snapshot import Snapshot, Split
 from inspection.detector import OnnxDetector
-from inspection.errors import DatasetError
-from training.metrics import DetectionMetrics, ImageEval, evaluate_detections
+from inspection.errors import DatasetError, ModelPackageError
+from models.metrics import DetectionMetrics, ImageEval, evaluate_detections
+from models.registry import DetectionMetricsJSON, RegisteredModel
 
 EVAL_CONFIDENCE = 0.001
 """Score floor while evaluating: AP integrates the whole PR curve, as ``yolo val`` does (conf=0.001)."""
@@ -61,5 +65,21 @@ def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
     return evaluate_detections(evals, evaluation_classes(detector, snapshot), detector.metadata.thresholds.confidence)
 
 
-def load_snapshot(path: Path) -> Snapshot:
-    return Snapshot.load(path)
+def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, split: Split = "val",
+                      threads: int | None = None, engine: str = "auto", precision: str = "auto",
+                      cache_dir: Path | None = None) -> DetectionMetricsJSON:
+    """Holdout metrics of a registered model through the station runtime, tagged with the snapshot.
+
+    Loading through ``OnnxDetector.from_package`` re-verifies the sha256 of the registry copy, so the
+    numbers belong to exactly the bytes a station would run, on the engine and precision the stations run
+    (pass the station settings' ``engine`` / ``precision``); ``snapshot_id`` lets the gate refuse numbers
+    measured on anything but the frozen holdout.
+    """
+    detector = OnnxDetector.from_package(registry_model.path, threads=threads, engine=engine, precision=precision,
+                                         cache_dir=cache_dir)
+    if detector.model_sha256 != registry_model.sha256:
+        raise ModelPackageError(f"registry copy {registry_model.path} holds {detector.model_sha256[:12]}, "
+                                f"not model {registry_model.id} ({registry_model.sha256[:12]})")
+    metrics = evaluate_package(detector, snapshot, split=split).to_json()
+    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256,
+            "engine": detector.engine_name, "engine_precision": detector.precision}

@@ -1,4 +1,4 @@
-"""The model package: the one contract between training and the stations.
+"""The model package: the one contract between training and the stations (read by the runtime, so it lives here).
 
 A package is a folder with ``model.onnx`` and ``metadata.json``. Everything the runtime needs to use
 the model (class names, input size, letterbox padding, thresholds) travels in the metadata, and the

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import ImageEval, evaluate_detections, match_predictions
+from models.metrics import ImageEval, evaluate_detections, match_predictions
 
 
 def img(preds: list[tuple[float, float, float, float, float, int]], gts: list[tuple[float, ...]]) -> ImageEval:
@@ -50,8 +50,8 @@ def test_a_class_the_model_never_learned_scores_zero_instead_of_vanishing(tmp_pa
     from datasets.records import LabeledBox, LabeledImage
     from datasets.snapshot import Snapshot, SnapshotEntry
     from inspection.detector import OnnxDetector
+    from models.evaluation import evaluate_package
     from tests.builders import Candidate, solid_image, tiny_package, write_image
-    from training.evaluate import evaluate_package
 
     package = tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.9)], classes=("scratch", "dent"))
     path = write_image(tmp_path / "white.png", solid_image(255))

@@ -1,184 +1,50 @@
-"""The model registry: content-addressed packages, one champion, a promotion gate and an audit trail.
+"""``ModelRegistry``: registered packages and their stages in the results database, with an audit trail.
 
 Stations must only ever run a model that (a) is byte-for-byte the package that was evaluated and (b) was
 not worse than the model it replaced on the same frozen benchmark. So packages are stored under
-``<root>/<sha256>/`` (the folder name *is* the content), their stage lives in the results database next to
-the inspections that cite the same sha256, and every stage change leaves an audit row saying who, why,
-whether the gate was overridden, and on which numbers.
-
-Stages: ``candidate`` (registered, never served), ``champion`` (exactly one or none: what stations run),
-``retired`` (was champion once, or withdrawn). Records are never deleted: an inspection from last year
-must still resolve to its model.
+``<root>/<sha256>/`` (``storage.PackageStore``), their stage lives in the results database next to the
+inspections that cite the same sha256, the gate (``gate``) judges every promotion, and every stage change
+leaves an audit row saying who, why, whether the gate was overridden, and on which numbers.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from inspection.errors import ConflictError, ModelPackageError, NotFoundError, QCError
+from inspection.errors import ConflictError, ModelPackageError, NotFoundError
+from inspection.model_package import ModelPackage
 from inspection.store.db import Database, describe, open_database
 from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
-from models.package import ModelPackage
-
-if TYPE_CHECKING:
-    from datasets.snapshot import Snapshot, Split
+from models.registry.gate import PromotionDecision, PromotionRefusedError, judge
+from models.registry.records import (
+    CANDIDATE,
+    CHAMPION,
+    RETIRED,
+    STAGES,
+    DetectionMetricsJSON,
+    Holdout,
+    RegisteredModel,
+    Stage,
+)
+from models.registry.storage import PackageStore
 
 log = logging.getLogger(__name__)
 
-Stage = Literal["candidate", "champion", "retired"]
-STAGES: tuple[Stage, ...] = ("candidate", "champion", "retired")
-CANDIDATE: Stage = "candidate"
-CHAMPION: Stage = "champion"
-RETIRED: Stage = "retired"
-
-DetectionMetricsJSON = dict[str, Any]
-
 MAX_ROW_ID = 2**63 - 1
 """Ids are 64-bit: a larger number (from a URL, say) names no model rather than overflowing the driver."""
-"""``training.metrics.DetectionMetrics.to_json()``: ``map50``, ``map50_95``, ``per_class`` {class: {ap50, ..}},
-optionally ``snapshot_id`` / ``split`` as ``evaluate_for_gate`` adds them."""
 
 MIN_SHA_PREFIX = 6
 """Shorter hex strings are too likely to match several packages (and to be confused with numeric ids)."""
 
 HOLDOUT_KEY = "holdout"
-_EPS = 1e-9  # float slack so "exactly at the tolerance" passes, as the rule says it does
-
-
-class PromotionRefusedError(QCError):
-    """The promotion gate said no (the candidate is worse than the champion on the holdout), or the
-    request cannot be judged (no holdout metrics, ``force`` without a reason). The message lists every
-    failing check with both numbers so the engineer sees the whole picture in one go."""
-
-
-PromotionRefused = PromotionRefusedError
-"""Short alias (ruff's naming rule wants the ``Error`` suffix on the class itself)."""
-
-
-@dataclass(frozen=True)
-class RegisteredModel:
-    """A registry record; ``path`` is the registry's own verified copy, never the folder it came from."""
-
-    id: int
-    stage: Stage
-    sha256: str
-    name: str
-    path: Path
-    metrics: dict[str, Any]
-    lineage: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    previous_champion_id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "stage": self.stage, "sha256": self.sha256, "name": self.name,
-                "path": str(self.path), "metrics": self.metrics, "lineage": self.lineage,
-                "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-                "previous_champion_id": self.previous_champion_id}
-
-
-@dataclass(frozen=True)
-class GateCheck:
-    """One comparison of the gate: ``candidate >= champion - tolerance``."""
-
-    name: str
-    candidate: float | None
-    champion: float | None
-    passed: bool
-    detail: str = ""
-
-    def describe(self, tolerance: float) -> str:
-        if self.detail:
-            return f"{self.name}: {self.detail}"
-        cand = "missing" if self.candidate is None else f"{self.candidate:.4f}"
-        champ = "missing" if self.champion is None else f"{self.champion:.4f}"
-        return f"{self.name}: candidate {cand} < champion {champ} - tolerance {tolerance:.4f}"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "candidate": self.candidate, "champion": self.champion, "passed": self.passed,
-                "detail": self.detail}
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    """What ``promote`` did and why; ``checks`` is empty when there was no champion to compare with."""
-
-    model_id: int
-    sha256: str
-    promoted: bool
-    forced: bool
-    previous_champion_id: int | None
-    tolerance: float
-    checks: tuple[GateCheck, ...] = ()
-    reason: str = ""
-    holdout_snapshot_id: str | None = None
-
-    @property
-    def failed_checks(self) -> tuple[GateCheck, ...]:
-        return tuple(c for c in self.checks if not c.passed)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "sha256": self.sha256, "promoted": self.promoted, "forced": self.forced,
-                "previous_champion_id": self.previous_champion_id, "tolerance": self.tolerance,
-                "checks": [c.to_json() for c in self.checks], "reason": self.reason,
-                "holdout_snapshot_id": self.holdout_snapshot_id}
-
-
-@dataclass(frozen=True)
-class Holdout:
-    """The frozen benchmark snapshot every promotion is judged on."""
-
-    snapshot_id: str
-    manifest: Path | None = None
-    marked_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _number(raw: Any) -> float | None:
-    try:
-        return None if raw is None else float(raw)
-    except (TypeError, ValueError):
-        return None
-
-
-def gate_checks(candidate: Mapping[str, Any], champion: Mapping[str, Any], *, tolerance: float,
-                holdout_snapshot_id: str | None = None) -> list[GateCheck]:
-    """Every check of the promotion gate; see ``ModelRegistry.promote`` for the rule.
-
-    Per-class checks run over the champion's classes: a class the champion was measured on and the
-    candidate has no number for counts as a failure, since "not measured" must not pass as "no worse".
-    """
-    checks: list[GateCheck] = []
-    if holdout_snapshot_id is not None:
-        for role, metrics in (("candidate", candidate), ("champion", champion)):
-            measured_on = metrics.get("snapshot_id")
-            if measured_on is not None and measured_on != holdout_snapshot_id:
-                checks.append(GateCheck(f"{role} holdout", None, None, False,
-                                        f"measured on snapshot {str(measured_on)[:12]}, not the frozen holdout "
-                                        f"{holdout_snapshot_id[:12]}"))
-    for key in ("map50", "map50_95"):
-        cand, champ = _number(candidate.get(key)), _number(champion.get(key))
-        passed = champ is None or (cand is not None and cand + _EPS >= champ - tolerance)
-        checks.append(GateCheck(key, cand, champ, passed))
-    cand_classes = candidate.get("per_class") or {}
-    for name, row in sorted((champion.get("per_class") or {}).items()):
-        champ = _number((row or {}).get("ap50"))
-        cand = _number((cand_classes.get(name) or {}).get("ap50"))
-        passed = champ is None or (cand is not None and cand + _EPS >= champ - tolerance)
-        checks.append(GateCheck(f"{name} ap50", cand, champ, passed))
-    return checks
 
 
 def _to_model(row: RegisteredModelRow) -> RegisteredModel:
@@ -208,6 +74,7 @@ class ModelRegistry(Database):
     def __init__(self, engine: Engine, root: Path) -> None:
         super().__init__(engine)
         self.root = Path(root)
+        self.packages = PackageStore(self.root)
 
     @classmethod
     def open(cls, url: str, root: Path) -> ModelRegistry:
@@ -237,7 +104,7 @@ class ModelRegistry(Database):
         if existing is not None:
             log.info("model %s already registered as id %d (%s)", sha[:12], existing.id, existing.stage)
             return existing
-        stored = self._store_copy(package)
+        stored = self.packages.copy_in(package)
         auto_lineage = {"source": str(Path(package_dir).resolve()), "package_name": package.metadata.name,
                         "dataset": package.metadata.dataset, "training": package.metadata.training}
         now = utcnow()
@@ -262,37 +129,6 @@ class ModelRegistry(Database):
             raise
         log.info("registered model %s as id %d (%s) at %s", sha[:12], row.id, stage, stored)
         return _to_model(row)
-
-    def _store_copy(self, package: ModelPackage) -> Path:
-        sha = package.metadata.sha256
-        target = self.root / sha
-        if target.is_dir():
-            try:
-                if ModelPackage.load(target, verify=True).metadata.sha256 == sha:
-                    return target  # a copy from an earlier attempt that crashed before its database row
-            except ModelPackageError:
-                pass
-            log.warning("registry copy %s is damaged; replacing it", target)
-            shutil.rmtree(target)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{sha[:12]}-", dir=self.root))
-        try:
-            staged = tmp / "package"
-            shutil.copytree(package.path, staged)
-            copied = ModelPackage.load(staged, verify=True)
-            if copied.metadata.sha256 != sha:
-                raise ModelPackageError(f"{package.path} changed while it was being registered")
-            try:
-                os.rename(staged, target)
-            except OSError:
-                if not target.is_dir():  # not "someone else was faster": a real error
-                    raise
-            ModelPackage.load(target, verify=True)
-        except OSError as e:
-            raise ModelPackageError(f"cannot copy {package.path} into the registry at {target}: {e}") from e
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return target
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -445,15 +281,8 @@ class ModelRegistry(Database):
                 raise ConflictError(f"model {row.id} ({row.sha256[:12]}) is already the champion")
             old = self._champion_row(session)
             metrics_by_role = self._metrics_for(holdout_metrics, row, old)
-            checks: list[GateCheck] = []
-            if old is not None:
-                cand_m, champ_m = metrics_by_role.get("candidate"), metrics_by_role.get("champion")
-                if cand_m is None or champ_m is None:
-                    missing = [r for r, m in (("candidate", cand_m), ("champion", champ_m)) if m is None]
-                    checks = [GateCheck(f"{r} holdout metrics", None, None, False,
-                                        "missing: evaluate both models on the frozen holdout") for r in missing]
-                else:
-                    checks = gate_checks(cand_m, champ_m, tolerance=tolerance, holdout_snapshot_id=holdout_id)
+            checks = [] if old is None else judge(metrics_by_role.get("candidate"), metrics_by_role.get("champion"),
+                                                  tolerance=tolerance, holdout_snapshot_id=holdout_id)
             failed = [c for c in checks if not c.passed]
             if failed and not force:
                 lines = "\n  ".join(c.describe(tolerance) for c in failed)
@@ -540,32 +369,3 @@ class ModelRegistry(Database):
                     restored.sha256[:12], note)
         return restored
 
-
-def evaluate_for_gate(registry_model: RegisteredModel, snapshot: Snapshot, *, split: Split = "val",
-                      threads: int | None = None, engine: str = "auto", precision: str = "auto",
-                      cache_dir: Path | None = None) -> DetectionMetricsJSON:
-    """Holdout metrics of a registered model through the station runtime, tagged with the snapshot.
-
-    Loading through ``OnnxDetector.from_package`` re-verifies the sha256 of the registry copy, so the
-    numbers belong to exactly the bytes a station would run, on the engine and precision the stations run
-    (pass the station settings' ``engine`` / ``precision``); ``snapshot_id`` lets the gate refuse numbers
-    measured on anything but the frozen holdout.
-    """
-    from inspection.detector import OnnxDetector
-    from training.evaluate import evaluate_package
-
-    detector = OnnxDetector.from_package(registry_model.path, threads=threads, engine=engine, precision=precision,
-                                         cache_dir=cache_dir)
-    if detector.model_sha256 != registry_model.sha256:
-        raise ModelPackageError(f"registry copy {registry_model.path} holds {detector.model_sha256[:12]}, "
-                                f"not model {registry_model.id} ({registry_model.sha256[:12]})")
-    metrics = evaluate_package(detector, snapshot, split=split).to_json()
-    return {**metrics, "snapshot_id": snapshot.id, "split": split, "model_sha256": registry_model.sha256,
-            "engine": detector.engine_name, "engine_precision": detector.precision}
-
-
-__all__: Sequence[str] = (
-    "CANDIDATE", "CHAMPION", "RETIRED", "STAGES", "DetectionMetricsJSON", "GateCheck", "Holdout", "ModelRegistry",
-    "PromotionDecision", "PromotionRefused", "PromotionRefusedError", "RegisteredModel", "Stage", "evaluate_for_gate",
-    "gate_checks",
-)

@@ -15,15 +15,15 @@ from datasets.records import LabeledBox, LabeledImage
 from datasets.snapshot import Snapshot, SnapshotEntry
 from inspection.errors import ConflictError, ModelPackageError, NotFoundError
 from inspection.hashing import sha256_file
+from inspection.model_package import MODEL_FILE
 from inspection.store.db import normalise_url
-from models.package import MODEL_FILE
+from models.evaluation import evaluate_for_gate
 from models.registry import (
     CANDIDATE,
     CHAMPION,
     RETIRED,
     ModelRegistry,
     PromotionRefused,
-    evaluate_for_gate,
     gate_checks,
 )
 from tests.builders import Candidate, solid_image, tiny_package, write_image
