@@ -1,7 +1,7 @@
 """PLC triggers in Modbus holding registers: the station polls them as a Modbus TCP client.
 
-Register map (0-based addresses, defaults in brackets; all one block read per poll, in requests of at most
-125 registers):
+Register map (0-based addresses; the signals are read as one block per poll, in requests of at most 125
+registers, the trigger in the first):
 
 ===========  ==============  =============================================================================
 signal       default         meaning
@@ -11,10 +11,10 @@ trigger      100             ``counter``: +1 per unit (wraps 65535 -> 0); ``bit`
 unit         101..110        the unit of slot 0: ``ascii`` (``unit_words`` registers, 2 chars each, high
                              byte first, NUL/space padded), ``uint16`` (1 register) or ``uint32`` (2,
                              high word first)
-order        (none)          optional: the unit's order, same formats; without it the station looks the
-                             order up from the unit
-slot i       unit + i*stride with ``slots`` > 1 (counter only): the PLC writes unit (and order) of trigger
-                             ``n`` into slot ``n % slots`` before it sets the counter to ``n``
+order        (none)          optional: the unit's order, same formats; without it (or all 0) the station
+                             looks the order up from the unit
+slot i       unit + i*stride with ``slots`` > 1 (counter only): the PLC writes unit (and order) of
+             (order + ...)   trigger ``n`` into slot ``n % slots`` before it sets the counter to ``n``
 ===========  ==============  =============================================================================
 
 The answer goes to the result registers of ``inspection.signals.modbus`` (``result_code``, ``sequence``,
@@ -125,11 +125,11 @@ class ModbusTriggerLayout:
                 slots.append(Slot("", None, str(e)))
                 continue
             order: str | None = None
-            if self.order is not None:
-                o = self.order + base - start
+            o = (self.order + base - start) if self.order is not None else 0
+            order_regs = block[o:o + _width(self.order_format, self.order_words)] if self.order is not None else []
+            if any(order_regs):  # all 0: the PLC gave no order, the station looks it up from the unit
                 try:
-                    order = decode_id(block[o:o + _width(self.order_format, self.order_words)], self.order_format,
-                                      "order number")
+                    order = decode_id(order_regs, self.order_format, "order number")
                 except ValueError as e:
                     slots.append(Slot(unit, None, str(e)))
                     continue

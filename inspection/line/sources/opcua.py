@@ -86,7 +86,7 @@ class OpcUaTriggerReader:
         except ValueError as e:
             return PlcTriggerSnapshot(trigger, (Slot("", None, str(e)),))
         order = None
-        if len(values) > 2:
+        if len(values) > 2 and values[2] not in (None, "", 0):  # an order not written: looked up from the unit
             try:
                 order = _id_of(values[2], "order")
             except ValueError as e:
