@@ -108,3 +108,19 @@ def test_built_from_the_config_it_watches_the_cameras_newest_frames() -> None:
     assert got.units == ["U-10", "U-11"]
     assert [t.at for t in got.triggers] == [T0 + timedelta(seconds=0.2), T0 + timedelta(seconds=0.6)]
     assert src.stats.polls == len(images) and src.stats.answered == 2
+
+
+def test_the_metrics_collector_reads_each_sources_stats() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from inspection.line.sources.metrics import TriggerSourceCollector
+
+    src = source()
+    src.process(frame("U-1"), T0)
+    src.process(frame("U-1", "U-2"), T0 + timedelta(seconds=0.1))
+    registry = CollectorRegistry()
+    registry.register(TriggerSourceCollector(lambda: [src]))
+    text = generate_latest(registry).decode()
+    assert 'qcline_trigger_received_total{channel="label",source="label"} 1.0' in text
+    assert 'qcline_trigger_malformed_total{channel="label",source="label"} 1.0' in text
+    assert 'qcline_trigger_source_connected{channel="label",source="label"} 0.0' in text

@@ -153,6 +153,20 @@ def test_a_trigger_bit_is_taken_once_and_cleared(server: ModbusServer) -> None:
         src.close()
 
 
+def test_a_bit_already_set_when_the_station_starts_is_answered_missed_not_judged(server: ModbusServer) -> None:
+    """The unit it was set for may be gone: judging frames of whatever is in front now would be wrong."""
+    plc, got = ModbusPlcPeer(server.port), Collected()
+    plc.put(TRIGGER, [1, *ascii_words("STALE-1")])
+    src = started(source(server.port, mode="bit"), got)
+    try:
+        assert take(plc) == (ERROR, int(ResultError.MISSED), "STALE-1")
+        assert plc.regs(TRIGGER)[0] == 0 and src.stats.missed == 1
+        plc.put(TRIGGER, [1, *ascii_words("FRESH-2")])
+        assert [t.unit_id for t in got.wait(1)] == ["FRESH-2"]
+    finally:
+        src.close()
+
+
 @pytest.mark.parametrize(("words", "problem"), [
     ([0] * 10, "empty"),
     ([0xC3A9] + [0] * 9, "not ASCII"),

@@ -19,7 +19,7 @@ from inspection.line.triggers import TriggerChannel, TriggerOutcome
 from inspection.types import Verdict
 from tests.inspection.line.sources.helpers import Collected, judged, unjudged
 from tests.inspection.signals.conftest import Subscriber
-from tests.inspection.signals.peers import wait_until
+from tests.inspection.signals.peers import TcpProxy, wait_until
 
 STATION = "st-7"
 
@@ -145,6 +145,28 @@ def test_reply_to_can_be_refused_per_station(broker: tuple[str, int], prefix: st
         assert got.triggers == []
     finally:
         src.close()
+
+
+def test_after_a_cut_to_the_broker_the_source_subscribes_again(broker: tuple[str, int], prefix: str,
+                                                               mes: Mes) -> None:
+    proxy = TcpProxy(broker)
+    [src] = build_trigger_sources([{"kind": "mqtt", "url": f"mqtt://127.0.0.1:{proxy.port}", "topic_prefix": prefix}],
+                                  station_id=STATION)
+    assert isinstance(src, MqttTriggerSource)
+    got = Collected()
+    src.start(got)
+    try:
+        assert src.subscribed.wait(10)
+        proxy.cut()
+        assert wait_until(lambda: not src.stats.connected, 20)
+        proxy.restore()
+        assert wait_until(lambda: src.subscribed.is_set(), 30), src.stats
+        mes.send(f"{prefix}/{STATION}/trigger", {"trigger_id": "T-after", "unit_id": "U-after"})
+        assert [t.trigger_id for t in got.wait(1)] == ["T-after"]
+        assert src.stats.disconnects == 1
+    finally:
+        src.close()
+        proxy.close()
 
 
 def test_an_absent_broker_is_reported_not_raised() -> None:

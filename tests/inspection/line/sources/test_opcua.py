@@ -42,6 +42,10 @@ class LinePlc(OpcUaServer):
             node = folder.add_variable(ua.NodeId.from_string(f"ns={ns};s=line.{name}"), name, value, varianttype=vtype)
             node.set_writable()
             self.nodes[f"line.{name}"] = node
+        node = folder.add_variable(ua.NodeId.from_string(f"ns={ns};s=line.bit"), "bit", False,
+                                   varianttype=ua.VariantType.Boolean)
+        node.set_writable()
+        self.nodes["line.bit"] = node
         node = folder.add_variable(ua.NodeId.from_string(f"ns={ns};s=qcline.error"), "error", 0,
                                    varianttype=ua.VariantType.UInt16)
         node.set_writable()
@@ -52,6 +56,9 @@ class LinePlc(OpcUaServer):
         return value if isinstance(value, str) else int(value)
 
     def write(self, name: str, value: int | str) -> None:
+        if name == "line.bit":
+            self.nodes[name].write_value(ua.Variant(bool(value), ua.VariantType.Boolean))
+            return
         vtype = {"line.unit": ua.VariantType.String, "line.order": ua.VariantType.String,
                  "line.unit_no": ua.VariantType.UInt32}.get(name, ua.VariantType.UInt16)
         self.nodes[name].write_value(ua.Variant(value, vtype))
@@ -136,6 +143,21 @@ def test_a_bit_node_with_an_integer_unit_is_taken_once_and_cleared(plc: LinePlc)
             assert wait_until(lambda: plc.read("line.trigger") == 0)
         assert wait_until(lambda: src.stats.polls > 10)
         assert got.units == ["900001", "900002"] and got.triggers[0].order_id is None
+    finally:
+        src.close()
+
+
+def test_a_boolean_bit_node_is_cleared_with_false(plc: LinePlc) -> None:
+    got = Collected()
+    ns = plc.namespace
+    plc.write("line.bit", 0)
+    src = started(source(plc, mode="bit", nodes={"trigger": f"ns={ns};s=line.bit", "unit": f"ns={ns};s=line.unit"}),
+                  got)
+    try:
+        plc.write("line.unit", "GLASS-1")
+        plc.write("line.bit", 1)
+        assert got.wait(1)[0].unit_id == "GLASS-1"
+        assert wait_until(lambda: plc.nodes["line.bit"].read_value() is False)
     finally:
         src.close()
 
