@@ -97,3 +97,15 @@ def test_the_register_layout_decodes_each_slot(layout: ModbusTriggerLayout, bloc
     assert start == 100 and count == len(block)
     snapshot = layout.decode(block, start)
     assert snapshot.trigger == block[0] and snapshot.slots == slots
+
+
+def test_the_example_entries_in_the_deployment_guide_are_valid() -> None:
+    import yaml
+
+    from inspection.settings import REPO_ROOT
+
+    text = (REPO_ROOT / "docs" / "deployment.md").read_text()
+    block = text.split("### One entry per kind", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    entries = yaml.safe_load(block)["triggers"]
+    specs = parse_trigger_specs(entries)
+    assert [s.kind for s in specs] == ["modbus", "opcua", "mqtt", "label", "http"]
