@@ -1,7 +1,7 @@
 """PLC triggers in Modbus holding registers: the station polls them as a Modbus TCP client.
 
-Register map (0-based addresses; the signals are read as one block per poll, in requests of at most 125
-registers, the trigger in the first):
+Register map (0-based addresses; one read request per poll when the trigger register heads a block of at
+most 125, else the trigger first and then the slots, so a slot is never older than the counter read):
 
 ===========  ==============  =============================================================================
 signal       default         meaning
@@ -29,7 +29,7 @@ from typing import Literal
 
 from inspection.errors import ConfigError
 from inspection.line.sources.plc import PlcTriggerSnapshot, Slot, check_unit_text
-from inspection.signals.modbus import ModbusLink, words_ascii
+from inspection.signals.modbus import MAX_READ, ModbusLink, words_ascii
 
 UnitFormat = Literal["ascii", "uint16", "uint32"]
 WIDTH = {"uint16": 1, "uint32": 2}
@@ -108,8 +108,14 @@ class ModbusTriggerLayout:
         return out
 
     def span(self) -> tuple[int, int]:
-        """(first register, count): one block that covers every signal, read in one go."""
+        """(first register, count): one block that covers every signal."""
         signals = self.signals()
+        start = min(a for _, a, _ in signals)
+        return start, max(a + w for _, a, w in signals) - start
+
+    def slot_span(self) -> tuple[int, int]:
+        """(first register, count) of the slots alone."""
+        signals = self.signals()[1:]
         start = min(a for _, a, _ in signals)
         return start, max(a + w for _, a, w in signals) - start
 
@@ -146,12 +152,24 @@ class ModbusTriggerReader:
         self.description = link.description
         self.slots = layout.slots
         self._start, self._count = layout.span()
+        # One request when the trigger heads the block and it fits; else the trigger first, then the slots:
+        # the PLC writes a slot before it steps the counter, so a slot read after the counter is never older.
+        self._one_read = self._start == layout.trigger and self._count <= MAX_READ
+        self._slots_start, self._slots_count = layout.slot_span()
 
     def connect(self) -> None:
         self.link.connect()
 
     def read(self) -> PlcTriggerSnapshot:
-        return self.layout.decode(self.link.read_registers(self._start, self._count), self._start)
+        if self._one_read:
+            return self.layout.decode(self.link.read_registers(self._start, self._count), self._start)
+        trigger = self.link.read_registers(self.layout.trigger, 1)
+        words = self.link.read_registers(self._slots_start, self._slots_count)
+        block = [0] * self._count
+        offset = self._slots_start - self._start
+        block[offset:offset + len(words)] = words
+        block[self.layout.trigger - self._start] = trigger[0]  # the value read first, also if inside the slots
+        return self.layout.decode(block, self._start)
 
     def clear_trigger(self) -> None:
         self.link.write_registers(self.layout.trigger, [0])
