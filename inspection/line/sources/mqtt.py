@@ -53,6 +53,17 @@ def check_topic(topic: str) -> str:
     return topic
 
 
+def check_filter(topic: str) -> str:
+    """A topic filter to subscribe to: ``+`` only as a whole level, ``#`` only as the last one."""
+    levels = topic.split("/")
+    bad = (not topic or len(topic) > 256 or "\x00" in topic
+           or any(("+" in level and level != "+") or ("#" in level and level != "#") for level in levels)
+           or "#" in levels[:-1])
+    if bad:
+        raise ValueError(f"topic {topic[:80]!r} is not a topic filter (+ and # only as whole levels, # last)")
+    return topic
+
+
 class TriggerMessage(BaseModel):
     """The MES's trigger message; fields beyond these are ignored (an MES may send more)."""
 
@@ -103,7 +114,7 @@ class MqttTriggerSource:
         base = Topics(config.topic_prefix, config.station_id).base
         self.name = name
         self.config = config
-        self.topic = topic or f"{base}/trigger"
+        self.topic = check_filter(topic or f"{base}/trigger")
         self.answer_topic = check_topic(answer_topic or f"{base}/trigger/answer")
         self.error_topic = check_topic(error_topic or f"{base}/trigger/error")
         self.allow_reply_to = allow_reply_to
