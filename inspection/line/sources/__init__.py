@@ -134,6 +134,8 @@ class MqttTriggerSpec(_Spec):
     allow_reply_to: bool = True
     max_payload_bytes: int = Field(default=4096, ge=64, le=262_144)
     dedup_window: int = Field(default=4096, ge=16, le=1_000_000)
+    max_clock_skew_s: float = Field(default=10.0, ge=0.0, le=86_400.0, description="An 'at' further from the "
+                                    "station's clock is refused (0: any).")
     username: str | None = None
     password: SecretStr | None = None
     client_id: str | None = Field(default=None, max_length=128)
@@ -300,7 +302,7 @@ def _build_mqtt(spec: MqttTriggerSpec, where: str, station_id: str, settings: Se
     return MqttTriggerSource(config, name=spec.name, topic=spec.topic, answer_topic=spec.answer_topic,
                              error_topic=spec.error_topic, allow_reply_to=spec.allow_reply_to,
                              max_payload_bytes=spec.max_payload_bytes, dedup_window=spec.dedup_window,
-                             client_id=spec.client_id)
+                             client_id=spec.client_id, max_clock_skew_s=spec.max_clock_skew_s)
 
 
 def build_trigger_sources(specs: Sequence[Mapping[str, object]] | Sequence[object], *, station_id: str,

@@ -127,3 +127,15 @@ def test_a_config_record_with_kind_options_and_where_is_taken_as_an_entry() -> N
     assert (spec.kind, getattr(spec, "camera", None)) == ("label", "top")
     with pytest.raises(ConfigError, match=r"^station.yaml:14 \(kind modbus\): host: Field required"):
         parse_trigger_specs([Entry("modbus", {}, "station.yaml:14")])
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"counter": "7"}', "[]", ""])
+def test_an_unreadable_counter_state_is_no_state(tmp_path: Any, content: str) -> None:
+    from inspection.line.sources.plc import CounterState
+
+    path = tmp_path / "trigger-plc.json"
+    path.write_text(content)
+    state = CounterState(path)
+    assert state.load() is None
+    state.save(65535)
+    assert state.load() == 65535 and not path.with_suffix(".tmp").exists()
