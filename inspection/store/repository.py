@@ -24,6 +24,7 @@ from sqlalchemy import Engine, case, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from inspection import analytics
+from inspection.boxes import Box
 from inspection.conformance import CameraCalibration
 from inspection.conformance.colour import WhiteBalance
 from inspection.conformance.dimensions import Scale
@@ -504,8 +505,8 @@ class ResultsStore(Database):
                     session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
                         {"inspection_id": new_id, "class_name": f.class_name,
                          "confidence": float(f.confidence),
-                         "x1": float(f.box[0]), "y1": float(f.box[1]), "x2": float(f.box[2]),
-                         "y2": float(f.box[3]), "outcome": f.outcome.value, "rule": f.rule}
+                         "x1": float(f.box.x1), "y1": float(f.box.y1), "x2": float(f.box.x2),
+                         "y2": float(f.box.y2), "outcome": f.outcome.value, "rule": f.rule}
                         for f in v.findings])
             changed: dict[str, UnitVerdict] = {}
             if roll_up_units or close_units:
@@ -613,7 +614,7 @@ class ResultsStore(Database):
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
                 unit_id=r.unit_id, order_id=r.order_id, camera_id=r.camera_id, verdict=Verdict(r.verdict),
-                findings=tuple(DefectFinding(d.class_name, d.confidence, (d.x1, d.y1, d.x2, d.y2),
+                findings=tuple(DefectFinding(d.class_name, d.confidence, Box(d.x1, d.y1, d.x2, d.y2),
                                              Verdict(d.outcome), d.rule) for d in findings.get(r.id, [])),
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,

@@ -66,7 +66,7 @@ def test_record_returns_the_review_and_keeps_the_frame_size(service: ReviewServi
 
 def test_double_click_is_recorded_once(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
-    box = (ReviewedBox("dent", 1, 2, 30, 40),)
+    box = (ReviewedBox.of("dent", 1, 2, 30, 40),)
     first = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana"))
     again = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana", note="other note"))
     assert again["duplicate"] is True and again["id"] == first["id"]
@@ -78,9 +78,9 @@ def test_every_changed_decision_is_kept(service: ReviewService) -> None:
     ids = [service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"],
            service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="bob"))["id"],  # other person
            service.record(ReviewDecision(inspection, Decision.FALSE_ALARM, actor="bob"))["id"],
-           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox("dent", 1, 1, 5, 5),),
+           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 5, 5),),
                                          actor="bob"))["id"],
-           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox("dent", 1, 1, 6, 5),),
+           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 6, 5),),
                                          actor="bob"))["id"],  # other boxes
            service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"]]  # latest differs
     assert len(set(ids)) == 6
@@ -121,14 +121,14 @@ def test_unknown_inspection_is_not_found_with_its_id(service: ReviewService) -> 
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 10, 10, FRAME_W + 1, 20),)), "outside"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 10, 10, 20, FRAME_H + 0.5),)), "outside"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", -1, 10, 20, 20),)), "non-negative"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 20, 10, 20, 20),)), "x2 > x1"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 1, 1, float("nan"), 20),)), "finite"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("", 1, 1, 5, 5),)), "class name"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 10, 10, FRAME_W + 1, 20),)), "outside"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 10, 10, 20, FRAME_H + 0.5),)), "outside"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", -1, 10, 20, 20),)), "non-negative"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 20, 10, 20, 20),)), "x2 > x1"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, float("nan"), 20),)), "finite"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("", 1, 1, 5, 5),)), "class name"),
     (lambda i: ReviewDecision(i, Decision.CORRECT, ()), "at least one box"),
-    (lambda i: ReviewDecision(i, Decision.CONFIRM, (ReviewedBox("dent", 1, 1, 5, 5),)), "takes no boxes"),
+    (lambda i: ReviewDecision(i, Decision.CONFIRM, (ReviewedBox.of("dent", 1, 1, 5, 5),)), "takes no boxes"),
     (lambda i: ReviewDecision(i, Decision.CONFIRM, actor=" "), "actor"),
     (lambda i: ReviewedBox.parse("dent,1,2,3"), "class,x1,y1,x2,y2"),
     (lambda i: ReviewedBox.parse("dent,1,2,x,4"), "not a number"),
@@ -144,7 +144,7 @@ def test_bad_boxes_and_decisions_are_refused(service: ReviewService, make: Calla
 def test_a_box_on_the_frame_border_is_inside(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
     review = service.record(ReviewDecision(inspection, Decision.CORRECT,
-                                           (ReviewedBox("dent", 0, 0, FRAME_W, FRAME_H),), actor="ana"))
+                                           (ReviewedBox.of("dent", 0, 0, FRAME_W, FRAME_H),), actor="ana"))
     assert review["boxes"] == [["dent", 0.0, 0.0, float(FRAME_W), float(FRAME_H)]]
 
 
@@ -234,7 +234,7 @@ def test_decision_from_json_names_the_bad_field() -> None:
     assert (ok.inspection_id, ok.decision, ok.actor) == (7, Decision.FALSE_ALARM, "ana")
     fixed = ReviewDecision.from_json({"inspection_id": 7, "decision": "correct", "boxes": [["dent", 1, 2, 3, 4]]},
                                      default_actor="cli-user")
-    assert fixed.boxes == (ReviewedBox("dent", 1, 2, 3, 4),) and fixed.actor == "cli-user"
+    assert fixed.boxes == (ReviewedBox.of("dent", 1, 2, 3, 4),) and fixed.actor == "cli-user"
     assert ReviewDecision.from_json(fixed.to_json()) == fixed
     for bad, message in [({"inspection_id": True, "decision": "confirm"}, "inspection_id"),
                          ({"inspection_id": "x", "decision": "confirm"}, "inspection_id"),
