@@ -333,32 +333,6 @@ class ResultsStore(Database):
                                     f"not {missing[unit_id]!r}")
         return len(missing)
 
-    def record_unit_verdict(self, uv: UnitVerdict, *, closed: bool) -> None:
-        """Store a unit's rolled-up verdict; ``closed=True`` also closes it (and stamps ``closed_at``).
-
-        ``closed=False`` records a provisional verdict and leaves the unit's status as it is, so a late
-        re-roll-up never silently reopens a closed unit.
-        """
-        self.record_unit_verdicts([(uv, closed)])
-
-    def record_unit_verdicts(self, verdicts: Sequence[tuple[UnitVerdict, bool]]) -> None:
-        """Several unit verdicts (each with its ``closed`` flag) in one transaction."""
-        if not verdicts:
-            return
-        now = utcnow()
-        with self._session(f"recording {len(verdicts)} unit verdicts") as session:
-            self._ensure_units(session, {uv.unit_id: uv.order_id for uv, _ in verdicts})
-            rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-            for uv, closed in verdicts:
-                row = {"id": uv.unit_id, "verdict": uv.verdict.value, "reasons": list(uv.reasons),
-                       "missing_views": list(uv.missing_views), "complete": uv.complete, "updated_at": now}
-                rows[closed].append(row | ({"status": UNIT_CLOSED, "closed_at": now} if closed else {}))
-            for group in rows.values():  # ORM bulk UPDATE by primary key: one executemany per shape
-                if group:
-                    session.execute(update(UnitRow), group)
-            self._sync_finding_outcomes(session, [uv for uv, _ in verdicts])
-            self.seal(session, [uv.unit_id for uv in dict.fromkeys(uv for uv, _ in verdicts)], "verdict")
-
     def seal(self, session: Session, unit_ids: Sequence[str], event: str) -> None:
         """Append the units' records to this station's traceability chain, in ``session``'s transaction."""
         session.flush()

@@ -20,7 +20,7 @@ from inspection.reviews import Decision, Disposition, ReviewDecision, ReviewedBo
 from inspection.store import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.types import DefectFinding, Verdict
-from tests.inspection.store.factories import book, finding, order, result, standard_book, unit_verdict
+from tests.inspection.store.factories import book, finding, order, result, standard_book
 
 FRAME_W, FRAME_H = 64, 48
 
@@ -186,7 +186,7 @@ def test_latest_reviews_carry_what_a_dataset_needs(service: ReviewService) -> No
 
 def test_disposition_is_appended_and_validated(service: ReviewService) -> None:
     add_inspection(service.store)
-    service.store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL), closed=True)
+    service.store.commit_group([], close_units=["U1"])
     first = service.set_disposition("U1", "rework", "ana", "sand it")
     second = service.set_disposition("U1", Disposition.RELEASE, "bob")
     assert (first["disposition"], first["actor"], first["note"], first["verdict"]) == ("rework", "ana", "sand it",
@@ -209,22 +209,22 @@ def test_queue_ranks_fail_first_then_due_date_and_drops_dispositioned_units(stor
     units = {"U-FAIL-LATE": ("ORD-LATE", Verdict.FAIL), "U-REVIEW-SOON": ("ORD-SOON", Verdict.REVIEW),
              "U-FAIL-SOON": ("ORD-SOON", Verdict.FAIL), "U-FAIL-NONE": ("ORD-NONE", Verdict.FAIL),
              "U-REVIEW-LATE": ("ORD-LATE", Verdict.REVIEW), "U-PASS": ("ORD-SOON", Verdict.PASS),
-             "U-DONE": ("ORD-SOON", Verdict.FAIL), "U-OPEN": ("ORD-SOON", Verdict.FAIL)}
+             "U-DONE": ("ORD-SOON", Verdict.FAIL), "U-SOON-2": ("ORD-SOON", Verdict.FAIL),
+             "U-WAITING": ("ORD-SOON", Verdict.FAIL)}
     for seq, (unit, (order_id, verdict)) in enumerate(units.items(), start=1):
         add_inspection(store, unit, order_id, seq=seq, verdict=verdict)
-        if unit != "U-OPEN":
-            store.record_unit_verdict(unit_verdict(unit, order_id, verdict), closed=True)
-    store.record_unit_verdict(unit_verdict("U-OPEN", "ORD-SOON", Verdict.FAIL), closed=False)  # provisional
+    add_inspection(store, "U-PASS", "ORD-SOON", "side", seq=20, verdict=Verdict.PASS, findings=())  # complete
+    store.commit_group([], close_units=[u for u in units if u != "U-WAITING"])  # U-WAITING: no verdict yet
     service.set_disposition("U-DONE", "scrap", "ana")
     queue = service.queue()
-    assert [q["unit_id"] for q in queue] == ["U-FAIL-SOON", "U-OPEN", "U-FAIL-LATE", "U-FAIL-NONE",
+    assert [q["unit_id"] for q in queue] == ["U-FAIL-SOON", "U-SOON-2", "U-FAIL-LATE", "U-FAIL-NONE",
                                              "U-REVIEW-SOON", "U-REVIEW-LATE"]
     top = queue[0]
     assert (top["order_id"], top["due_date"], top["verdict"], top["flagged_frames"], top["reviewed_frames"]) == (
         "ORD-SOON", "2026-01-05", "FAIL", 1, 0)
-    assert [q["unit_id"] for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-OPEN"]
+    assert [q["unit_id"] for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-SOON-2"]
     service.set_disposition("U-FAIL-SOON", "release", "ana")
-    assert service.queue()[0]["unit_id"] == "U-OPEN"
+    assert service.queue()[0]["unit_id"] == "U-SOON-2"
     with pytest.raises(ReviewError, match="limit"):
         service.queue(limit=0)
 
