@@ -186,6 +186,12 @@ class DefectFinding:
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"DefectFinding.confidence must be in [0, 1], got {self.confidence}")
 
+    def to_json(self) -> dict[str, object]:
+        """``{"class", "confidence", "box": [x1, y1, x2, y2], "outcome", "rule"}``, as answers and line messages
+        carry it (confidence to 4 places, the box to 0.1 px)."""
+        return {"class": self.class_name, "confidence": round(float(self.confidence), 4),
+                "box": [round(float(c), 1) for c in self.box], "outcome": self.outcome.value, "rule": self.rule}
+
 
 @dataclass(frozen=True)
 class ConformanceResult:
