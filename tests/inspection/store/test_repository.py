@@ -335,3 +335,17 @@ def test_line_history_of_a_window(store: ResultsStore) -> None:
     assert first_pass_yield(history) == (0.5, 1, 2)
     early = store.line_history(T0, T0 + timedelta(minutes=30))
     assert [u.unit_id for u in early.units] == ["U1"] and len(early.frames) == 2
+
+
+def test_a_finding_clipped_to_a_line_is_stored_and_read_back(store: ResultsStore) -> None:
+    """A model box wholly in the letterbox padding is clipped to a line on the frame border: such rows are in
+    stores already, and a unit's roll-up reads them back, so ``Box`` allows zero area (labels do not)."""
+    from inspection.boxes import Box
+    from inspection.types import DefectFinding
+
+    store.import_order_book(standard_book())
+    line = DefectFinding("scratch", 0.9, Box(16.0, 5.0, 16.0, 9.0), Verdict.FAIL, "scratch is critical")
+    store.record_frame_results([result("U1", seq=1, verdict=Verdict.FAIL, findings=[line])])
+    assert store.frame_verdicts("U1")[0].findings == (line,)
+    closed = store.commit_group([], close_units=["U1"]).unit_verdicts["U1"]
+    assert closed.verdict is Verdict.FAIL and closed.frames[0].findings[0].box == line.box
