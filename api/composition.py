@@ -36,7 +36,7 @@ from api.services.idempotency import IdempotencyStore
 from api.services.jobs import TrainingJobs
 from api.services.metrics import ServiceMetrics
 from inspection.detector import OnnxDetector
-from inspection.errors import QCError
+from inspection.errors import NotFoundError, QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
 from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
@@ -48,7 +48,7 @@ from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.store.writer import BatchedResultWriter
-from inspection.types import Verdict
+from inspection.types import UnitVerdict, Verdict
 from models.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,20 @@ class StationCore:
         registry = ModelRegistry(self.store.engine, self.settings.data_dir / "models")
         return ModelWatcher(champion_lookup(registry), swap, current_sha=current_sha,
                             poll_interval_s=poll_interval_s, loader=self.open_detector)
+
+    def close_unit(self, unit_id: str) -> UnitVerdict:
+        """Close a unit as the service's inspector does (``Inspector.close_unit_durably``): through the journal,
+        after every result queued before, rolled up in the store from every frame it holds (under the unit's
+        lock), sealed in the audit chain, and heard by the after-commit sinks (the line signals).
+
+        ``NotFoundError`` when the central database is away and the close waits in the station's outbox (it is
+        applied there when the database is back; this process knows no frames of the unit to answer from).
+        """
+        verdict = self.writer.close_unit(unit_id).result()
+        if verdict is None:
+            raise NotFoundError(f"unit {unit_id!r} is closed once the central database is back (the close waits "
+                                "in this station's outbox); its verdict is not known here")
+        return verdict
 
     def close(self) -> None:
         """Commit what is queued, close the sinks, release the store."""

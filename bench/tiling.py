@@ -31,10 +31,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from inspection.boxes import box_iou  # noqa: E402
 from inspection.detector import OnnxDetector  # noqa: E402
 from inspection.tiling import detect_tiled  # noqa: E402
 from inspection.types import Detections  # noqa: E402
-from models.metrics import box_iou  # noqa: E402
 
 GRID = 4
 
@@ -54,7 +54,7 @@ def panels(snapshot: Any, classes: tuple[str, ...], scale: float) -> list[tuple[
             x0, y0 = (k % GRID) * cell, (k // GRID) * cell
             canvas[y0:y0 + cell, x0:x0 + cell] = cv2.resize(image, (cell, cell))
             for b in entry.image.boxes:
-                boxes.append([b.x1 * sx + x0, b.y1 * sy + y0, b.x2 * sx + x0, b.y2 * sy + y0])
+                boxes.append([b.box.x1 * sx + x0, b.box.y1 * sy + y0, b.box.x2 * sx + x0, b.box.y2 * sy + y0])
                 labels.append(classes.index(b.class_name))
         size = int(GRID * cell * scale)
         panel = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_LINEAR)

@@ -46,10 +46,7 @@ def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
         label_dir.mkdir(parents=True, exist_ok=True)
         lines = []
         for box in image.boxes:
-            cx = (box.x1 + box.x2) / 2 / image.width
-            cy = (box.y1 + box.y2) / 2 / image.height
-            w = (box.x2 - box.x1) / image.width
-            h = (box.y2 - box.y1) / image.height
+            cx, cy, w, h = box.box.to_yolo(image.width, image.height)
             lines.append(f"{class_index[box.class_name]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
         (label_dir / f"{stem}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     data_yaml = out_dir / "data.yaml"
@@ -84,10 +81,9 @@ def export_coco(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
                            "height": image.height, "sha256": image.sha256})
             for box in image.boxes:
                 annotation_id += 1
-                w, h = box.x2 - box.x1, box.y2 - box.y1
                 annotations.append({"id": annotation_id, "image_id": image_id,
                                     "category_id": category_id[box.class_name],
-                                    "bbox": [box.x1, box.y1, w, h], "area": w * h, "iscrowd": 0})
+                                    "bbox": list(box.box.to_xywh()), "area": box.box.area, "iscrowd": 0})
         document = {"info": {"description": f"qcline snapshot {snapshot.id}", "snapshot": snapshot.id,
                              "split": split},
                     "images": images, "annotations": annotations, "categories": categories}

@@ -30,6 +30,7 @@ import cv2
 from datasets.library import DatasetLibrary
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from datasets.snapshot import Snapshot
+from inspection.boxes import Box
 from inspection.errors import DatasetError, InvalidFrameError
 from inspection.hashing import sha256_file
 from inspection.reviews import Decision
@@ -50,12 +51,6 @@ class ReviewBuild:
     reviews_read: int
 
 
-def _clip(box: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
-    """A model box clipped to the frame: detectors may report a box a pixel past the border."""
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2)
-
-
 def _boxes(review: Mapping[str, Any], width: int, height: int) -> tuple[LabeledBox, ...]:
     decision = Decision.parse(str(review["decision"]))
     if decision is Decision.FALSE_ALARM:
@@ -66,9 +61,8 @@ def _boxes(review: Mapping[str, Any], width: int, height: int) -> tuple[LabeledB
         raw = [tuple(b) for b in review.get("boxes") or ()]
     boxes = []
     for item in raw:
-        name, coords = str(item[0]), _clip(item[1:5], width, height)
-        try:
-            boxes.append(LabeledBox(name, *coords))
+        try:  # clipped to the frame: detectors may report a box a pixel past the border
+            boxes.append(LabeledBox(str(item[0]), Box(*(float(v) for v in item[1:5])).clipped(width, height)))
         except ValueError as exc:
             raise DatasetError(f"box {list(item)} does not fit the {width}x{height} frame: {exc}") from exc
     return tuple(boxes)

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inspection.boxes import Box, BoxError
+
 
 @dataclass(frozen=True)
 class LabeledBox:
-    """One annotated defect in original image pixels (x1, y1) top-left, (x2, y2) bottom-right."""
+    """One annotated defect: its class and its ``Box`` in original image pixels (which must cover pixels)."""
 
     class_name: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+    box: Box
 
     def __post_init__(self) -> None:
         if not self.class_name:
-            raise ValueError("LabeledBox.class_name must be a non-empty string")
-        coords = (self.x1, self.y1, self.x2, self.y2)
-        if not all(math.isfinite(c) for c in coords):
-            raise ValueError(f"LabeledBox coordinates must be finite numbers, got {coords}")
-        if self.x2 <= self.x1 or self.y2 <= self.y1:
-            raise ValueError(f"LabeledBox needs x2 > x1 and y2 > y1, got {coords}")
+            raise BoxError("LabeledBox.class_name must be a non-empty string")
+        self.box.require_area()
+
+    @classmethod
+    def of(cls, class_name: str, x1: float, y1: float, x2: float, y2: float) -> LabeledBox:
+        """From plain coordinates (``BoxError`` says what is wrong with them)."""
+        return cls(class_name, Box.with_area(x1, y1, x2, y2))
+
+    def to_json(self) -> list[object]:
+        """``[class, x1, y1, x2, y2]``: the shape snapshot manifests store."""
+        return [self.class_name, *self.box]
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ class Snapshot:
                         "sha256": e.image.sha256,
                         "split": e.split,
                         "size": [e.image.width, e.image.height],
-                        "boxes": [[b.class_name, *(round(float(v), 2) for v in (b.x1, b.y1, b.x2, b.y2))]
+                        "boxes": [[b.class_name, *b.box.rounded(2)]
                                   for b in e.image.boxes],
                     }
                     for e in self.entries
@@ -90,7 +90,7 @@ class Snapshot:
                     "width": e.image.width,
                     "height": e.image.height,
                     "split": e.split,
-                    "boxes": [[b.class_name, b.x1, b.y1, b.x2, b.y2] for b in e.image.boxes],
+                    "boxes": [b.to_json() for b in e.image.boxes],
                 }
                 for e in self.entries
             ],
@@ -115,7 +115,7 @@ class Snapshot:
                 SnapshotEntry(
                     LabeledImage(
                         Path(item["path"]), int(item["width"]), int(item["height"]),
-                        tuple(LabeledBox(str(b[0]), *map(float, b[1:5])) for b in item["boxes"]),
+                        tuple(LabeledBox.of(str(b[0]), *map(float, b[1:5])) for b in item["boxes"]),
                         str(item["sha256"]),
                     ),
                     item["split"],

@@ -9,12 +9,12 @@ name a class the model does not know yet). The CLI and the review page record th
 from __future__ import annotations
 
 import enum
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inspection.boxes import Box, BoxError
 from inspection.errors import QCError
 
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,63}$")
@@ -65,20 +65,29 @@ class Disposition(enum.StrEnum):
 
 @dataclass(frozen=True)
 class ReviewedBox:
+    """A box an operator drew: a class name people may type and a ``Box`` with area, from the frame's origin."""
+
     class_name: str
-    x1: float
-    y1: float
-    x2: float
-    y2: float
+    box: Box
 
     def __post_init__(self) -> None:
         if not _CLASS_NAME.match(self.class_name):
             raise ReviewError(f"class name {self.class_name!r} must be 1-64 letters, digits, space, '_', '.' or '-'")
-        coords = (self.x1, self.y1, self.x2, self.y2)
-        if not all(math.isfinite(c) for c in coords) or min(coords) < 0:
-            raise ReviewError(f"box {coords} must be finite, non-negative pixel coordinates")
-        if self.x2 <= self.x1 or self.y2 <= self.y1:
-            raise ReviewError(f"box {coords} needs x2 > x1 and y2 > y1")
+        if self.box.x1 < 0 or self.box.y1 < 0:
+            raise ReviewError(f"box {tuple(self.box)} must be finite, non-negative pixel coordinates")
+        try:
+            self.box.require_area()
+        except BoxError as exc:
+            raise ReviewError(str(exc)) from None
+
+    @classmethod
+    def of(cls, class_name: str, x1: float, y1: float, x2: float, y2: float) -> ReviewedBox:
+        """From plain coordinates; every problem is a ``ReviewError`` (a 422 on the API, a line in a batch)."""
+        try:
+            box = Box.with_area(x1, y1, x2, y2)
+        except BoxError as exc:
+            raise ReviewError(str(exc)) from None
+        return cls(class_name, box)
 
     @classmethod
     def parse(cls, text: str) -> ReviewedBox:
@@ -87,12 +96,13 @@ class ReviewedBox:
         if len(parts) != 5:
             raise ReviewError(f"box {text!r} must be 'class,x1,y1,x2,y2'")
         try:
-            return cls(parts[0], *(float(p) for p in parts[1:]))
+            coords = [float(p) for p in parts[1:]]
         except ValueError as exc:
             raise ReviewError(f"box {text!r} has a coordinate that is not a number") from exc
+        return cls.of(parts[0], *coords)
 
     def to_json(self) -> list[object]:
-        return [self.class_name, self.x1, self.y1, self.x2, self.y2]
+        return [self.class_name, *self.box]
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,7 @@ class ReviewDecision:
             if not isinstance(raw, list) or len(raw) != 5 or not isinstance(raw[0], str) or not all(
                     isinstance(v, int | float) and not isinstance(v, bool) for v in raw[1:]):
                 raise ReviewError(f"box {raw!r} must be [class, x1, y1, x2, y2] with numeric coordinates")
-            boxes.append(ReviewedBox(raw[0], *(float(v) for v in raw[1:])))
+            boxes.append(ReviewedBox.of(raw[0], *(float(v) for v in raw[1:])))
         actor = data.get("actor", default_actor)
         note = data.get("note", "")
         if not isinstance(actor, str) or not isinstance(note, str):

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from inspection.boxes import Box
 from inspection.profiles import InspectionProfile
 from inspection.types import (
     ConformanceResult,
@@ -22,8 +23,8 @@ from inspection.types import (
 )
 
 
-def _judge_one(class_name: str, confidence: float, box: tuple[float, float, float, float],
-               frame_w: int, frame_h: int, profile: InspectionProfile) -> DefectFinding | None:
+def _judge_one(class_name: str, confidence: float, box: Box, frame_w: int, frame_h: int,
+               profile: InspectionProfile) -> DefectFinding | None:
     rule = profile.rule_for(class_name)
     if rule.ignore or confidence < rule.review_threshold:
         return None
@@ -34,7 +35,7 @@ def _judge_one(class_name: str, confidence: float, box: tuple[float, float, floa
     if rule.critical:
         return DefectFinding(class_name, confidence, box, Verdict.FAIL,
                              f"{class_name} is critical for profile {profile.name}")
-    width, height = box[2] - box[0], box[3] - box[1]
+    width, height = box.width, box.height
     if rule.max_area_fraction is not None and width * height > rule.max_area_fraction * frame_w * frame_h:
         return DefectFinding(class_name, confidence, box, Verdict.FAIL,
                              f"{class_name} covers {width * height / (frame_w * frame_h):.1%} of the frame, "
@@ -89,12 +90,11 @@ def judge(detections: Detections, *, frame_width: int, frame_height: int, unit_i
     by ``inspection.conformance``): a failed one fails the frame, an uncertain one sends it to REVIEW."""
     findings: list[DefectFinding] = []
     parts = profile.part_classes
-    for i in range(len(detections)):
+    for i, box in enumerate(detections.boxes()):
         if detections.class_name(i) in parts:  # a handle is counted by its count rule, not judged as a defect
             continue
-        box = tuple(float(v) for v in detections.xyxy[i])
         finding = _judge_one(detections.class_name(i), float(detections.confidence[i]),
-                             box, frame_width, frame_height, profile)  # type: ignore[arg-type]
+                             box, frame_width, frame_height, profile)
         if finding is not None:
             findings.append(finding)
     reasons = [f.rule for f in findings if f.outcome is Verdict.FAIL]

@@ -16,6 +16,7 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from inspection.boxes import Box, check_xyxy
 from inspection.errors import InvalidFrameError
 from inspection.hashing import sha256_bytes
 
@@ -112,7 +113,8 @@ class Detections:
     """Boxes of one frame in original-image pixels, in columnar arrays (as supervision does).
 
     ``xyxy`` is (N, 4) float32, ``confidence`` (N,) float32, ``class_id`` (N,) int64; ``class_names``
-    maps ids to the model's names so a record can be read without the model at hand.
+    maps ids to the model's names so a record can be read without the model at hand. Each row obeys the
+    rules of ``Box`` (checked on the whole array at once); ``boxes()`` gives them as ``Box`` values.
     """
 
     xyxy: npt.NDArray[np.float32]
@@ -130,13 +132,24 @@ class Detections:
                 f"class_id {self.class_id.shape}")
         if n and (self.class_id.min() < 0 or self.class_id.max() >= len(self.class_names)):
             raise ValueError(f"Detections.class_id must index class_names (0..{len(self.class_names) - 1})")
-        if n and (np.any(self.xyxy[:, 2] < self.xyxy[:, 0]) or np.any(self.xyxy[:, 3] < self.xyxy[:, 1])):
-            raise ValueError("Detections.xyxy must have x2 >= x1 and y2 >= y1")
+        check_xyxy(self.xyxy, "Detections.xyxy")
 
     @classmethod
     def empty(cls, class_names: Sequence[str]) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64),
                    tuple(class_names))
+
+    @classmethod
+    def from_boxes(cls, boxes: Sequence[Box], confidence: Sequence[float], class_id: Sequence[int],
+                   class_names: Sequence[str]) -> Detections:
+        """Columnar detections from one ``Box`` per row (tests, tools, other detectors' output)."""
+        xyxy = np.array([tuple(b) for b in boxes], np.float32).reshape(-1, 4)
+        return cls(xyxy, np.asarray(confidence, np.float32).reshape(-1), np.asarray(class_id, np.int64).reshape(-1),
+                   tuple(class_names))
+
+    def boxes(self) -> tuple[Box, ...]:
+        """The rows as ``Box`` values (in original-image pixels)."""
+        return tuple(Box(*(float(v) for v in row)) for row in self.xyxy.tolist())
 
     def __len__(self) -> int:
         return len(self.confidence)
@@ -165,13 +178,19 @@ class DefectFinding:
 
     class_name: str
     confidence: float
-    box: tuple[float, float, float, float]
+    box: Box
     outcome: Verdict
     rule: str
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"DefectFinding.confidence must be in [0, 1], got {self.confidence}")
+
+    def to_json(self) -> dict[str, object]:
+        """``{"class", "confidence", "box": [x1, y1, x2, y2], "outcome", "rule"}``, as answers and line messages
+        carry it (confidence to 4 places, the box to 0.1 px)."""
+        return {"class": self.class_name, "confidence": round(float(self.confidence), 4),
+                "box": [round(float(c), 1) for c in self.box], "outcome": self.outcome.value, "rule": self.rule}
 
 
 @dataclass(frozen=True)

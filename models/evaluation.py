@@ -52,7 +52,7 @@ def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
             evals.append(ImageEval(
                 pred_xyxy=dets.xyxy.astype(np.float64), pred_conf=dets.confidence.astype(np.float64),
                 pred_cls=dets.class_id.astype(np.int64),
-                gt_xyxy=np.array([[b.x1, b.y1, b.x2, b.y2] for b in boxes], np.float64).reshape(-1, 4),
+                gt_xyxy=np.array([tuple(b.box) for b in boxes], np.float64).reshape(-1, 4),
                 gt_cls=np.array([model_index[b.class_name] for b in boxes], np.int64)))
         if progress:
             progress(len(chunk))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from inspection.boxes import box_iou
+
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 FloatArray = npt.NDArray[np.float64]
@@ -27,18 +29,6 @@ class ImageEval:
     pred_cls: npt.NDArray[np.int64]
     gt_xyxy: FloatArray
     gt_cls: npt.NDArray[np.int64]
-
-
-def box_iou(a: FloatArray, b: FloatArray) -> FloatArray:
-    """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    tl = np.maximum(a[:, None, :2], b[None, :, :2])
-    br = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(br - tl, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9), dtype=np.float64)
 
 
 def match_predictions(image: ImageEval) -> npt.NDArray[np.bool_]:

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from inspection.boxes import box_iou
 from inspection.errors import TrainingError
-from models.metrics import ImageEval, _average_precision, box_iou, match_predictions
+from models.metrics import ImageEval, _average_precision, match_predictions
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

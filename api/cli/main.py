@@ -359,12 +359,15 @@ def _unit_card(record: dict[str, Any], zone: Any) -> Any:
 @units_app.command("close")
 def units_close(unit: str, data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Close a unit now; required views that never arrived are named in its verdict."""
-    from api.composition import open_store
+    from api.composition import open_core
 
     settings = _settings(data_dir)
     require_database(settings)
-    with open_store(settings) as store:  # rolled up in the store under the unit's lock
-        verdict = store.commit_group([], close_units=[unit]).unit_verdicts[unit]
+    core = open_core(settings)  # the service's path: journal, store roll-up under the unit's lock, audit, sinks
+    try:
+        verdict = core.close_unit(unit)
+    finally:
+        core.close()
     if as_json:
         print_json(_unit_json(verdict))
     else:

@@ -106,9 +106,7 @@ def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dic
         "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
         "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "verdict": v.verdict.value,
         "reasons": list(v.reasons), "detections": outcome.result.detections.to_list(),
-        "findings": [{"class": f.class_name, "confidence": round(float(f.confidence), 4),
-                      "box": [round(float(c), 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
-                     for f in v.findings],
+        "findings": [f.to_json() for f in v.findings],
         "conformance": [c.to_json() for c in v.conformance],
         "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
         "unit_verdict": unit_verdict_json(unit_verdict) if unit_verdict else None,

@@ -22,6 +22,7 @@ from datasets.formats.common import (
     split_word,
 )
 from datasets.records import ImportIssue, ImportResult, LabeledBox
+from inspection.boxes import xywh_to_xyxy
 from inspection.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def _box_of(ann: dict[str, Any]) -> tuple[float, float, float, float] | str:
             x, y, w, h = (float(v) for v in bbox)
         except (TypeError, ValueError):
             return f"malformed bbox {bbox!r} (not numbers)"
-        return x, y, x + w, y + h
+        return xywh_to_xyxy(x, y, w, h)
     seg = ann.get("segmentation")
     if isinstance(seg, list) and seg:
         coords: list[float] = []

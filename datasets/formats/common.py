@@ -49,7 +49,7 @@ def checked_box(where: str, class_name: str, x1: float, y1: float, x2: float, y2
     x2, y2 = min(float(width), x2), min(float(height), y2)
     if x2 <= x1 or y2 <= y1:
         return ImportIssue(where, f"degenerate box ({x1:g},{y1:g},{x2:g},{y2:g})")
-    return LabeledBox(class_name, x1, y1, x2, y2)
+    return LabeledBox.of(class_name, x1, y1, x2, y2)
 
 
 def polygon_bounds(coords: Sequence[float]) -> tuple[float, float, float, float]:

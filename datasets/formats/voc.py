@@ -10,9 +10,7 @@ import logging
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import cv2
-
-from datasets.formats.common import IMAGE_SUFFIXES, checked_box
+from datasets.formats.common import IMAGE_SUFFIXES, checked_box, read_image_size
 from datasets.records import ImportIssue, ImportResult, LabeledBox, LabeledImage
 from inspection.errors import DatasetError
 from inspection.hashing import sha256_file
@@ -64,10 +62,10 @@ def _parse_one(root: Path, xml_path: Path) -> tuple[LabeledImage | None, list[Im
     image_path = _find_image(root, xml_path, _text(ann, "filename"))
     if image_path is None:
         return None, [ImportIssue(str(xml_path), "no image file found for this annotation")]
-    image = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
+    size = read_image_size(image_path)
+    if size is None:
         return None, [ImportIssue(str(image_path), "image is unreadable or empty")]
-    height, width = image.shape[:2]
+    width, height = size
     boxes: list[LabeledBox] = []
     for index, obj in enumerate(ann.findall("object")):
         name = _text(obj, "name")

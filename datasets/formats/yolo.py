@@ -28,6 +28,7 @@ from datasets.formats.common import (
 )
 from datasets.records import ImportIssue, ImportResult, LabeledBox
 from inspection import safe_yaml
+from inspection.boxes import yolo_to_xyxy
 from inspection.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,7 @@ def _parse_row(where: str, row: str, names: tuple[str, ...], width: int,
     cls_id = int(cls_value)
     if len(values) == 4:
         cx, cy, w, h = values
-        coords = ((cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height)
+        coords = yolo_to_xyxy(cx, cy, w, h, width, height)
     elif len(values) % 2 == 1:
         return ImportIssue(where, f"malformed row (odd number of polygon coordinates: {len(values)})")
     elif len(values) < 6:

@@ -100,9 +100,7 @@ def frame_event_payload(result: FrameResult, station_id: str) -> dict[str, objec
         "camera_id": v.camera_id,
         "verdict": v.verdict.value,
         "reasons": list(v.reasons),
-        "findings": [{"class": f.class_name, "confidence": round(f.confidence, 4),
-                      "box": [round(c, 1) for c in f.box], "outcome": f.outcome.value, "rule": f.rule}
-                     for f in v.findings],
+        "findings": [f.to_json() for f in v.findings],
         "error": v.error,
         "unreadable": isinstance(result.frame, FrameFailure),
         "frame_sha256": v.frame_sha256,

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from inspection.boxes import Box
 from inspection.errors import NotFoundError, StoreError
 from inspection.profiles import InspectionProfile, Order
 from inspection.store.models import utcnow
@@ -90,7 +91,7 @@ def _conformance_from_json(c: dict[str, Any]) -> ConformanceResult:
 def verdict_from_json(d: dict[str, Any]) -> FrameVerdict:
     return FrameVerdict(
         unit_id=d["unit_id"], order_id=d["order_id"], camera_id=d["camera_id"], verdict=Verdict(d["verdict"]),
-        findings=tuple(DefectFinding(c, float(conf), (float(b[0]), float(b[1]), float(b[2]), float(b[3])),
+        findings=tuple(DefectFinding(c, float(conf), Box(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
                                      Verdict(o), r) for c, conf, b, o, r in d["findings"]),
         reasons=tuple(d["reasons"]), model_sha256=d["model_sha256"], profile_hash=d["profile_hash"],
         captured_at=datetime.fromisoformat(d["captured_at"]), frame_sha256=d["frame_sha256"], error=d["error"],

@@ -24,6 +24,7 @@ from sqlalchemy import Engine, case, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from inspection import analytics
+from inspection.boxes import Box
 from inspection.conformance import CameraCalibration
 from inspection.conformance.colour import WhiteBalance
 from inspection.conformance.dimensions import Scale
@@ -332,32 +333,6 @@ class ResultsStore(Database):
                                     f"not {missing[unit_id]!r}")
         return len(missing)
 
-    def record_unit_verdict(self, uv: UnitVerdict, *, closed: bool) -> None:
-        """Store a unit's rolled-up verdict; ``closed=True`` also closes it (and stamps ``closed_at``).
-
-        ``closed=False`` records a provisional verdict and leaves the unit's status as it is, so a late
-        re-roll-up never silently reopens a closed unit.
-        """
-        self.record_unit_verdicts([(uv, closed)])
-
-    def record_unit_verdicts(self, verdicts: Sequence[tuple[UnitVerdict, bool]]) -> None:
-        """Several unit verdicts (each with its ``closed`` flag) in one transaction."""
-        if not verdicts:
-            return
-        now = utcnow()
-        with self._session(f"recording {len(verdicts)} unit verdicts") as session:
-            self._ensure_units(session, {uv.unit_id: uv.order_id for uv, _ in verdicts})
-            rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-            for uv, closed in verdicts:
-                row = {"id": uv.unit_id, "verdict": uv.verdict.value, "reasons": list(uv.reasons),
-                       "missing_views": list(uv.missing_views), "complete": uv.complete, "updated_at": now}
-                rows[closed].append(row | ({"status": UNIT_CLOSED, "closed_at": now} if closed else {}))
-            for group in rows.values():  # ORM bulk UPDATE by primary key: one executemany per shape
-                if group:
-                    session.execute(update(UnitRow), group)
-            self._sync_finding_outcomes(session, [uv for uv, _ in verdicts])
-            self.seal(session, [uv.unit_id for uv in dict.fromkeys(uv for uv, _ in verdicts)], "verdict")
-
     def seal(self, session: Session, unit_ids: Sequence[str], event: str) -> None:
         """Append the units' records to this station's traceability chain, in ``session``'s transaction."""
         session.flush()
@@ -504,8 +479,8 @@ class ResultsStore(Database):
                     session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
                         {"inspection_id": new_id, "class_name": f.class_name,
                          "confidence": float(f.confidence),
-                         "x1": float(f.box[0]), "y1": float(f.box[1]), "x2": float(f.box[2]),
-                         "y2": float(f.box[3]), "outcome": f.outcome.value, "rule": f.rule}
+                         "x1": float(f.box.x1), "y1": float(f.box.y1), "x2": float(f.box.x2),
+                         "y2": float(f.box.y2), "outcome": f.outcome.value, "rule": f.rule}
                         for f in v.findings])
             changed: dict[str, UnitVerdict] = {}
             if roll_up_units or close_units:
@@ -613,7 +588,7 @@ class ResultsStore(Database):
         for r in rows:
             histories[r.unit_id][1].append(FrameVerdict(
                 unit_id=r.unit_id, order_id=r.order_id, camera_id=r.camera_id, verdict=Verdict(r.verdict),
-                findings=tuple(DefectFinding(d.class_name, d.confidence, (d.x1, d.y1, d.x2, d.y2),
+                findings=tuple(DefectFinding(d.class_name, d.confidence, Box(d.x1, d.y1, d.x2, d.y2),
                                              Verdict(d.outcome), d.rule) for d in findings.get(r.id, [])),
                 reasons=tuple(r.reasons or ()), model_sha256=r.model_sha256, profile_hash=r.profile_hash,
                 captured_at=r.captured_at,

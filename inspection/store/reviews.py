@@ -130,7 +130,7 @@ class ReviewService:
         if size is not None:
             width, height = size
             for box in decision.boxes:
-                if box.x2 > width or box.y2 > height:
+                if not box.box.inside(width, height):
                     raise ReviewError(f"box {box.to_json()} reaches outside the {width}x{height} frame of "
                                       f"inspection {decision.inspection_id}")
         boxes = [b.to_json() for b in decision.boxes]

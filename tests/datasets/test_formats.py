@@ -33,7 +33,7 @@ def image(path: Path, seed: int) -> Path:
 
 
 def boxes_of(result: ImportResult) -> dict[str, list[tuple[str, float, float, float, float]]]:
-    return {im.path.stem: sorted((b.class_name, round(b.x1, 3), round(b.y1, 3), round(b.x2, 3), round(b.y2, 3))
+    return {im.path.stem: sorted((b.class_name, *b.box.rounded(3))
                                  for b in im.boxes) for im in result.images}
 
 
@@ -337,6 +337,6 @@ def test_voc_snapshot_coco_round_trip(tmp_path: Path, importer: Callable[[Path],
     for entry in snap.entries:
         got = by_sha[entry.image.sha256]
         assert [b.class_name for b in got.boxes] == [b.class_name for b in entry.image.boxes]
-        assert [c for b in got.boxes for c in (b.x1, b.y1, b.x2, b.y2)] == pytest.approx(
-            [c for b in entry.image.boxes for c in (b.x1, b.y1, b.x2, b.y2)])
+        assert [c for b in got.boxes for c in b.box] == pytest.approx(
+            [c for b in entry.image.boxes for c in b.box])
     assert build_snapshot(back, val_fraction=0.3, classes=snap.classes).id == snap.id

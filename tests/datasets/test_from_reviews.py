@@ -10,6 +10,7 @@ import pytest
 from datasets.from_reviews import build_from_reviews, build_from_reviews_report, labeled_samples
 from datasets.library import DatasetLibrary
 from datasets.records import ImportResult, LabeledBox, LabeledImage
+from inspection.boxes import Box
 from inspection.errors import DatasetError
 from inspection.hashing import sha256_file
 from inspection.reviews import Decision, ReviewDecision, ReviewedBox
@@ -48,17 +49,18 @@ def by_review(store: ResultsStore, result: ImportResult) -> dict[int, LabeledIma
 
 def test_each_decision_gives_its_labels(store: ResultsStore) -> None:
     confirmed = review(store, Decision.CONFIRM, seq=1,
-                       findings=[finding("scratch"), DefectFinding("dent", 0.4, (5, 6, 70, 50), Verdict.REVIEW, "r")])
+                       findings=[finding("scratch"),
+                                 DefectFinding("dent", 0.4, Box(5, 6, 70, 50), Verdict.REVIEW, "r")])
     negative = review(store, Decision.FALSE_ALARM, seq=2)
     corrected = review(store, Decision.CORRECT, seq=3,
-                       boxes=(ReviewedBox("chip", 3, 4, 20, 30), ReviewedBox("scratch", 30, 5, 60, 40)))
+                       boxes=(ReviewedBox.of("chip", 3, 4, 20, 30), ReviewedBox.of("scratch", 30, 5, 60, 40)))
     result = labeled_samples(ReviewService(store).latest_reviews(), model_classes=("scratch", "dent"))
     assert result.skipped == ()
     images = by_review(store, result)
-    assert images[confirmed].boxes == (LabeledBox("scratch", 1.0, 2.0, 30.5, 40.25),
-                                       LabeledBox("dent", 5.0, 6.0, float(FRAME_W), float(FRAME_H)))  # clipped
+    assert images[confirmed].boxes == (LabeledBox.of("scratch", 1.0, 2.0, 30.5, 40.25),
+                                       LabeledBox.of("dent", 5.0, 6.0, float(FRAME_W), float(FRAME_H)))  # clipped
     assert images[negative].boxes == ()
-    assert images[corrected].boxes == (LabeledBox("chip", 3, 4, 20, 30), LabeledBox("scratch", 30, 5, 60, 40))
+    assert images[corrected].boxes == (LabeledBox.of("chip", 3, 4, 20, 30), LabeledBox.of("scratch", 30, 5, 60, 40))
     for image in result.images:
         assert (image.width, image.height) == (FRAME_W, FRAME_H)
         assert image.sha256 == sha256_file(image.path)
@@ -96,7 +98,7 @@ def test_compose_on_a_parent_adds_a_new_class(store: ResultsStore, library: Data
     parent = build_from_reviews(store, library)
     assert parent.classes == ("scratch",)
     last_used = int(parent.source.rsplit("-", 1)[1])
-    corrected = review(store, Decision.CORRECT, seq=2, boxes=(ReviewedBox("knot", 2, 2, 12, 12),))
+    corrected = review(store, Decision.CORRECT, seq=2, boxes=(ReviewedBox.of("knot", 2, 2, 12, 12),))
     built = build_from_reviews_report(store, library, parent=parent.id[:12], since_id=last_used)
     child = built.snapshot
     assert built.review_ids == (corrected,) and built.reviews_read == 1

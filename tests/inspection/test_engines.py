@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from inspection.boxes import box_iou
 from inspection.detector import OnnxDetector, pre_process
 from inspection.engines import choose_engine, engine_pairs, openvino_available, to_network_input
 from inspection.errors import ConfigError
 from inspection.settings import DEFAULT_MODEL_DIR, REPO_ROOT, load_settings
 from inspection.types import Detections
-from models.metrics import box_iou
 
 DEMO_FRAMES = REPO_ROOT / "api" / "demo" / "frames"
 NEU_IMAGES = REPO_ROOT.parent / "shared" / "datasets" / "neu-det" / "images"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspection.boxes import Box
 from inspection.errors import NotFoundError, SourceError, StoreError
 from inspection.pipeline import FrameStatus, Inspector
 from inspection.profiles import InspectionProfile, Order
@@ -358,4 +359,4 @@ def test_a_frame_decoded_reduced_is_judged_in_original_pixels() -> None:
     [result] = sink.frames
     assert result.detections is not None
     assert result.detections.xyxy.tolist() == [[4, 4, 20, 20]]
-    assert [f.box for f in result.verdict.findings] == [(4.0, 4.0, 20.0, 20.0)]
+    assert [f.box for f in result.verdict.findings] == [Box(4.0, 4.0, 20.0, 20.0)]

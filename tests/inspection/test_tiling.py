@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
+from inspection.boxes import box_iou
 from inspection.detector import OnnxDetector
 from inspection.pipeline import Inspector
 from inspection.profiles import InspectionProfile
 from inspection.settings import DEFAULT_MODEL_DIR, REPO_ROOT
 from inspection.tiling import detect_tiled, merge_tiles, tile_grid
 from inspection.types import Detections, Frame
-from models.metrics import box_iou
 
 NEU_IMAGES = REPO_ROOT.parent / "shared" / "datasets" / "neu-det" / "images"
 DEMO_FRAMES = REPO_ROOT / "api" / "demo" / "frames"

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from inspection.boxes import box_iou
 from inspection.detector import OnnxDetector
 from inspection.settings import DEFAULT_MODEL_DIR, REPO_ROOT
-from models.metrics import box_iou
 
 NEU_IMAGES = REPO_ROOT.parent / "shared" / "datasets" / "neu-det" / "images"
 

@@ -55,7 +55,7 @@ def test_a_class_the_model_never_learned_scores_zero_instead_of_vanishing(tmp_pa
 
     package = tiny_package(tmp_path / "pkg", [Candidate(32, 32, 16, 16, 0, 0.9)], classes=("scratch", "dent"))
     path = write_image(tmp_path / "white.png", solid_image(255))
-    boxes = (LabeledBox("scratch", 24, 24, 40, 40), LabeledBox("knot", 0, 0, 10, 10))
+    boxes = (LabeledBox.of("scratch", 24, 24, 40, 40), LabeledBox.of("knot", 0, 0, 10, 10))
     snapshot = Snapshot(("knot", "scratch"), (SnapshotEntry(LabeledImage(path, 64, 64, boxes, "a" * 64), "val"),))
     metrics = evaluate_package(OnnxDetector.from_package(package), snapshot)
     assert metrics.per_class["scratch"]["ap50"] > 0.9

@@ -39,7 +39,7 @@ async def post_review(body: ReviewIn, request: Request,
     """``confirm`` keeps the model's boxes as labels, ``false_alarm`` makes the frame a negative example,
     ``correct`` replaces the boxes. Sending the same decision twice (a double click) stores it once."""
     decision = ReviewDecision(body.inspection_id, Decision.parse(body.decision),
-                              tuple(ReviewedBox(*box) for box in body.boxes), actor=principal.name, note=body.note)
+                              tuple(ReviewedBox.of(*box) for box in body.boxes), actor=principal.name, note=body.note)
     return await run_in_threadpool(context(request).reviews.record, decision)
 
 

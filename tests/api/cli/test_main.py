@@ -109,6 +109,10 @@ def test_inspect_a_source_for_one_unit_then_close_it(line: dict) -> None:
     assert json.loads(run(["units", "show", "U9", "--json"], env).stdout)["verdict"] is None  # side missing
     closed = json.loads(run(["units", "close", "U9", "--json"], env).stdout)
     assert closed["verdict"] == "REVIEW" and closed["missing_views"] == ["side"]
+    shown = json.loads(run(["units", "show", "U9", "--json"], env).stdout)
+    assert (shown["status"], shown["verdict"], shown["missing_views"]) == ("closed", "REVIEW", ["side"])
+    audit = json.loads(run(["audit", "verify", "--json"], env).stdout)  # the close is sealed in the chain
+    assert audit["ok"] and audit["unsealed"] == [] and audit["units_checked"] >= 1
 
 
 def test_detect_prints_one_json_line_per_image(line: dict) -> None:
@@ -127,6 +131,7 @@ def test_detect_prints_one_json_line_per_image(line: dict) -> None:
     ("args", "code", "message"),
     [
         (["units", "show", "NOPE"], 3, "has no record"),
+        (["units", "close", "NOPE"], 3, "has no record"),
         (["inspect", "{tmp}/nope.csv"], 1, "nope.csv"),
         (["inspect"], 1, "either a MANIFEST or --source"),
         (["inspect", "--source", "{tmp}/frames", "--unit", "U1"], 1, "needs --unit, --order and --camera"),
@@ -135,7 +140,8 @@ def test_detect_prints_one_json_line_per_image(line: dict) -> None:
         (["orders", "import", "{tmp}/bad.yaml"], 1, "less than or equal to 1"),
         (["orders", "import", "{tmp}/nope.yaml"], 1, "cannot read orders file"),
     ],
-    ids=["unknown-unit", "missing-manifest", "nothing-to-inspect", "source-without-ids", "truncated-image",
+    ids=["unknown-unit", "close-unknown-unit", "missing-manifest", "nothing-to-inspect", "source-without-ids",
+         "truncated-image",
          "not-a-model", "bad-profile", "missing-orders-file"],
 )
 def test_bad_input_gets_a_message_and_an_exit_code(line: dict, args: list[str], code: int, message: str) -> None:

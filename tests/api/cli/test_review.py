@@ -21,7 +21,7 @@ from inspection.reviews import ReviewError
 from inspection.settings import load_settings
 from inspection.store.reviews import ReviewService
 from inspection.types import Verdict
-from tests.inspection.store.factories import standard_book, unit_verdict
+from tests.inspection.store.factories import standard_book
 from tests.inspection.store.test_reviews import add_inspection
 
 runner = CliRunner()
@@ -35,8 +35,7 @@ def line(tmp_path: Path) -> dict[str, object]:
         store.import_order_book(standard_book())
         ids = [add_inspection(store, "U1", camera="top", seq=1), add_inspection(store, "U1", camera="side", seq=2),
                add_inspection(store, "U2", "ORD-2", seq=3, verdict=Verdict.REVIEW)]
-        store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL), closed=True)
-        store.record_unit_verdict(unit_verdict("U2", "ORD-2", Verdict.REVIEW), closed=True)
+        store.commit_group([], close_units=["U1", "U2"])  # FAIL (two views), REVIEW (its one frame)
     return {"data": str(data), "ids": ids, "tmp": tmp_path}
 
 

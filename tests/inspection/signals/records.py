@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from inspection.boxes import Box
 from inspection.types import DefectFinding, Detections, Frame, FrameResult, FrameVerdict, UnitVerdict, Verdict
 
 MODEL = "a" * 64
@@ -17,7 +18,7 @@ def frame_verdict(unit_id: str, camera_id: str = "top", verdict: Verdict = Verdi
     findings: tuple[DefectFinding, ...] = ()
     reasons: tuple[str, ...] = ()
     if verdict is not Verdict.PASS:
-        findings = (DefectFinding("scratch", 0.91, (1.0, 2.0, 30.5, 40.25), verdict, "scratch is critical"),)
+        findings = (DefectFinding("scratch", 0.91, Box(1.0, 2.0, 30.5, 40.25), verdict, "scratch is critical"),)
         reasons = ("scratch is critical for profile cabinet",)
     return FrameVerdict(unit_id=unit_id, order_id=order_id, camera_id=camera_id, verdict=verdict,
                         findings=findings, reasons=reasons, model_sha256=model, profile_hash=PROFILE,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import cv2
 import numpy as np
 
+from inspection.boxes import Box
 from inspection.profiles import InspectionProfile, Order, OrderBook
 from inspection.types import (
     DefectFinding,
@@ -43,7 +44,7 @@ def standard_book() -> OrderBook:
 
 
 def finding(cls: str = "scratch", outcome: Verdict = Verdict.FAIL, confidence: float = 0.9) -> DefectFinding:
-    return DefectFinding(cls, confidence, (1.0, 2.0, 30.5, 40.25), outcome, f"{cls} -> {outcome}")
+    return DefectFinding(cls, confidence, Box(1.0, 2.0, 30.5, 40.25), outcome, f"{cls} -> {outcome}")
 
 
 def image(value: int = 200) -> np.ndarray:

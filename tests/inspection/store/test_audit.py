@@ -10,12 +10,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from inspection.reviews import Decision, ReviewDecision
-from inspection.rules import roll_up
 from inspection.store import ResultsStore
 from inspection.store.db import normalise_url
 from inspection.store.reviews import ReviewService
 from inspection.types import Verdict
-from tests.inspection.store.factories import RUSTIC, finding, result, standard_book, unit_verdict
+from tests.inspection.store.factories import RUSTIC, finding, result, standard_book
 
 
 @pytest.fixture
@@ -25,15 +24,13 @@ def line(db_url: str, tmp_path: Path) -> Iterator[tuple[ResultsStore, str]]:
     store.import_order_book(standard_book())
     u1 = [result("U1", "ORD-1", cam, seq=i, verdict=Verdict.FAIL, findings=[finding("scratch")])
           for i, cam in enumerate(("top", "side"))]
-    u2 = [result("U2", "ORD-2", cam, seq=10 + i, findings=[finding("dent", Verdict.PASS)] * 2)
+    u2 = [result("U2", "ORD-2", cam, seq=10 + i, findings=[finding("dent", Verdict.PASS)] * 2, profile=RUSTIC)
           for i, cam in enumerate(("top", "side"))]  # 4 dents on the unit, 3 tolerated: the unit fails them
-    u3 = [result("U3", "ORD-2", "top", seq=20)]
+    u3 = [result("U3", "ORD-2", "top", seq=20, profile=RUSTIC)]
     _sha, evidence = store.evidence.put_image(u1[0].frame.image)  # type: ignore[union-attr]
     store.record_frame_results(u1 + u2 + u3, {0: str(evidence)})
-    uv2 = roll_up([r.verdict for r in u2], RUSTIC, closing=True)
-    assert uv2 is not None
-    store.record_unit_verdicts([(unit_verdict("U1", "ORD-1", Verdict.FAIL, u1), True), (uv2, True),
-                                (unit_verdict("U3", "ORD-2", Verdict.PASS, u3), True)])
+    closed = store.commit_group([], close_units=["U1", "U2", "U3"]).unit_verdicts  # rolled up, sealed
+    assert [closed[u].verdict for u in ("U1", "U2", "U3")] == [Verdict.FAIL, Verdict.FAIL, Verdict.PASS]
     reviews = ReviewService(store)
     inspection_id = store.unit_record("U1")["frames"][0]["id"]
     reviews.record(ReviewDecision(inspection_id, Decision.CONFIRM, (), "olga", "real scratch"))
@@ -133,10 +130,12 @@ def test_order_filter_checks_only_that_orders_units(line: tuple[ResultsStore, st
 
 def test_an_open_unit_with_newer_frames_is_pending_not_broken(line: tuple[ResultsStore, str]) -> None:
     store, _ = line
-    first = [result("U5", "ORD-2", "top", seq=30)]
-    store.record_frame_results(first)
-    store.record_unit_verdict(unit_verdict("U5", "ORD-2", Verdict.PASS, first), closed=False)
-    store.record_frame_results([result("U5", "ORD-2", "side", seq=31)])  # its next verdict is on the way
+    first = result("U5", "ORD-1", "top", seq=30)
+    _sha, evidence = store.evidence.put_image(first.frame.image)  # type: ignore[union-attr]
+    store.commit_group([first], {0: str(evidence)})  # gloss needs the side view too: open, no verdict yet
+    inspection_id = store.unit_record("U5")["frames"][0]["id"]
+    ReviewService(store).record(ReviewDecision(inspection_id, Decision.CONFIRM, (), "olga"))  # sealed while open
+    store.record_frame_results([result("U5", "ORD-1", "side", seq=31)])  # its verdict: on the way
     report = store.audit_verify()
     assert report.ok and report.pending == ["U5"]
 
@@ -145,9 +144,9 @@ def test_units_from_before_the_chain_are_legacy_until_sealed(db_url: str, tmp_pa
     store = ResultsStore.open(db_url, tmp_path / "frames", station_id="S2")
     try:
         store.import_order_book(standard_book())
-        frames = [result("U1", "ORD-2", "top", seq=1)]
+        frames = [result("U1", "ORD-2", "top", seq=1, profile=RUSTIC)]
         store.record_frame_results(frames)
-        store.record_unit_verdict(unit_verdict("U1", "ORD-2", Verdict.PASS, frames), closed=True)
+        store.commit_group([], close_units=["U1"])
         _sql(db_url, "DELETE FROM audit_chain", "DELETE FROM audit_heads")  # as a database from before 0006
         report = store.audit_verify()
         assert report.ok and report.legacy == ["U1"]

@@ -21,7 +21,6 @@ from tests.inspection.store.factories import (
     order,
     result,
     standard_book,
-    unit_verdict,
 )
 
 # -- orders and profiles -------------------------------------------------------------------------------------
@@ -165,11 +164,11 @@ def test_unit_record_round_trip(store: ResultsStore) -> None:
     frames = [result("U1", camera="top", seq=1, verdict=Verdict.FAIL, findings=[finding()]),
               result("U1", camera="side", seq=2)]
     store.record_frame_results(frames, {0: "/evidence/ab/" + "ab" * 32 + ".jpg"})
-    store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL, frames), closed=True)
+    store.commit_group([], close_units=["U1"])  # rolled up from the frames, under the unit's lock
     record = store.unit_record("U1")
     assert (record["unit_id"], record["order_id"], record["status"], record["verdict"]) == \
         ("U1", "ORD-1", "closed", "FAIL")
-    assert record["reasons"] == ["unit FAIL"] and record["complete"] is True
+    assert record["reasons"] == ["scratch -> FAIL"] and record["complete"] is True
     assert record["closed_at"] is not None and record["closed_at"].endswith("+00:00")
     assert record["profile"] == {"name": "gloss", "hash": GLOSS.content_hash}
     assert record["order"]["customer_ref"] == "cust-ORD-1"
@@ -184,15 +183,18 @@ def test_unit_record_round_trip(store: ResultsStore) -> None:
     assert (top["engine"], top["precision"]) == ("openvino", "bf16")  # beside the model sha256 (migration 0009)
 
 
-def test_provisional_verdict_keeps_status_and_closing_is_final(store: ResultsStore) -> None:
+def test_a_late_view_rolls_a_closed_unit_up_again_and_never_reopens_it(store: ResultsStore) -> None:
     store.import_order_book(standard_book())
-    store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.REVIEW), closed=False)
-    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("open", "REVIEW")
-    store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.PASS), closed=True)
-    store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL), closed=False)
-    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("closed", "FAIL")
+    store.record_frame_results([result("U1", camera="top", seq=1)])
+    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("open", None)
+    closed = store.commit_group([], close_units=["U1"]).unit_verdicts["U1"]
+    assert (closed.verdict, closed.missing_views, closed.complete) == (Verdict.REVIEW, ("side",), False)
+    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("closed", "REVIEW")
+    late = store.commit_group([result("U1", camera="side", seq=2)]).unit_verdicts["U1"]
+    assert (late.verdict, late.complete) == (Verdict.PASS, True)
+    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("closed", "PASS")
     with pytest.raises(ConflictError):
-        store.record_unit_verdict(unit_verdict("U1", "ORD-2", Verdict.PASS), closed=True)
+        store.commit_group([result("U1", "ORD-2", camera="top", seq=3, profile=RUSTIC)])
 
 
 # -- report, source stats, evidence --------------------------------------------------------------------------
@@ -207,20 +209,18 @@ def test_report_counts(store: ResultsStore) -> None:
         result("U1", seq=1, verdict=Verdict.FAIL, findings=[scratch_fail, scratch_fail]),
         result("U1", camera="side", seq=2, verdict=Verdict.REVIEW, findings=[scratch_unsure]),
         result("U2", seq=3, verdict=Verdict.REVIEW, findings=[scratch_unsure, dent]),
-        result("U3", seq=4), result("U4", seq=5),
+        result("U3", seq=4), result("U3", camera="side", seq=7), result("U4", seq=5),
         result("U5", "ORD-2", seq=6, findings=[dent], profile=RUSTIC),
     ])
-    for unit, order_id, verdict, closed in [("U1", "ORD-1", Verdict.FAIL, True),
-                                            ("U2", "ORD-1", Verdict.REVIEW, True),
-                                            ("U3", "ORD-1", Verdict.PASS, True),
-                                            ("U5", "ORD-2", Verdict.PASS, False)]:
-        store.record_unit_verdict(unit_verdict(unit, order_id, verdict), closed=closed)
+    verdicts = store.commit_group([], close_units=["U1", "U2", "U3", "U5"]).unit_verdicts  # U4 stays open
+    assert {u: v.verdict for u, v in verdicts.items()} == {"U1": Verdict.FAIL, "U2": Verdict.REVIEW,
+                                                           "U3": Verdict.PASS, "U5": Verdict.PASS}
     report = store.report()
     assert report["per_order"] == [
         {"order_id": "ORD-1", "customer_ref": "cust-ORD-1", "units": 4, "PASS": 1, "REVIEW": 1, "FAIL": 1,
          "open": 1},
         {"order_id": "ORD-2", "customer_ref": "cust-ORD-2", "units": 1, "PASS": 1, "REVIEW": 0, "FAIL": 0,
-         "open": 1},
+         "open": 0},
         {"order_id": "ORD-3", "customer_ref": "cust-ORD-3", "units": 0, "PASS": 0, "REVIEW": 0, "FAIL": 0,
          "open": 0},
     ]
@@ -264,15 +264,11 @@ def test_store_profile_hash_is_the_profile_content_hash(store: ResultsStore) -> 
 
 
 def test_a_unit_count_failure_is_stored_on_its_findings(store: ResultsStore) -> None:
-    from inspection.rules import roll_up
-
     store.import_order_book(standard_book())  # rustic tolerates 3 of a class on the unit
-    frames = [result("U7", "ORD-2", cam, seq=i, findings=[finding("dent", Verdict.PASS)] * 2)
+    frames = [result("U7", "ORD-2", cam, seq=i, findings=[finding("dent", Verdict.PASS)] * 2, profile=RUSTIC)
               for i, cam in enumerate(("top", "side"))]
-    store.record_frame_results(frames)
-    uv = roll_up([r.verdict for r in frames], RUSTIC, closing=True)
-    assert uv is not None and uv.verdict is Verdict.FAIL
-    store.record_unit_verdict(uv, closed=True)
+    uv = store.commit_group(frames).unit_verdicts["U7"]  # rolled up in the same transaction
+    assert uv.verdict is Verdict.FAIL
     record = store.unit_record("U7")
     outcomes = [f["outcome"] for fr in record["frames"] for f in fr["findings"]]
     assert outcomes == ["FAIL"] * 4
@@ -328,9 +324,9 @@ def test_line_history_of_a_window(store: ResultsStore) -> None:
 
     store.import_order_book(book(order("ORD-1"), order("ORD-2", "rustic", attributes={"family": "shelf"})))
     bad = result("U1", "ORD-1", "top", seq=1, verdict=Verdict.FAIL, findings=[finding("scratch")])
-    store.record_frame_results([bad, result("U1", "ORD-1", "side", seq=2), result("U2", "ORD-2", "top", seq=3600)])
-    store.record_unit_verdicts([(unit_verdict("U1", "ORD-1", Verdict.FAIL, [bad]), True),
-                                (unit_verdict("U2", "ORD-2", Verdict.PASS), True)])
+    store.record_frame_results([bad, result("U1", "ORD-1", "side", seq=2),
+                                result("U2", "ORD-2", "top", seq=3600, profile=RUSTIC)])
+    store.commit_group([], close_units=["U1", "U2"])
     history = store.line_history()
     assert [f.unit_id for f in history.frames] == ["U1", "U1", "U2"]
     assert [(u.unit_id, u.product_family, u.verdict, u.line) for u in history.units] == [
@@ -339,3 +335,17 @@ def test_line_history_of_a_window(store: ResultsStore) -> None:
     assert first_pass_yield(history) == (0.5, 1, 2)
     early = store.line_history(T0, T0 + timedelta(minutes=30))
     assert [u.unit_id for u in early.units] == ["U1"] and len(early.frames) == 2
+
+
+def test_a_finding_clipped_to_a_line_is_stored_and_read_back(store: ResultsStore) -> None:
+    """A model box wholly in the letterbox padding is clipped to a line on the frame border: such rows are in
+    stores already, and a unit's roll-up reads them back, so ``Box`` allows zero area (labels do not)."""
+    from inspection.boxes import Box
+    from inspection.types import DefectFinding
+
+    store.import_order_book(standard_book())
+    line = DefectFinding("scratch", 0.9, Box(16.0, 5.0, 16.0, 9.0), Verdict.FAIL, "scratch is critical")
+    store.record_frame_results([result("U1", seq=1, verdict=Verdict.FAIL, findings=[line])])
+    assert store.frame_verdicts("U1")[0].findings == (line,)
+    closed = store.commit_group([], close_units=["U1"]).unit_verdicts["U1"]
+    assert closed.verdict is Verdict.FAIL and closed.frames[0].findings[0].box == line.box

@@ -20,7 +20,7 @@ from inspection.reviews import Decision, Disposition, ReviewDecision, ReviewedBo
 from inspection.store import ResultsStore
 from inspection.store.reviews import ReviewService
 from inspection.types import DefectFinding, Verdict
-from tests.inspection.store.factories import book, finding, order, result, standard_book, unit_verdict
+from tests.inspection.store.factories import book, finding, order, result, standard_book
 
 FRAME_W, FRAME_H = 64, 48
 
@@ -66,7 +66,7 @@ def test_record_returns_the_review_and_keeps_the_frame_size(service: ReviewServi
 
 def test_double_click_is_recorded_once(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
-    box = (ReviewedBox("dent", 1, 2, 30, 40),)
+    box = (ReviewedBox.of("dent", 1, 2, 30, 40),)
     first = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana"))
     again = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana", note="other note"))
     assert again["duplicate"] is True and again["id"] == first["id"]
@@ -78,9 +78,9 @@ def test_every_changed_decision_is_kept(service: ReviewService) -> None:
     ids = [service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"],
            service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="bob"))["id"],  # other person
            service.record(ReviewDecision(inspection, Decision.FALSE_ALARM, actor="bob"))["id"],
-           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox("dent", 1, 1, 5, 5),),
+           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 5, 5),),
                                          actor="bob"))["id"],
-           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox("dent", 1, 1, 6, 5),),
+           service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 6, 5),),
                                          actor="bob"))["id"],  # other boxes
            service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"]]  # latest differs
     assert len(set(ids)) == 6
@@ -121,14 +121,14 @@ def test_unknown_inspection_is_not_found_with_its_id(service: ReviewService) -> 
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 10, 10, FRAME_W + 1, 20),)), "outside"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 10, 10, 20, FRAME_H + 0.5),)), "outside"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", -1, 10, 20, 20),)), "non-negative"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 20, 10, 20, 20),)), "x2 > x1"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("dent", 1, 1, float("nan"), 20),)), "finite"),
-    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox("", 1, 1, 5, 5),)), "class name"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 10, 10, FRAME_W + 1, 20),)), "outside"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 10, 10, 20, FRAME_H + 0.5),)), "outside"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", -1, 10, 20, 20),)), "non-negative"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 20, 10, 20, 20),)), "x2 > x1"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, float("nan"), 20),)), "finite"),
+    (lambda i: ReviewDecision(i, Decision.CORRECT, (ReviewedBox.of("", 1, 1, 5, 5),)), "class name"),
     (lambda i: ReviewDecision(i, Decision.CORRECT, ()), "at least one box"),
-    (lambda i: ReviewDecision(i, Decision.CONFIRM, (ReviewedBox("dent", 1, 1, 5, 5),)), "takes no boxes"),
+    (lambda i: ReviewDecision(i, Decision.CONFIRM, (ReviewedBox.of("dent", 1, 1, 5, 5),)), "takes no boxes"),
     (lambda i: ReviewDecision(i, Decision.CONFIRM, actor=" "), "actor"),
     (lambda i: ReviewedBox.parse("dent,1,2,3"), "class,x1,y1,x2,y2"),
     (lambda i: ReviewedBox.parse("dent,1,2,x,4"), "not a number"),
@@ -144,7 +144,7 @@ def test_bad_boxes_and_decisions_are_refused(service: ReviewService, make: Calla
 def test_a_box_on_the_frame_border_is_inside(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
     review = service.record(ReviewDecision(inspection, Decision.CORRECT,
-                                           (ReviewedBox("dent", 0, 0, FRAME_W, FRAME_H),), actor="ana"))
+                                           (ReviewedBox.of("dent", 0, 0, FRAME_W, FRAME_H),), actor="ana"))
     assert review["boxes"] == [["dent", 0.0, 0.0, float(FRAME_W), float(FRAME_H)]]
 
 
@@ -186,7 +186,7 @@ def test_latest_reviews_carry_what_a_dataset_needs(service: ReviewService) -> No
 
 def test_disposition_is_appended_and_validated(service: ReviewService) -> None:
     add_inspection(service.store)
-    service.store.record_unit_verdict(unit_verdict("U1", "ORD-1", Verdict.FAIL), closed=True)
+    service.store.commit_group([], close_units=["U1"])
     first = service.set_disposition("U1", "rework", "ana", "sand it")
     second = service.set_disposition("U1", Disposition.RELEASE, "bob")
     assert (first["disposition"], first["actor"], first["note"], first["verdict"]) == ("rework", "ana", "sand it",
@@ -209,22 +209,22 @@ def test_queue_ranks_fail_first_then_due_date_and_drops_dispositioned_units(stor
     units = {"U-FAIL-LATE": ("ORD-LATE", Verdict.FAIL), "U-REVIEW-SOON": ("ORD-SOON", Verdict.REVIEW),
              "U-FAIL-SOON": ("ORD-SOON", Verdict.FAIL), "U-FAIL-NONE": ("ORD-NONE", Verdict.FAIL),
              "U-REVIEW-LATE": ("ORD-LATE", Verdict.REVIEW), "U-PASS": ("ORD-SOON", Verdict.PASS),
-             "U-DONE": ("ORD-SOON", Verdict.FAIL), "U-OPEN": ("ORD-SOON", Verdict.FAIL)}
+             "U-DONE": ("ORD-SOON", Verdict.FAIL), "U-SOON-2": ("ORD-SOON", Verdict.FAIL),
+             "U-WAITING": ("ORD-SOON", Verdict.FAIL)}
     for seq, (unit, (order_id, verdict)) in enumerate(units.items(), start=1):
         add_inspection(store, unit, order_id, seq=seq, verdict=verdict)
-        if unit != "U-OPEN":
-            store.record_unit_verdict(unit_verdict(unit, order_id, verdict), closed=True)
-    store.record_unit_verdict(unit_verdict("U-OPEN", "ORD-SOON", Verdict.FAIL), closed=False)  # provisional
+    add_inspection(store, "U-PASS", "ORD-SOON", "side", seq=20, verdict=Verdict.PASS, findings=())  # complete
+    store.commit_group([], close_units=[u for u in units if u != "U-WAITING"])  # U-WAITING: no verdict yet
     service.set_disposition("U-DONE", "scrap", "ana")
     queue = service.queue()
-    assert [q["unit_id"] for q in queue] == ["U-FAIL-SOON", "U-OPEN", "U-FAIL-LATE", "U-FAIL-NONE",
+    assert [q["unit_id"] for q in queue] == ["U-FAIL-SOON", "U-SOON-2", "U-FAIL-LATE", "U-FAIL-NONE",
                                              "U-REVIEW-SOON", "U-REVIEW-LATE"]
     top = queue[0]
     assert (top["order_id"], top["due_date"], top["verdict"], top["flagged_frames"], top["reviewed_frames"]) == (
         "ORD-SOON", "2026-01-05", "FAIL", 1, 0)
-    assert [q["unit_id"] for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-OPEN"]
+    assert [q["unit_id"] for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-SOON-2"]
     service.set_disposition("U-FAIL-SOON", "release", "ana")
-    assert service.queue()[0]["unit_id"] == "U-OPEN"
+    assert service.queue()[0]["unit_id"] == "U-SOON-2"
     with pytest.raises(ReviewError, match="limit"):
         service.queue(limit=0)
 
@@ -234,7 +234,7 @@ def test_decision_from_json_names_the_bad_field() -> None:
     assert (ok.inspection_id, ok.decision, ok.actor) == (7, Decision.FALSE_ALARM, "ana")
     fixed = ReviewDecision.from_json({"inspection_id": 7, "decision": "correct", "boxes": [["dent", 1, 2, 3, 4]]},
                                      default_actor="cli-user")
-    assert fixed.boxes == (ReviewedBox("dent", 1, 2, 3, 4),) and fixed.actor == "cli-user"
+    assert fixed.boxes == (ReviewedBox.of("dent", 1, 2, 3, 4),) and fixed.actor == "cli-user"
     assert ReviewDecision.from_json(fixed.to_json()) == fixed
     for bad, message in [({"inspection_id": True, "decision": "confirm"}, "inspection_id"),
                          ({"inspection_id": "x", "decision": "confirm"}, "inspection_id"),

@@ -288,7 +288,7 @@ def holdout_snapshot(folder: Path) -> Snapshot:
     entries = []
     for i, value in enumerate([255, 254, 253, 252, 0]):
         path = write_image(folder / f"{i}.png", solid_image(value))
-        boxes = (LabeledBox("scratch", 22.0, 22.0, 42.0, 42.0),) if value else ()
+        boxes = (LabeledBox.of("scratch", 22.0, 22.0, 42.0, 42.0),) if value else ()
         entries.append(SnapshotEntry(LabeledImage(path, 64, 64, boxes, sha256_file(path)), "val"))
     return Snapshot(("scratch", "dent"), tuple(entries))
 
