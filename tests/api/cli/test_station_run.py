@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from typer.testing import CliRunner
 
@@ -34,7 +35,7 @@ def test_station_run_holds_cameras_reports_them_and_stops_on_sigterm(tmp_path: P
     try:
         status_file = data / "line" / "status.json"
         deadline = time.monotonic() + 90
-        figures: dict[str, dict[str, object]] = {}
+        figures: dict[str, dict[str, Any]] = {}
         while time.monotonic() < deadline and process.poll() is None:
             if status_file.exists():
                 figures = {c["name"]: c for c in json.loads(status_file.read_text())["cameras"]}
