@@ -52,7 +52,8 @@ print("missing GStreamer elements: " + ", ".join(missing) if missing else "ok")
 """
 
 # The server process. argv: port mount fps path [path ...]. stdin: one scene per line, paths separated by tabs;
-# it answers "SHOWN <n>" once the new scene is what the next frame encodes. The frame pushed at each tick is the
+# it answers "SHOWN <n>" once the new scene is what the next frame encodes; "?" is answered "CLIENTS <n>" (streams
+# being served). The frame pushed at each tick is the
 # scene's next file, stamped by the live appsrc (do-timestamp) at the moment it enters the pipeline.
 SERVER = r"""
 import signal, sys, threading
@@ -82,7 +83,12 @@ def tick():
     return True
 
 def commands():
-    for n, line in enumerate(sys.stdin, 1):
+    n = 0
+    for line in sys.stdin:
+        if line.strip() == "?":
+            print("CLIENTS %d" % len(sources), flush=True)
+            continue
+        n += 1
         paths = [p for p in line.rstrip("\n").split("\t") if p]
         try:
             frames = [open(p, "rb").read() for p in paths]
@@ -146,6 +152,8 @@ class SceneCamera(Protocol):
 
     def show(self, paths: Sequence[Path]) -> None: ...
 
+    def clients(self) -> int: ...
+
     def stop(self) -> None: ...
 
 
@@ -204,6 +212,18 @@ class RtspCamera:
         if not answer.startswith("SHOWN"):
             raise CameraError(f"RTSP camera {self.url} refused the scene: {answer or 'it exited'}")
 
+    def clients(self) -> int:
+        """Streams the server is serving now (0 when stopped)."""
+        with self._lock:
+            process = self._process
+            if process is None:
+                return 0
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write("?\n")
+            process.stdin.flush()
+            answer = process.stdout.readline().split()
+        return int(answer[1]) if len(answer) == 2 and answer[0] == "CLIENTS" else 0
+
     def stop(self) -> None:
         with self._lock:
             process, self._process = self._process, None
@@ -250,6 +270,11 @@ class MjpegCamera:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._clients = 0
+
+    def clients(self) -> int:
+        with self._lock:
+            return self._clients
 
     def _next_frames(self) -> Iterator[bytes]:
         seen: list[bytes] | None = None
@@ -279,6 +304,8 @@ class MjpegCamera:
                 self.end_headers()
                 period = 1.0 / camera.fps
                 next_at = time.monotonic()
+                with camera._lock:
+                    camera._clients += 1
                 try:
                     for data in camera._next_frames():
                         self.wfile.write(f"--{camera.BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
@@ -288,6 +315,9 @@ class MjpegCamera:
                         time.sleep(max(0.0, next_at - time.monotonic()))
                 except (BrokenPipeError, ConnectionResetError):
                     return
+                finally:
+                    with camera._lock:
+                        camera._clients -= 1
 
         self._stopping.clear()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
