@@ -32,16 +32,19 @@ import logging
 import os
 import queue
 import secrets
+import signal
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from drills.cameras import SceneCamera, blank_frame, open_camera, rtsp_unavailable, scene_frames
-from drills.peers import ModbusServer
+from drills.peers import ModbusServer, wait_until
 from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS
 
 log = logging.getLogger("drills.line_simulator")
@@ -350,7 +353,7 @@ class SimulatedMes:
         self.verdict_topic = verdict_topic
         self.answers: queue.Queue[LineAnswer] = queue.Queue()
         self.triggered_at: dict[str, float] = {}
-        self._payload = trigger_payload or (lambda u: {"unit_id": u.unit_id, "order_id": u.order_id})
+        self._payload = trigger_payload or (lambda u: {"trigger_id": f"T-{u.unit_id}", "unit_id": u.unit_id})
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"qcline-sim-mes-{secrets.token_hex(4)}")
         self.client.on_message = self._on_message
@@ -368,9 +371,10 @@ class SimulatedMes:
             return
         unit = str(payload["unit_id"])
         since = self.triggered_at.get(unit)
-        verdict = str(payload.get("verdict") or payload.get("outcome") or "ERROR")
+        verdict = str(payload.get("verdict") or "ERROR")  # an answer without a verdict says why in error
+        error = "" if payload.get("verdict") else str(payload.get("error") or payload.get("outcome") or "")
         self.answers.put(LineAnswer(unit, verdict, (now - since) * 1000 if since is not None else None,
-                                    error=str(payload.get("error", "")), order_id=str(payload.get("order_id", "")),
+                                    error=error, order_id=str(payload.get("order_id") or ""),
                                     channel="mqtt", received=now))
 
     def __enter__(self) -> SimulatedMes:
@@ -515,11 +519,22 @@ def station_config(path: Path, *, station: str, cameras: Mapping[str, str], trig
     return path
 
 
-def modbus_trigger(port: int, plc: SimulatedPlc) -> dict[str, Any]:
-    """The ``triggers:`` entry that points the station at the simulated PLC."""
-    return {"kind": "modbus", "host": "127.0.0.1", "port": port,
-            "registers": {**{f"trigger_{k}": v for k, v in plc.trigger_map.items()}},
-            "result_registers": dict(plc.results)}
+def modbus_trigger(port: int, plc: SimulatedPlc, *, poll_ms: float = 10.0, name: str = "plc") -> dict[str, Any]:
+    """The ``triggers:`` entry that points the station at the simulated PLC (``inspection.line.sources``'s
+    ``modbus`` kind): counter mode, the unit as ASCII, the results through the four-step handshake unless the
+    PLC plays the sequence one."""
+    t = plc.trigger_map
+    return {"kind": "modbus", "name": name, "host": "127.0.0.1", "port": port, "mode": "counter",
+            "poll_ms": poll_ms, "registers": {"trigger": t["counter"], "unit": t["unit_id"]},
+            "unit_format": "ascii", "unit_words": UNIT_ID_WORDS,
+            "results": {"handshake": "four-step" if plc.four_step else "sequence", "poll_ms": 2.0,
+                        "registers": {k: v for k, v in plc.results.items() if k in DEFAULT_REGISTERS}}}
+
+
+def mqtt_trigger(url: str, topic_prefix: str, name: str = "mes") -> dict[str, Any]:
+    """The ``triggers:`` entry for the simulated MES: triggers on ``<prefix>/<station>/trigger``, answers on
+    ``<prefix>/<station>/trigger/answer``."""
+    return {"kind": "mqtt", "name": name, "url": url, "topic_prefix": topic_prefix}
 
 
 def register_units(settings: Any, units: Sequence[SimUnit]) -> None:
@@ -547,6 +562,152 @@ def print_answer(answer: LineAnswer, unit: SimUnit | None, out: Any = sys.stdout
     out.flush()
 
 
+# -- the demo: simulator + a real station process ------------------------------------------------------
+
+DEMO_VIEWS = ("top", "bottom", "panel")
+BROKER = ("127.0.0.1", 1883)
+
+
+class StationError(RuntimeError):
+    """The station under test did not start or died: no figures."""
+
+
+@contextlib.contextmanager
+def station_process(config: Path, env: Mapping[str, str], *, log_path: Path, ready: Any,
+                    timeout_s: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
+    """``qcline station run --config <config>`` as a subprocess (its output to ``log_path``), up once
+    ``ready()`` holds; stopped with SIGINT (then SIGTERM / SIGKILL) on exit."""
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "api.cli", "station", "run", "--config", str(config)],
+                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        if not wait_until(lambda: process.poll() is not None or ready(), timeout_s, 0.1) or process.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise StationError(f"the station did not come up (exit {process.poll()}); its log ends:\n{tail}")
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+        log.close()
+
+
+def calibrate_panel(env: Mapping[str, str]) -> None:
+    """The demo's panel camera calibrated as ``qcline demo`` does it (colour from the white tile, px/mm from the
+    checkerboard), so the painted doors are judged on colour and size, not sent to review as uncalibrated."""
+    frames = DEMO_DIR / "frames"
+    for args in (["calibrate", "colour", str(frames / "calib_white.png"), "--camera", "panel",
+                  "--patch", "0.02,0.025,0.095,0.1", "--reference", "Lab(90, 0, 0)", "--actor", "demo"],
+                 ["calibrate", "scale", str(frames / "calib_checkerboard.png"), "--camera", "panel",
+                  "--checkerboard", "7x5", "--square-mm", "40", "--actor", "demo"]):
+        done = subprocess.run([sys.executable, "-m", "api.cli", *args], env={**os.environ, **env},
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise StationError(f"qcline {' '.join(args[:2])} failed: {done.stderr.strip()[-500:]}")
+
+
+def summary_lines(report: RunReport, *, rate: float, rtsp: bool) -> list[str]:
+    f = report.figures()
+    lat = f["latency_ms"]
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(f["verdicts"].items()))
+    lines = [f"{f['answered']} of {f['triggers']} units answered ({counts}) at {rate:g} units/min over "
+             f"{'RTSP' if rtsp else 'HTTP MJPEG'} cameras"]
+    if lat.get("n"):
+        lines.append(f"trigger -> answer: p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
+                     f"(budget {f['budget_ms']:g} ms, {f['late']} late)")
+    problems = [f"{f['unanswered']} never answered" if f["unanswered"] else "",
+                f"{f['doubled']} answered twice" if f["doubled"] else "",
+                "answers out of order" if not f["in_order"] else ""]
+    lines.extend(p for p in problems if p)
+    return lines
+
+
+def run_demo(*, units: int = 10, rate: float = 60.0, settle_s: float = 0.3, fps: int = 25,
+             data_dir: Path | None = None, as_json: bool = False, channel: str = "modbus",
+             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+    """The whole demo; returns the exit code (0: every unit answered once, in order)."""
+    from inspection.settings import load_settings
+
+    settings = load_settings(data_dir=data_dir) if data_dir else load_settings()
+    env = {"QC_DATA_DIR": str(settings.data_dir)}
+    with tempfile.TemporaryDirectory(prefix="qcline-line-") as tmp:
+        work = Path(tmp)
+        dataset = NEU_DET if (NEU_DET / "images").is_dir() else None
+        plan, blanks = demo_units(units, work / "frames", views=DEMO_VIEWS, dataset=dataset)
+        err.write(f"qcline demo --line: {units} units of the demo orders at {rate:g}/min, "
+                  f"frames from {'NEU-DET (' + str(dataset) + ')' if dataset else 'the bundled demo frames'}, "
+                  f"data {settings.data_dir}\n")
+        register_units(settings, plan)
+        calibrate_panel(env)
+        try:
+            report, rtsp = run_line(plan, blanks, env, work, rate=rate, settle_s=settle_s, fps=fps, out=out,
+                                    err=err, channel=channel)
+        except StationError as e:
+            err.write(f"error: {e}\n")
+            return 2
+    f = report.figures()
+    if as_json:
+        out.write(json.dumps({"demo": "line", "rtsp": rtsp, "rate_per_min": rate, **f}) + "\n")
+    else:
+        for line in summary_lines(report, rate=rate, rtsp=rtsp):
+            out.write(line + "\n")
+    return 0 if f["unanswered"] == 0 and f["doubled"] == 0 and f["in_order"] else 1
+
+
+def run_line(plan: Sequence[SimUnit], blanks: Mapping[str, Path], env: Mapping[str, str], work: Path, *,
+             rate: float, settle_s: float = 0.3, fps: int = 25, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+             rtsp: bool | None = None, channel: str = "modbus", broker: tuple[str, int] = BROKER,
+             station: str = "demo-line") -> tuple[RunReport, bool]:
+    """Cameras per view and the simulated PLC (``channel="modbus"``) or MES (``"mqtt"``, on ``broker`` under a
+    topic prefix of its own) up, the station config written, ``qcline station run`` started on it (``env`` names
+    its data dir), the units passed at ``rate``; each answer printed to ``out``."""
+    with contextlib.ExitStack() as stack:
+        cameras, rtsp, note = stack.enter_context(open_cameras(blanks, fps=fps, rtsp=rtsp))
+        if note:
+            err.write(note + "\n")
+        status_file = Path(env["QC_DATA_DIR"]) / "line" / "status.json"
+        if channel == "modbus":
+            plc = stack.enter_context(SimulatedPlc())
+            trigger: dict[str, Any] = modbus_trigger(plc.port, plc)
+            sim: SimulatedPlc | SimulatedMes = plc
+
+            def channel_ready() -> bool:
+                return plc.read("ready") == 1
+        elif channel == "mqtt":
+            prefix = f"qcsim/{secrets.token_hex(6)}"
+            base = f"{prefix}/{station}"
+            sim = stack.enter_context(SimulatedMes(*broker, trigger_topic=f"{base}/trigger",
+                                                   verdict_topic=f"{base}/trigger/answer"))
+            trigger = mqtt_trigger(f"mqtt://{broker[0]}:{broker[1]}", prefix)
+
+            def channel_ready() -> bool:
+                return status_file.exists()
+        else:
+            raise ValueError(f"channel must be modbus or mqtt, not {channel!r}")
+        config = station_config(work / "station.yaml", station=station,
+                                cameras={view: camera.url for view, camera in cameras.items()}, triggers=[trigger])
+
+        def ready() -> bool:
+            return channel_ready() and all(c.clients() > 0 for c in cameras.values())
+
+        stack.enter_context(station_process(config, {**env, "QC_STATION_CONFIG": str(config)},
+                                            log_path=work / "station.log", ready=ready))
+        time.sleep(0.5)  # the first frames decoded on every camera
+        out.write(f"  {'unit':<20} {'order':<12} {'verdict':<7} {'latency':>10}\n")
+        line = Line(cameras, dict(blanks), rtsp, sim, note)
+        report = run_units(line, plan, rate_per_min=rate, settle_s=settle_s,
+                           on_answer=lambda a, u: print_answer(a, u, out))
+    return report, rtsp
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drills.line_simulator", description=__doc__.split("\n\n")[0])
     parser.add_argument("--units", type=int, default=10)
@@ -554,12 +715,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=0.3, help="seconds from a unit in view to its trigger")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--channel", choices=("modbus", "mqtt"), default="modbus",
+                        help="the trigger channel: the PLC's registers, or the MES on MQTT (127.0.0.1:1883)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args(argv)
-    from drills.line_demo import run_demo
-
     return run_demo(units=args.units, rate=args.rate, settle_s=args.settle, fps=args.fps, data_dir=args.data_dir,
-                    as_json=args.json)
+                    as_json=args.json, channel=args.channel)
 
 
 if __name__ == "__main__":

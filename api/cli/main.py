@@ -577,7 +577,7 @@ def demo(
     With --line, units of the demo orders pass a station on a simulated line (drills/line_simulator.py) and
     each verdict is printed as the line hears it, with its trigger-to-answer latency."""
     if line:
-        from drills.line_demo import run_demo  # the simulator's cameras and PLC only when asked for
+        from drills.line_simulator import run_demo  # the simulator's cameras and PLC only when asked for
 
         raise SystemExit(run_demo(units=units, rate=rate, data_dir=data_dir))
     settings = _settings(data_dir)
