@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     plc_code_ok: int = Field(default=1, ge=0, le=65535)
     plc_code_ng: int = Field(default=2, ge=0, le=65535)
     plc_code_review: int = Field(default=3, ge=0, le=65535)
+    plc_code_error: int = Field(default=4, ge=0, le=65535, description="result_code of a trigger answered without "
+                                "a verdict (unknown unit, rejected, failed); the error signal says why.")
     plc_ack_timeout_s: float = Field(default=5.0, gt=0.0, description="How long a result stays valid unacknowledged.")
     plc_heartbeat_s: float = Field(default=1.0, gt=0.0)
     plc_max_pending: int = Field(default=64, ge=1, description="Results queued behind an unacknowledged one.")

@@ -31,7 +31,8 @@ class LineSignal(Protocol):
 
 def _plc(settings: Settings, backend: ModbusBackend | object) -> PlcOutput:
     return PlcOutput(backend,  # type: ignore[arg-type]
-                     codes=ResultCodes(settings.plc_code_ok, settings.plc_code_ng, settings.plc_code_review),
+                     codes=ResultCodes(settings.plc_code_ok, settings.plc_code_ng, settings.plc_code_review,
+                                       settings.plc_code_error),
                      ack_timeout_s=settings.plc_ack_timeout_s, heartbeat_s=settings.plc_heartbeat_s,
                      max_pending=settings.plc_max_pending, mode=settings.plc_handshake,
                      poll_s=settings.plc_poll_ms / 1000.0)

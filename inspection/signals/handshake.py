@@ -7,7 +7,8 @@ name            written by    meaning
 ==============  ============  ==========================================================================
 heartbeat       station       +1 every ``heartbeat_s`` (wraps 65535 -> 0): the PLC's watchdog
 ready           station       1 while the station is up and connected, 0 after a clean shutdown
-result_code     station       verdict of the unit: OK / NG / REVIEW codes (default 1 / 2 / 3)
+result_code     station       verdict of the unit: OK / NG / REVIEW codes (default 1 / 2 / 3); ERROR (4) for a
+                              trigger that ended without a verdict (see ``error``)
 sequence        station       unit sequence number, 1..65535 then 1 again (never 0); continues after a
                               restart from the value found in the PLC
 unit_id         station       the unit id, ASCII, truncated to the map's length (Modbus: 20 chars)
@@ -15,10 +16,13 @@ result_valid    station       1 once result_code, sequence and unit_id are writt
 ack             PLC           the PLC writes the ``sequence`` it has taken, and 0 once it saw
                               result_valid drop
 fault           station       0 ok; 1 a result was not acknowledged in time; 2 the PLC did not clear ack
+error           station       why this result is not a plain verdict (``ResultError``): 0 judged, 4 views
+                              missing, or why a trigger got no verdict (1 unknown unit, 2 rejected, ...);
+                              written with result_code, before result_valid (optional)
 ==============  ============  ==========================================================================
 
 The four steps (no timing assumption about the PLC's scan cycle):
-1. station: result_code, sequence, unit_id, then result_valid = 1
+1. station: result_code, sequence, error, unit_id, then result_valid = 1
 2. PLC: ack = sequence
 3. station: result_valid = 0
 4. PLC: ack = 0; only then does the station present the next result.
@@ -38,6 +42,7 @@ again (same sequence) after a reconnect.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -52,7 +57,7 @@ from inspection.types import FrameResult, UnitVerdict, Verdict
 log = logging.getLogger(__name__)
 
 HANDSHAKES = ("four-step", "sequence")
-SIGNALS = ("heartbeat", "ready", "result_code", "sequence", "unit_id", "result_valid", "ack", "fault")
+SIGNALS = ("heartbeat", "ready", "result_code", "sequence", "unit_id", "result_valid", "ack", "fault", "error")
 REQUIRED = ("heartbeat", "ready", "result_code", "sequence", "result_valid", "ack")
 
 
@@ -80,9 +85,38 @@ class ResultCodes:
     ok: int = 1
     ng: int = 2
     review: int = 3
+    error: int = 4  # no verdict: the unit was not judged (a PLC that only knows OK diverts it all the same)
 
     def of(self, verdict: Verdict) -> int:
         return {Verdict.PASS: self.ok, Verdict.FAIL: self.ng, Verdict.REVIEW: self.review}[verdict]
+
+
+class ResultError(enum.IntEnum):
+    """The ``error`` signal: why a result is not a plain, complete verdict. A PLC program diverts on any
+    result_code but OK; ``error`` tells the operator's HMI why."""
+
+    NONE = 0
+    UNKNOWN_UNIT = 1     # no order lists the unit: nothing judged
+    REJECTED = 2         # refused before judging (bad trigger, queue full, station stopping)
+    FAILED = 3           # judging or recording failed
+    MISSING_VIEWS = 4    # a verdict (never OK) with views that got no frame in time
+    UNREADABLE = 5       # the trigger's unit number could not be read (0, empty, not ASCII)
+    MISSED = 6           # the trigger came while the station was down or overflowed its trigger slots
+
+
+@dataclass(frozen=True)
+class PlcResult:
+    """One result for the PLC: a unit's verdict, or a trigger answered without one."""
+
+    unit_id: str
+    code: int
+    error: int = 0
+    label: str = ""  # for the logs: the verdict or the reason
+
+    @classmethod
+    def of_verdict(cls, verdict: UnitVerdict, codes: ResultCodes) -> PlcResult:
+        error = ResultError.MISSING_VIEWS if verdict.missing_views else ResultError.NONE
+        return cls(verdict.unit_id, codes.of(verdict.verdict), int(error), verdict.verdict.value)
 
 
 @dataclass
@@ -111,12 +145,12 @@ class PlcOutput:
         self.ack_timeout_s = ack_timeout_s
         self.heartbeat_s = heartbeat_s
         self.poll_s = poll_s
-        self._pending: deque[UnitVerdict] = deque()
+        self._pending: deque[PlcResult] = deque()
         self._max_pending = max_pending
         self._cond = threading.Condition()
         self._stop = False
         self._stats = PlcStats()
-        self._current: UnitVerdict | None = None
+        self._current: PlcResult | None = None
         self._presented_at = 0.0
         self._withdrawn_at: float | None = None
         self._seq_known = False
@@ -133,13 +167,21 @@ class PlcOutput:
         """Frames are not the PLC's business: it diverts units."""
 
     def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
+        self.submit_result(PlcResult.of_verdict(verdict, self.codes))
+
+    def submit_unjudged(self, unit_id: str, error: ResultError, reason: str) -> None:
+        """A trigger that ended without a verdict is answered all the same: result_code ERROR and ``error``
+        saying why, through the same handshake, so the PLC never waits for a result_valid that never comes."""
+        self.submit_result(PlcResult(unit_id, self.codes.error, int(error), reason))
+
+    def submit_result(self, result: PlcResult) -> None:
         with self._cond:
             if len(self._pending) >= self._max_pending:
                 lost = self._pending.popleft()
                 self._stats.dropped += 1
                 log.error("PLC %s: %d results wait for acknowledgement; the oldest waiting (unit %s, %s) is dropped",
-                          self.backend.description, self._max_pending, lost.unit_id, lost.verdict.value)
-            self._pending.append(verdict)
+                          self.backend.description, self._max_pending, lost.unit_id, lost.label)
+            self._pending.append(result)
             self._cond.notify()
 
     # -- the handshake loop -----------------------------------------------------------------------
@@ -160,16 +202,16 @@ class PlcOutput:
         self._fault = code
         self.backend.write({"fault": code})  # a map without a fault signal skips it
 
-    def _present(self, verdict: UnitVerdict, *, new_sequence: bool = True) -> None:
+    def _present(self, result: PlcResult, *, new_sequence: bool = True) -> None:
         # Taken before writing: if a write fails, the reconnect presents it again under the same sequence
         # (a PLC that already took it sees a sequence it knows, and its ack still matches).
         if new_sequence:
             self._seq = self._seq % 65535 + 1
             self._stats.presented += 1
-        self._current = verdict
+        self._current = result
         self._presented_at = time.monotonic()
-        self.backend.write({"result_code": self.codes.of(verdict.verdict), "sequence": self._seq,
-                            "unit_id": verdict.unit_id})
+        self.backend.write({"result_code": result.code, "sequence": self._seq, "error": result.error,
+                            "unit_id": result.unit_id})
         self.backend.write({"result_valid": 1})
 
     def _step(self) -> float:
@@ -214,7 +256,7 @@ class PlcOutput:
             if self.mode == "four-step":  # a PLC that took it late clears its ack before the next result
                 self._withdrawn_at = time.monotonic()
             log.error("PLC %s did not acknowledge unit %s (%s, sequence %d) within %.1f s; withdrawn",
-                      self.backend.description, unit.unit_id, unit.verdict.value, self._seq, self.ack_timeout_s)
+                      self.backend.description, unit.unit_id, unit.label, self._seq, self.ack_timeout_s)
             return 0.0
         return self.poll_s
 

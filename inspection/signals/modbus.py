@@ -3,12 +3,13 @@
 Each signal is one 16-bit holding register, except ``unit_id``: ``UNIT_ID_WORDS`` registers of ASCII, two
 characters per register (high byte first), padded with 0 and truncated to 20 characters. Consecutive
 registers are written in one request (function 16), and ``result_valid`` always in its own request after
-the values it vouches for, so the PLC never sees it set over stale data.
+the values it vouches for, so the PLC never sees it set over stale data. ``error`` (register 7) says why a
+result is not a plain verdict (``handshake.ResultError``); a map may leave it out with -1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -20,7 +21,7 @@ UNIT_ID_WORDS = 10
 
 DEFAULT_REGISTERS: dict[str, int] = {
     "heartbeat": 0, "ready": 1, "result_code": 2, "sequence": 3, "result_valid": 4, "ack": 5, "fault": 6,
-    "unit_id": 10,
+    "error": 7, "unit_id": 10,
 }
 """Holding-register addresses (0-based, as on the wire; PLC docs often say 40001 for address 0)."""
 
@@ -47,17 +48,34 @@ def register_map(overrides: Mapping[str, int]) -> dict[str, int]:
     return regs
 
 
-def _ascii_words(text: str) -> list[int]:
-    data = text.encode("ascii", "replace")[: 2 * UNIT_ID_WORDS].ljust(2 * UNIT_ID_WORDS, b"\0")
+MAX_READ = 125
+"""Registers one read request may ask for (Modbus application protocol, function 3)."""
+
+
+def ascii_words(text: str, words: int = UNIT_ID_WORDS) -> list[int]:
+    """``text`` as ``words`` registers of ASCII, two characters each, high byte first, 0-padded, truncated."""
+    data = text.encode("ascii", "replace")[: 2 * words].ljust(2 * words, b"\0")
     return [(data[i] << 8) | data[i + 1] for i in range(0, len(data), 2)]
 
 
-class ModbusBackend:
-    def __init__(self, host: str, port: int = 502, *, device_id: int = 1, registers: Mapping[str, int] | None = None,
-                 timeout_s: float = 1.0) -> None:
+def words_ascii(words: Sequence[int]) -> str:
+    """The text of ASCII registers (the inverse of ``ascii_words``); padding (NUL, space) is stripped and a
+    byte outside printable ASCII makes it unreadable (``ValueError``), so garbage never becomes a unit id."""
+    data = b"".join((w & 0xFFFF).to_bytes(2, "big") for w in words).rstrip(b"\0 ").lstrip(b" ")
+    text = data.decode("ascii")  # UnicodeDecodeError is a ValueError
+    if any(not (0x20 <= ord(ch) < 0x7F) for ch in text):
+        raise ValueError(f"not printable ASCII: {data!r}")
+    return text
+
+
+class ModbusLink:
+    """One Modbus TCP connection to one device: raw register reads and writes, every failure a ``PlcError``.
+    The result handshake (``ModbusBackend``) and the trigger reader (``inspection.line.sources``) each hold
+    one, so a slow poll never delays a handshake step."""
+
+    def __init__(self, host: str, port: int = 502, *, device_id: int = 1, timeout_s: float = 1.0) -> None:
+        self.host, self.port, self.device_id = host, port, device_id
         self.description = f"modbus://{host}:{port}"
-        self.registers = register_map(registers or {})
-        self._device_id = device_id
         self._client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0)
 
     def connect(self) -> None:
@@ -65,13 +83,50 @@ class ModbusBackend:
         if not self._client.connect():
             raise PlcError(f"cannot connect to {self.description}")
 
+    def read_registers(self, address: int, count: int) -> list[int]:
+        """``count`` holding registers from ``address``, in requests of at most ``MAX_READ``."""
+        out: list[int] = []
+        while count > 0:
+            n = min(count, MAX_READ)
+            try:
+                response = self._client.read_holding_registers(address, count=n, device_id=self.device_id)
+            except ModbusException as e:
+                raise PlcError(f"{self.description}: read at {address} failed: {e}") from e
+            if response.isError():
+                raise PlcError(f"{self.description}: read at {address} refused: {response}")
+            out.extend(int(w) for w in response.registers[:n])
+            address, count = address + n, count - n
+        return out
+
+    def write_registers(self, address: int, words: Sequence[int]) -> None:
+        try:
+            response = self._client.write_registers(address, list(words), device_id=self.device_id)
+        except ModbusException as e:
+            raise PlcError(f"{self.description}: write at {address} failed: {e}") from e
+        if response.isError():
+            raise PlcError(f"{self.description}: write at {address} refused: {response}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class ModbusBackend:
+    def __init__(self, host: str, port: int = 502, *, device_id: int = 1, registers: Mapping[str, int] | None = None,
+                 timeout_s: float = 1.0) -> None:
+        self.registers = register_map(registers or {})
+        self.link = ModbusLink(host, port, device_id=device_id, timeout_s=timeout_s)
+        self.description = self.link.description
+
+    def connect(self) -> None:
+        self.link.connect()
+
     def _runs(self, values: Mapping[str, int | str]) -> list[tuple[int, list[int]]]:
         runs: list[tuple[int, list[int]]] = []
         for name, value in values.items():
             address = self.registers.get(name)
             if address is None:
                 continue
-            words = _ascii_words(value) if isinstance(value, str) else [int(value) & 0xFFFF]
+            words = ascii_words(value) if isinstance(value, str) else [int(value) & 0xFFFF]
             if runs and runs[-1][0] + len(runs[-1][1]) == address:
                 runs[-1][1].extend(words)
             else:
@@ -80,22 +135,14 @@ class ModbusBackend:
 
     def write(self, values: Mapping[str, int | str]) -> None:
         for address, words in self._runs(values):
-            try:
-                response = self._client.write_registers(address, words, device_id=self._device_id)
-            except ModbusException as e:
-                raise PlcError(f"{self.description}: write at {address} failed: {e}") from e
-            if response.isError():
-                raise PlcError(f"{self.description}: write at {address} refused: {response}")
+            self.link.write_registers(address, words)
 
     def read(self, name: str) -> int:
         address = self.registers[name]
         try:
-            response = self._client.read_holding_registers(address, count=1, device_id=self._device_id)
-        except ModbusException as e:
-            raise PlcError(f"{self.description}: read of {name} at {address} failed: {e}") from e
-        if response.isError():
-            raise PlcError(f"{self.description}: read of {name} at {address} refused: {response}")
-        return int(response.registers[0])
+            return self.link.read_registers(address, 1)[0]
+        except PlcError as e:
+            raise PlcError(f"{e} (signal {name})") from e
 
     def close(self) -> None:
-        self._client.close()
+        self.link.close()

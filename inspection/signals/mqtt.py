@@ -74,6 +74,26 @@ class MqttConfig:
                    username=username, password=password, **given)  # type: ignore[arg-type]
 
 
+def paho_client(c: MqttConfig, client_id: str) -> paho.Client:
+    """A paho client (MQTT 3.1.1, clean session) with the config's credentials, TLS, in-flight window and
+    reconnect back-off (1 to 30 s); callbacks, will and queue bound are the caller's. Also the client of the
+    MQTT trigger source (``inspection.line.sources.mqtt``)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311,
+                         clean_session=True)
+    if c.username:
+        client.username_pw_set(c.username, c.password)
+    if c.tls:
+        try:
+            client.tls_set(ca_certs=str(c.ca_file) if c.ca_file else None,
+                           certfile=str(c.cert_file) if c.cert_file else None,
+                           keyfile=str(c.key_file) if c.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        except (OSError, ssl.SSLError, ValueError) as e:
+            raise ConfigError(f"MQTT TLS files cannot be used: {e}") from e
+    client.max_inflight_messages_set(c.max_inflight)
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
 @dataclass
 class MqttStats:
     connected: bool = False
@@ -111,20 +131,8 @@ class MqttSink:
     # -- the paho client --------------------------------------------------------------------------
     def _make_client(self) -> paho.Client:
         c = self.config
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=c.client_id or f"qcline-{c.station_id}",
-                             protocol=paho.MQTTv311, clean_session=True)
-        if c.username:
-            client.username_pw_set(c.username, c.password)
-        if c.tls:
-            try:
-                client.tls_set(ca_certs=str(c.ca_file) if c.ca_file else None,
-                               certfile=str(c.cert_file) if c.cert_file else None,
-                               keyfile=str(c.key_file) if c.key_file else None, cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ssl.SSLError, ValueError) as e:
-                raise ConfigError(f"MQTT TLS files cannot be used: {e}") from e
-        client.max_inflight_messages_set(c.max_inflight)
+        client = paho_client(c, c.client_id or f"qcline-{c.station_id}")
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.will_set(self.topics.status, encode(status_payload(c.station_id, "offline", self._model)),
                         qos=1, retain=True)
         client.on_connect = self._on_connect

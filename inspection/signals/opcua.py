@@ -23,7 +23,7 @@ try:
 except ImportError:  # the [opcua] extra is not installed; configuring OPC UA then says so
     HAVE_ASYNCUA = False
 
-OPTIONAL = ("unit_id", "fault")
+OPTIONAL = ("unit_id", "fault", "error")
 
 
 def node_ids(prefix: str, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -33,12 +33,39 @@ def node_ids(prefix: str, overrides: Mapping[str, str]) -> dict[str, str]:
     return {name: overrides.get(name, prefix + name) for name in SIGNALS}
 
 
+def require_asyncua(what: str) -> None:
+    if not HAVE_ASYNCUA:
+        raise ConfigError(f"{what} is set but asyncua is not installed: pip install 'qcline[opcua]'")
+
+
+def open_client(url: str, *, username: str | None = None, password: str | None = None, security: str | None = None,
+                timeout_s: float = 2.0) -> Any:
+    """A connected ``asyncua.sync.Client``; every way connecting fails is a ``PlcError``. Shared by the result
+    handshake and the OPC UA trigger reader (``inspection.line.sources.opcua``)."""
+    client = Client(url, timeout=timeout_s)
+    try:
+        if username:
+            client.set_user(username)
+            client.set_password(password or "")
+        if security:
+            client.set_security_string(security)
+        client.connect()
+    except Exception as e:  # asyncua raises OSError, TimeoutError, ua.UaError ...
+        with contextlib.suppress(Exception):
+            client.disconnect()
+        raise PlcError(f"cannot connect to {url}: {e}") from e
+    return client
+
+
+def variant(value: int | str, variant_type: Any) -> Any:
+    return ua.DataValue(ua.Variant(value, variant_type))
+
+
 class OpcUaBackend:
     def __init__(self, url: str, *, node_prefix: str = "ns=2;s=qcline.", nodes: Mapping[str, str] | None = None,
                  username: str | None = None, password: str | None = None, security: str | None = None,
                  timeout_s: float = 2.0) -> None:
-        if not HAVE_ASYNCUA:
-            raise ConfigError("QC_OPCUA_URL is set but asyncua is not installed: pip install 'qcline[opcua]'")
+        require_asyncua("QC_OPCUA_URL")
         if not url.startswith("opc.tcp://"):
             raise ConfigError(f"QC_OPCUA_URL {url!r} must start with opc.tcp://")
         self.description = url
@@ -51,16 +78,8 @@ class OpcUaBackend:
 
     def connect(self) -> None:
         self.close()
-        client = Client(self._url, timeout=self._timeout_s)
-        try:
-            if self._username:
-                client.set_user(self._username)
-                client.set_password(self._password or "")
-            if self._security:
-                client.set_security_string(self._security)
-            client.connect()
-        except Exception as e:  # asyncua raises OSError, TimeoutError, ua.UaError ...
-            raise PlcError(f"cannot connect to {self._url}: {e}") from e
+        client = open_client(self._url, username=self._username, password=self._password, security=self._security,
+                             timeout_s=self._timeout_s)
         self._client = client
         nodes: dict[str, tuple[Any, Any]] = {}
         for name, node_id in self.node_ids.items():
@@ -84,7 +103,7 @@ class OpcUaBackend:
                 continue
             node, variant_type = self._nodes[name]
             targets.append(node)
-            data.append(ua.DataValue(ua.Variant(value, variant_type)))
+            data.append(variant(value, variant_type))
         if not targets:
             return
         try:
