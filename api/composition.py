@@ -36,8 +36,13 @@ from api.services.idempotency import IdempotencyStore
 from api.services.jobs import TrainingJobs
 from api.services.metrics import ServiceMetrics
 from inspection.detector import OnnxDetector
-from inspection.errors import QCError
+from inspection.errors import NotFoundError, QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
+from inspection.line.cameras import CameraHub
+from inspection.line.config import StationConfig, load_station_config
+from inspection.line.sources import build_trigger_sources
+from inspection.line.station import STATUS_FILE, InspectorRunner, LineStation
+from inspection.line.triggers import TriggerAnswer
 from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.signals import build_line_signals
@@ -47,6 +52,7 @@ from inspection.store.backends import open_evidence_store
 from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
+from inspection.store.triggers import TriggerLog
 from inspection.store.writer import BatchedResultWriter
 from inspection.types import Verdict
 from models.registry import ModelRegistry
@@ -220,6 +226,19 @@ def open_station(settings: Settings, model: Path | None = None, *, sinks: Sequen
         core.close()
 
 
+def open_line_station(settings: Settings, config: StationConfig, runner: InspectorRunner, core: StationCore, *,
+                      on_answer: Sequence[Callable[[TriggerAnswer], None]] = ()) -> LineStation:
+    """The line station of ``config``: its cameras opened (connecting in the background), its trigger sources
+    built (``inspection.line.sources``; ``http`` entries are the service's own route), the trigger log on the
+    station's database and the status file in ``QC_DATA_DIR``. Not started; closing it closes the cameras."""
+    # every entry (http ones build nothing), so the sources' messages name the file's own triggers[i]
+    sources = build_trigger_sources([{"kind": t.kind, **t.options} for t in config.triggers],
+                                    station_id=config.station, settings=settings, line_signals=core.signals)
+    hub = CameraHub.open(config.cameras)
+    return LineStation(config, hub, runner, core.orders, records=TriggerLog(core.store.engine, config.station),
+                       sources=sources, status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
+
+
 VERDICT_STYLE = {Verdict.PASS: "green", Verdict.REVIEW: "yellow", Verdict.FAIL: "bold red"}
 
 
@@ -237,6 +256,9 @@ class ServiceContext:
     watcher: ModelWatcher | None = None
     model_path: Path | None = None
     load_error: str = ""
+    line_config: StationConfig | None = None
+    line: LineStation | None = None
+    """The line station (``QC_STATION_CONFIG``): started once the model is loaded, through the batcher."""
     _ready: threading.Event = field(default_factory=threading.Event)
     _loader: threading.Thread | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -256,9 +278,14 @@ class ServiceContext:
             metrics.bind_outbox(core.outbox.status)
         register_line_signal_metrics(metrics.registry, core.signals)
         registry = ModelRegistry(engine, settings.data_dir / "models")
+        try:  # a bad station file stops the service at start, with the file, key and line
+            line_config = load_station_config(settings.station_config) if settings.station_config else None
+        except BaseException:
+            core.close()
+            raise
         return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine, local=core.outbox),
                    reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine, local=core.outbox),
-                   jobs=TrainingJobs(engine, settings), metrics=metrics)
+                   jobs=TrainingJobs(engine, settings), metrics=metrics, line_config=line_config)
 
     @property
     def store(self) -> ResultsStore:
@@ -273,6 +300,15 @@ class ServiceContext:
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    def require_line(self) -> LineStation:
+        """The running line station; ``NotFoundError`` when this service has none, ``NotReadyError`` while the
+        model (and so the station) is still loading."""
+        if self.line_config is None:
+            raise NotFoundError("this service runs no line station (QC_STATION_CONFIG is unset)")
+        if self.line is None:
+            raise NotReadyError(self.load_error or "the line station starts once the model is loaded: retry")
+        return self.line
 
     def require_batcher(self) -> MicroBatcher:
         if self.batcher is None or not self._ready.is_set():
@@ -321,6 +357,17 @@ class ServiceContext:
         if s.follow_champion and s.model_path is None:
             self.watcher = self.core.watcher(self._swap, detector.model_sha256, s.model_poll_s)
             self.watcher.start()
+        if self.line_config is not None:
+            try:
+                line = open_line_station(s, self.line_config, batcher, self.core,
+                                         on_answer=[self.metrics.observe_trigger])
+            except Exception as e:  # reported by /readyz like a model that does not load
+                self.load_error = f"line station failed to start: {e}"
+                log.exception("line station failed to start")
+                return
+            self.metrics.bind_line(line)
+            line.start()
+            self.line = line
         self.metrics.ready.set(1)
         self._ready.set()
         log.info("serving model %s (%s) from %s on %s %s", detector.metadata.name, detector.model_sha256[:12], path,
@@ -389,6 +436,8 @@ class ServiceContext:
             self._loader.join(timeout=60)
         if self.watcher is not None:
             self.watcher.stop()
+        if self.line is not None:  # before the batcher: the triggers in progress are judged and answered
+            self.line.close()
         if self.batcher is not None:
             self.batcher.stop()
         self.jobs.close()

@@ -21,7 +21,7 @@ import yaml
 from yaml.composer import Composer
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent
-from yaml.nodes import Node
+from yaml.nodes import MappingNode, Node, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
 from yaml.resolver import Resolver
@@ -107,6 +107,49 @@ def load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_
         loader.dispose()
 
 
+def load_with_lines(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+                    max_nodes: int = MAX_NODES) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """``load``, plus the line (1-based) where each value starts, by its path of keys and list indexes
+    (``("cameras", 0, "url")``), so a validator can say *where* in a file a bad value is."""
+    if len(text) > max_bytes:
+        raise YamlRefusedError(f"YAML of {len(text)} bytes is larger than the {max_bytes} bytes accepted")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise YamlRefusedError(f"not UTF-8 text: {exc}") from exc
+    loader = _BoundedLoader(text, max_depth, max_nodes)
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: Node, path: tuple[str | int, ...]) -> None:
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, str(key.value)))
+        elif isinstance(node, SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index))
+
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        walk(node, ())
+        return loader.construct_document(node), lines
+    except YamlRefusedError:
+        raise
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise YamlRefusedError(f"{where}{exc.problem or exc.context or 'invalid YAML'}") from exc
+    except yaml.YAMLError as exc:
+        raise YamlRefusedError(" ".join(str(exc).split())) from exc
+    except RecursionError as exc:
+        raise YamlRefusedError("nested too deeply") from exc
+    finally:
+        loader.dispose()
+
+
 def load_file(path: Any, **limits: int) -> Any:
     """``load`` of a file's text (``OSError`` / ``UnicodeDecodeError`` are the caller's to word)."""
     with open(path, "rb") as handle:
@@ -114,4 +157,4 @@ def load_file(path: Any, **limits: int) -> Any:
     return load(data.decode("utf-8"), **limits)
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "YamlRefusedError", "load", "load_file"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "YamlRefusedError", "load", "load_file", "load_with_lines"]

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
                                "a result waits for it (idle, only the heartbeat is written).")
     plc_handshake: Literal["four-step", "sequence"] = Field(default="four-step", description="sequence: the PLC "
                                                             "does not clear ack; results are told apart by sequence.")
+    station_config: Path | None = Field(default=None, description="Line station configuration (YAML): cameras the "
+                                        "station holds open and the triggers that bind their frames to units "
+                                        "(docs/station.example.yaml); unset means no line station.")
     max_frame_pixels: int = Field(
         default=40_000_000, ge=64, le=200_000_000,
         description="Largest frame (declared width x height) decoded; larger ones are refused before decoding.")

@@ -19,7 +19,7 @@ from api.config import ServiceSettings, load_service_settings
 from api.http.docs import install_offline_docs
 from api.http.errors import install_error_handlers
 from api.http.middleware import BodyLimitAndMetrics
-from api.http.routes import analytics, certificates, engineering, frames, health, keys, orders, reviews, web
+from api.http.routes import analytics, certificates, engineering, frames, health, keys, line, orders, reviews, web
 from api.http.security import Gatekeeper
 from api.services.metrics import ServiceMetrics
 
@@ -53,7 +53,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
     app.add_middleware(Gatekeeper, settings=settings)  # inside the metrics: refusals are counted too
     app.add_middleware(BodyLimitAndMetrics, max_bytes=settings.max_upload_bytes, metrics=metrics)
     for router in (health.router, frames.router, orders.router, reviews.router, engineering.router, keys.router,
-                   web.router, certificates.router, analytics.router):
+                   web.router, certificates.router, analytics.router, line.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     install_offline_docs(app)

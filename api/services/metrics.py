@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from inspection.line.station import LineStation
+from inspection.line.triggers import TriggerAnswer
 from inspection.pipeline import FrameOutcome, FrameStatus
 from inspection.store.outbox import OutboxStatus
 from inspection.store.writer import WriterStats
@@ -66,6 +70,10 @@ class ServiceMetrics:
                                 ["sha256", "name", "engine", "precision"], registry=r)
         self.model_swaps = Counter("qcline_model_swaps", "Hot swaps to a newly promoted model.", registry=r)
         self.ready = Gauge("qcline_ready", "1 once the model is loaded and warmed up.", registry=r)
+        self.triggers = Counter("qcline_line_triggers", "Line triggers answered, by channel and outcome.",
+                                ["channel", "outcome"], registry=r)
+        self.trigger_latency = Histogram("qcline_line_trigger_seconds", "Trigger received -> answered, by channel.",
+                                         ["channel"], buckets=LATENCY_BUCKETS, registry=r)
         self._orders: OrderedDict[str, set[str]] = OrderedDict()
         self._max_orders = max_orders
         self._cameras: set[str] = set()
@@ -143,6 +151,16 @@ class ServiceMetrics:
             self.batch_size.observe(judged)
             self.queue_wait.observe(max(0.0, waited))
 
+    def observe_trigger(self, answer: TriggerAnswer) -> None:
+        """An answered line trigger (the station's ``on_answer`` observer): channels and outcomes are enums."""
+        channel = answer.trigger.channel.value
+        self.triggers.labels(channel, answer.outcome.value).inc()
+        self.trigger_latency.labels(channel).observe(max(0.0, answer.latency_ms / 1000.0))
+
+    def bind_line(self, station: LineStation) -> None:
+        """Per-camera figures and the trigger queue of the line station, read at each scrape."""
+        self.registry.register(LineCollector(station))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -158,3 +176,37 @@ class CommitMetrics:
 
     def submit_unit_verdict(self, verdict: UnitVerdict) -> None:
         self._metrics.unit_verdicts.labels(verdict.verdict.value).inc()
+
+
+class LineCollector(Collector):
+    """Gauges of the line station's cameras (bounded: a station holds at most ``MAX_CAMERAS``) and its queue."""
+
+    def __init__(self, station: LineStation) -> None:
+        self._station = station
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        fps = GaugeMetricFamily("qcline_camera_fps", "Frames in per second (last 2 s).", labels=["camera"])
+        age = GaugeMetricFamily("qcline_camera_frame_age_seconds", "Age of the camera's last frame (-1: none yet).",
+                                labels=["camera"])
+        connected = GaugeMetricFamily("qcline_camera_connected", "1 while the camera's stream is open.",
+                                      labels=["camera"])
+        frames = GaugeMetricFamily("qcline_camera_frames_in", "Frames read from the camera (total).",
+                                   labels=["camera"])
+        claimed = GaugeMetricFamily("qcline_camera_frames_claimed", "Frames bound to a unit by a trigger (total).",
+                                    labels=["camera"])
+        dropped = GaugeMetricFamily("qcline_camera_frames_dropped", "Frames read but not kept: over max_fps or "
+                                    "unusable (total).", labels=["camera"])
+        reconnects = GaugeMetricFamily("qcline_camera_reconnects", "Reconnect attempts (total).", labels=["camera"])
+        for c in self._station.hub.stats():
+            fps.add_metric([c.name], c.fps)
+            age.add_metric([c.name], -1.0 if c.last_frame_age_s is None else c.last_frame_age_s)
+            connected.add_metric([c.name], float(c.connected))
+            frames.add_metric([c.name], c.frames_in)
+            claimed.add_metric([c.name], c.frames_claimed)
+            dropped.add_metric([c.name], c.frames_dropped)
+            reconnects.add_metric([c.name], c.reconnects)
+        depth = GaugeMetricFamily("qcline_line_trigger_queue_depth", "Triggers waiting to be handled.")
+        depth.add_metric([], self._station.depth)
+        late = GaugeMetricFamily("qcline_line_triggers_late", "Triggers answered after answer_within_ms (total).")
+        late.add_metric([], self._station.stats.late)
+        yield from (fps, age, connected, frames, claimed, dropped, reconnects, depth, late)

@@ -60,6 +60,8 @@ class TriggerOutcome(enum.StrEnum):
     MISSING_VIEWS = "missing_views"  # some views got no frame within the budget: a non-PASS verdict says which
     UNKNOWN_UNIT = "unknown_unit"    # no order for the unit: nothing judged, answered with the reason
     REJECTED = "rejected"        # refused before judging (bad trigger, queue full, station stopping)
+    DUPLICATE = "duplicate"      # the unit is already queued or being judged: judged once, its verdict goes
+    #                              with the first trigger's answer
     FAILED = "failed"            # judging or recording failed (e.g. the store): answered with the reason
 
 

@@ -13,14 +13,12 @@ backoff, because cameras reboot and switches flap during a shift.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -28,34 +26,24 @@ import numpy.typing as npt
 
 from inspection.errors import InvalidFrameError, SourceError
 from inspection.sources.base import FrameOrigin, SourceBase, as_utc, utc_now
+from inspection.sources.grabber import (
+    CaptureFactory,
+    CaptureLike,
+    StreamGrabber,
+    is_stream_url,
+    open_cv_capture,
+    release_capture,
+)
 from inspection.types import Frame, FrameFailure, SourceItem
 
+__all__ = ["CaptureFactory", "CaptureLike", "LiveCaptureSource", "VideoFileSource", "frame_item", "is_stream_url",
+           "redact_url"]
+
 log = logging.getLogger(__name__)
-
-URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://")
-_FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-
-
-class CaptureLike(Protocol):
-    """The part of ``cv2.VideoCapture`` the sources use; a fake only needs these three methods."""
-
-    def isOpened(self) -> bool: ...  # noqa: N802 - OpenCV's name
-
-    def read(self) -> tuple[bool, Any]: ...
-
-    def release(self) -> None: ...
-
-
-CaptureFactory = Callable[[], CaptureLike]
-
 
 def redact_url(url: str) -> str:
     """Hide ``user:password@`` in a camera URL: it goes into logs, frame sources and stored records."""
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
-
-
-def is_stream_url(spec: str) -> bool:
-    return spec.lower().startswith(URL_SCHEMES)
 
 
 def _as_bgr(image: Any) -> npt.NDArray[np.uint8]:
@@ -82,11 +70,7 @@ def frame_item(image: Any, origin: FrameOrigin, captured_at: datetime, source: s
                             captured_at=captured_at, source=source, error=str(exc), source_seq=seq)
 
 
-def _release(cap: CaptureLike, label: str) -> None:
-    try:
-        cap.release()
-    except Exception:  # a driver failing on release must not take the line down with it
-        log.exception("releasing capture %s failed", label)
+_release = release_capture
 
 
 class VideoFileSource(SourceBase):
@@ -231,103 +215,32 @@ class LiveCaptureSource(SourceBase):
         self._ended = threading.Event()
         self._thread: threading.Thread | None = None
 
-    # -- grabber side ---------------------------------------------------------------------------------
+    # -- grabber side (the shared read loop: inspection/sources/grabber.py) -------------------------------
 
     def _open_cv(self) -> CaptureLike:
-        if isinstance(self.target, int):
-            return cv2.VideoCapture(self.target)
-        if self.target.lower().startswith(("rtsp://", "rtsps://")) and self.rtsp_transport:
-            os.environ.setdefault(_FFMPEG_OPTIONS_ENV, f"rtsp_transport;{self.rtsp_transport}")
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout * 1000)]
-        api = cv2.CAP_FFMPEG if is_stream_url(self.target) else cv2.CAP_ANY
-        return cv2.VideoCapture(self.target, api, params)
+        return open_cv_capture(self.target, open_timeout=self.open_timeout, read_timeout=self.read_timeout,
+                               rtsp_transport=self.rtsp_transport)
 
-    def _open(self) -> CaptureLike | None:
-        try:
-            cap = self._factory()
-        except Exception as exc:  # any driver/backend error is one more failed attempt, not a crash
-            self._fail(f"cannot open {self.label}: {exc}")
-            return None
-        if not cap.isOpened():
-            _release(cap, self.label)
-            self._fail(f"cannot open {self.label} (unreachable, refused, or no such device)")
-            return None
-        log.info("opened %s", self.label)
-        return cap
+    def _on_frame(self, image: Any, grabbed_at: datetime, seq: int, _cap: CaptureLike) -> None:
+        with self._cond:
+            if self._latest is not None:
+                with self._lock:
+                    self._frames_dropped += 1
+            self._latest = (image, grabbed_at, seq)
+            self._cond.notify_all()
 
-    def _fail(self, message: str) -> None:
-        log.warning("%s", message)
-        self._record_error(message)
-
-    def _pump(self, cap: CaptureLike, seq: int) -> tuple[int, bool]:
-        """Read until failure or stop; returns the last grab number and whether any frame came."""
-        got = False
-        try:
-            while not self.closed:
-                why = "stream ended, timed out or camera disconnected"
-                try:
-                    ok, image = cap.read()
-                except Exception as exc:  # a backend raising is a lost stream like any other
-                    ok, image, why = False, None, f"read raised {type(exc).__name__}: {exc}"
-                if self.closed:
-                    break
-                if not ok or image is None:
-                    self._fail(f"read from {self.label} failed ({why})")
-                    break
-                got = True
-                seq += 1
-                with self._cond:
-                    if self._latest is not None:
-                        with self._lock:
-                            self._frames_dropped += 1
-                    self._latest = (image, utc_now(), seq)
-                    self._cond.notify_all()
-        finally:
-            _release(cap, self.label)
-        return seq, got
+    def _on_reconnect(self, _attempt: int) -> None:
+        with self._lock:
+            self._reconnects += 1
 
     def _run(self) -> None:
-        seq = -1
-        failed_in_a_row = 0
-        delay = self.reconnect_delay
-        first = True
-        last_frame_at = time.monotonic()
+        grabber = StreamGrabber(self._factory, self.label, on_frame=self._on_frame, on_error=self._record_error,
+                                on_reconnect=self._on_reconnect, on_give_up=self._record_error,
+                                stopped=self._closed, reconnect_delay=self.reconnect_delay,
+                                max_reconnect_delay=self.max_reconnect_delay, max_reconnects=self.max_reconnects,
+                                give_up_s=self.give_up_s)
         try:
-            while not self.closed:
-                if not first:
-                    silent = time.monotonic() - last_frame_at
-                    if self.give_up_s is not None and silent + delay > self.give_up_s:
-                        with self._lock:
-                            message = (f"gave up on {self.label}: no frame for {silent:.0f} s (give-up time "
-                                       f"{self.give_up_s:g} s); last error: {self._last_error}")
-                            self._last_error = message
-                        log.error("%s", message)
-                        return
-                    if self.max_reconnects is not None and failed_in_a_row >= self.max_reconnects:
-                        with self._lock:
-                            message = (f"gave up on {self.label} after {failed_in_a_row} reconnect "
-                                       f"attempts; last error: {self._last_error}")
-                            self._last_error = message
-                        log.error("%s", message)
-                        return
-                    if self._closed.wait(delay):
-                        return
-                    # doubling from at least 50 ms: a zero delay must not become a busy loop of failed opens
-                    delay = min(max(delay * 2, 0.05), self.max_reconnect_delay)
-                    failed_in_a_row += 1
-                    with self._lock:
-                        self._reconnects += 1
-                    log.info("reconnecting to %s (attempt %d)", self.label, failed_in_a_row)
-                first = False
-                cap = self._open()
-                if cap is None:
-                    continue
-                seq, got = self._pump(cap, seq)
-                if got:
-                    last_frame_at = time.monotonic()
-                    failed_in_a_row = 0
-                    delay = self.reconnect_delay
+            grabber.run()
         except Exception as exc:  # never let the grabber die silently: the consumer would wait forever
             log.exception("grabber for %s crashed", self.label)
             self._record_error(f"grabber for {self.label} crashed: {exc}")

@@ -48,9 +48,16 @@ MATRIX: dict[tuple[str, str], frozenset[Role] | str] = {
     ("GET", "/v1/keys"): frozenset({ADM}),
     ("POST", "/v1/keys"): frozenset({ADM}),
     ("DELETE", "/v1/keys/{key_id}"): frozenset({ADM}),
+    ("POST", "/v1/triggers"): frozenset({CAM, ENG, ADM}),
+    ("GET", "/v1/triggers"): frozenset({CAM, OP, ENG, ADM}),
+    ("GET", "/v1/triggers/{trigger_id}"): frozenset({CAM, OP, ENG, ADM}),
+    ("GET", "/v1/cameras"): frozenset({OP, ENG, ADM}),
+    ("POST", "/v1/cameras"): frozenset({ENG, ADM}),
+    ("DELETE", "/v1/cameras/{name}"): frozenset({ENG, ADM}),
 }
 PLACEHOLDERS = {"unit_id": "U-none", "order_id": "ORD-none", "profile_hash": "0" * 64, "inspection_id": "999999",
-                "model_id": "999999", "snapshot_id": "nosuchsnapshot", "job_id": "999999", "key_id": "999999"}
+                "model_id": "999999", "snapshot_id": "nosuchsnapshot", "job_id": "999999", "key_id": "999999",
+                "trigger_id": "T-none", "name": "no-camera"}
 
 
 def _api_routes(service: Service) -> set[tuple[str, str]]:
