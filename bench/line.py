@@ -211,7 +211,7 @@ def main() -> None:
 
             line = Line(cameras, blanks, rtsp, plc, note)
             try:
-                with station_process(config, {**env, "QC_STATION_CONFIG": str(config)},
+                with station_process(config, env,
                                      log_path=work / "station.log", ready=ready) as station:
                     import psutil
 

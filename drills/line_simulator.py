@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
@@ -43,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from api.cli.calibrate import calibrate_colour, calibrate_scale
+from api.cli.station import station_app
 from drills.cameras import SceneCamera, blank_frame, open_camera, rtsp_unavailable, scene_frames
-from drills.peers import ModbusServer, wait_until
+from drills.peers import ModbusServer, free_port, wait_until
 from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS
 
 log = logging.getLogger("drills.line_simulator")
@@ -572,14 +575,34 @@ class StationError(RuntimeError):
     """The station under test did not start or died: no figures."""
 
 
+def _die_with_parent() -> None:
+    """In the station's child process: SIGTERM when the simulator dies (Linux), so no station outlives a crash."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def station_command(config: Path) -> list[str]:
+    """``qcline station run --config <config>`` where this install has it, else ``qcline serve`` on a free
+    loopback port with ``QC_STATION_CONFIG`` (the service runs the same line station once its model is loaded)."""
+    if any(c.name == "run" for c in station_app.registered_commands):
+        return [sys.executable, "-m", "api.cli", "station", "run", "--config", str(config)]
+    return [sys.executable, "-m", "api.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+            "--log-level", "warning"]
+
+
 @contextlib.contextmanager
-def station_process(config: Path, env: Mapping[str, str], *, log_path: Path, ready: Any,
-                    timeout_s: float = 90.0) -> Iterator[subprocess.Popen[bytes]]:
-    """``qcline station run --config <config>`` as a subprocess (its output to ``log_path``), up once
-    ``ready()`` holds; stopped with SIGINT (then SIGTERM / SIGKILL) on exit."""
-    log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "api.cli", "station", "run", "--config", str(config)],
-                               env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+def station_process(config: Path, env: Mapping[str, str], *, log_path: Path, ready: Callable[[], bool],
+                    timeout_s: float = 120.0) -> Iterator[subprocess.Popen[bytes]]:
+    """The station under test as a subprocess on ``config`` (its output to ``log_path``), up once ``ready()``
+    holds; stopped with SIGINT (then SIGTERM / SIGKILL) on exit."""
+    env = {**os.environ, **env, "QC_STATION_CONFIG": str(config)}
+    command = station_command(config)
+    log.info("station under test: %s", " ".join(command[1:]))
+    out = log_path.open("wb")
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               preexec_fn=_die_with_parent)
     try:
         if not wait_until(lambda: process.poll() is not None or ready(), timeout_s, 0.1) or process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -597,21 +620,18 @@ def station_process(config: Path, env: Mapping[str, str], *, log_path: Path, rea
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait(10)
-        log.close()
+        out.close()
 
 
-def calibrate_panel(env: Mapping[str, str]) -> None:
+def calibrate_panel(data_dir: Path) -> None:
     """The demo's panel camera calibrated as ``qcline demo`` does it (colour from the white tile, px/mm from the
     checkerboard), so the painted doors are judged on colour and size, not sent to review as uncalibrated."""
     frames = DEMO_DIR / "frames"
-    for args in (["calibrate", "colour", str(frames / "calib_white.png"), "--camera", "panel",
-                  "--patch", "0.02,0.025,0.095,0.1", "--reference", "Lab(90, 0, 0)", "--actor", "demo"],
-                 ["calibrate", "scale", str(frames / "calib_checkerboard.png"), "--camera", "panel",
-                  "--checkerboard", "7x5", "--square-mm", "40", "--actor", "demo"]):
-        done = subprocess.run([sys.executable, "-m", "api.cli", *args], env={**os.environ, **env},
-                              capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise StationError(f"qcline {' '.join(args[:2])} failed: {done.stderr.strip()[-500:]}")
+    with contextlib.redirect_stdout(io.StringIO()):  # the commands' own confirmation lines
+        calibrate_colour(frames / "calib_white.png", camera="panel", patch="0.02,0.025,0.095,0.1",
+                         reference="Lab(90, 0, 0)", actor="demo", data_dir=data_dir)
+        calibrate_scale(frames / "calib_checkerboard.png", camera="panel", checkerboard="7x5", square_mm=40.0,
+                        actor="demo", data_dir=data_dir)
 
 
 def summary_lines(report: RunReport, *, rate: float, rtsp: bool) -> list[str]:
@@ -632,21 +652,22 @@ def summary_lines(report: RunReport, *, rate: float, rtsp: bool) -> list[str]:
 
 def run_demo(*, units: int = 10, rate: float = 60.0, settle_s: float = 0.3, fps: int = 25,
              data_dir: Path | None = None, as_json: bool = False, channel: str = "modbus",
-             out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+             work_dir: Path | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """The whole demo; returns the exit code (0: every unit answered once, in order)."""
     from inspection.settings import load_settings
 
     settings = load_settings(data_dir=data_dir) if data_dir else load_settings()
     env = {"QC_DATA_DIR": str(settings.data_dir)}
-    with tempfile.TemporaryDirectory(prefix="qcline-line-") as tmp:
-        work = Path(tmp)
+    with contextlib.ExitStack() as keep:
+        work = work_dir or Path(keep.enter_context(tempfile.TemporaryDirectory(prefix="qcline-line-")))
+        work.mkdir(parents=True, exist_ok=True)
         dataset = NEU_DET if (NEU_DET / "images").is_dir() else None
         plan, blanks = demo_units(units, work / "frames", views=DEMO_VIEWS, dataset=dataset)
         err.write(f"qcline demo --line: {units} units of the demo orders at {rate:g}/min, "
                   f"frames from {'NEU-DET (' + str(dataset) + ')' if dataset else 'the bundled demo frames'}, "
                   f"data {settings.data_dir}\n")
         register_units(settings, plan)
-        calibrate_panel(env)
+        calibrate_panel(settings.data_dir)
         try:
             report, rtsp = run_line(plan, blanks, env, work, rate=rate, settle_s=settle_s, fps=fps, out=out,
                                     err=err, channel=channel)
@@ -698,8 +719,7 @@ def run_line(plan: Sequence[SimUnit], blanks: Mapping[str, Path], env: Mapping[s
         def ready() -> bool:
             return channel_ready() and all(c.clients() > 0 for c in cameras.values())
 
-        stack.enter_context(station_process(config, {**env, "QC_STATION_CONFIG": str(config)},
-                                            log_path=work / "station.log", ready=ready))
+        stack.enter_context(station_process(config, env, log_path=work / "station.log", ready=ready))
         time.sleep(0.5)  # the first frames decoded on every camera
         out.write(f"  {'unit':<20} {'order':<12} {'verdict':<7} {'latency':>10}\n")
         line = Line(cameras, dict(blanks), rtsp, sim, note)
@@ -717,10 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--channel", choices=("modbus", "mqtt"), default="modbus",
                         help="the trigger channel: the PLC's registers, or the MES on MQTT (127.0.0.1:1883)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="keep the station config, its log and the camera frames here (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args(argv)
     return run_demo(units=args.units, rate=args.rate, settle_s=args.settle, fps=args.fps, data_dir=args.data_dir,
-                    as_json=args.json, channel=args.channel)
+                    as_json=args.json, channel=args.channel, work_dir=args.work)
 
 
 if __name__ == "__main__":
