@@ -164,6 +164,43 @@ def camera_floor(camera: SceneCamera, scenes: list[Path], blank: Path, rounds: i
     return {**percentiles(times), "rounds": rounds}
 
 
+def station_status(data_dir: Path) -> dict[str, Any]:
+    """The running station's own figures (``<QC_DATA_DIR>/line/status.json``, rewritten every second)."""
+    try:
+        status: dict[str, Any] = json.loads((data_dir / "line" / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return status
+
+
+def camera_totals(status: dict[str, Any]) -> dict[str, int]:
+    cameras = status.get("cameras") or []
+    return {k: sum(int(c.get(k) or 0) for c in cameras) for k in ("frames_in", "frames_dropped", "reconnects")}
+
+
+def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, int]:
+    return {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in set(after) | set(before)}
+
+
+def station_side(records: list[Any], units: set[str]) -> dict[str, Any]:
+    """From the station's trigger log: what it measured itself (received -> answered) and, per bound frame, how
+    long after the trigger's ``at`` the frame was captured."""
+    mine = [r for r in records if r.unit_id in units]
+    outcomes: dict[str, int] = {}
+    for r in mine:
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    waits = []
+    for r in mine:
+        for frame in (r.frames or {}).values():
+            captured = frame.get("captured_at") if isinstance(frame, dict) else None
+            if captured:
+                from datetime import datetime
+
+                waits.append((datetime.fromisoformat(captured) - r.at).total_seconds() * 1000)
+    return {"outcomes": outcomes, "station_latency_ms": percentiles([r.latency_ms for r in mine]),
+            "frame_after_trigger_ms": percentiles(waits)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="30,60,90,120,180,240", help="unit rates of the ramp, units/min")
@@ -185,6 +222,7 @@ def main() -> None:
         from inspection.profiles import load_order_book
         from inspection.settings import load_settings
         from inspection.store.repository import ResultsStore
+        from inspection.store.triggers import TriggerLog
 
         settings = load_settings(data_dir=data_dir)
         store = ResultsStore.open(settings.resolved_database_url, settings.data_dir / "frames")
@@ -216,6 +254,7 @@ def main() -> None:
                     import psutil
 
                     proc = psutil.Process(station.pid)
+                    log_of = TriggerLog(store.engine, "bench-line")
                     time.sleep(1.0)
                     warm = plan.units(3)
                     for unit in warm:
@@ -227,16 +266,21 @@ def main() -> None:
                         for unit in units:
                             store.ensure_unit(unit.unit_id, unit.order_id)
                         settle = min(args.settle, 0.6 * 60 / rate)
+                        before = station_status(data_dir)
                         cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
                         report = run_units(line, units, rate_per_min=rate, settle_s=settle,
                                            budget_ms=args.budget_ms)
                         cpu = (sum(proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
                         f = report.figures()
+                        time.sleep(1.2)  # the status file is rewritten every second
+                        cams = delta(camera_totals(station_status(data_dir)), camera_totals(before))
+                        side = station_side(log_of.recent(1000), {u.unit_id for u in units})
                         clean = (f["unanswered"] == 0 and f["doubled"] == 0 and f["late"] == 0 and f["in_order"]
                                  and f["stray"] == 0 and not f["verdicts"].get("ERROR"))
                         level = {"rate_per_min": rate, "units": n, "settle_s": round(settle, 3), "clean": clean,
                                  **{k: f[k] for k in ("answered", "unanswered", "late", "doubled", "in_order",
                                                       "verdicts", "latency_ms")},
+                                 **side, "cameras": cams,
                                  "station_cpu": round(cpu, 2), "loadavg_1m": round(os.getloadavg()[0], 2)}
                         levels.append(level)
                         log(json.dumps(level))
@@ -255,7 +299,8 @@ def main() -> None:
         "latency_ms": best["latency_ms"] if best else None,
         "late": sum(lv["late"] for lv in levels), "unanswered": sum(lv["unanswered"] for lv in levels),
         "late_or_unanswered_at_sustained": (best["late"] + best["unanswered"]) if best else None,
-        "frames_dropped": None,
+        "frames_dropped": sum(lv["cameras"].get("frames_dropped", 0) for lv in levels),
+        "reconnects": sum(lv["cameras"].get("reconnects", 0) for lv in levels),
         "camera_floor_ms": floor, "p99_vs_camera_floor": round(p99 / floor["p99"], 2) if p99 and floor.get("p99")
         else None,
         "target_p99_ms": 500, "meets_target": bool(p99 is not None and p99 <= 500),

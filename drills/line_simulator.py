@@ -356,6 +356,9 @@ class SimulatedMes:
         self.verdict_topic = verdict_topic
         self.answers: queue.Queue[LineAnswer] = queue.Queue()
         self.triggered_at: dict[str, float] = {}
+        self.probe_prefix = f"PROBE-{secrets.token_hex(3)}-"
+        self.probes_answered: set[str] = set()
+        self._probes = 0
         self._payload = trigger_payload or (lambda u: {"trigger_id": f"T-{u.unit_id}", "unit_id": u.unit_id})
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"qcline-sim-mes-{secrets.token_hex(4)}")
@@ -373,6 +376,9 @@ class SimulatedMes:
         if not isinstance(payload, dict) or "unit_id" not in payload:
             return
         unit = str(payload["unit_id"])
+        if unit.startswith(self.probe_prefix):
+            self.probes_answered.add(unit)
+            return
         since = self.triggered_at.get(unit)
         verdict = str(payload.get("verdict") or "ERROR")  # an answer without a verdict says why in error
         error = "" if payload.get("verdict") else str(payload.get("error") or payload.get("outcome") or "")
@@ -395,6 +401,13 @@ class SimulatedMes:
     def trigger(self, unit: SimUnit) -> None:
         self.triggered_at[unit.unit_id] = time.monotonic()
         self.client.publish(self.trigger_topic, json.dumps(self._payload(unit)), qos=1)
+
+    def probe(self) -> None:
+        """A trigger for a unit no order has: the station answers it (an error) once it listens to the topic, which
+        is how the MES knows its triggers are heard. Its answer never joins ``answers``."""
+        self._probes += 1
+        unit = f"{self.probe_prefix}{self._probes}"
+        self.client.publish(self.trigger_topic, json.dumps({"trigger_id": f"T-{unit}", "unit_id": unit}), qos=1)
 
 
 # -- the line ---------------------------------------------------------------------------------------------
@@ -694,7 +707,6 @@ def run_line(plan: Sequence[SimUnit], blanks: Mapping[str, Path], env: Mapping[s
         cameras, rtsp, note = stack.enter_context(open_cameras(blanks, fps=fps, rtsp=rtsp))
         if note:
             err.write(note + "\n")
-        status_file = Path(env["QC_DATA_DIR"]) / "line" / "status.json"
         if channel == "modbus":
             plc = stack.enter_context(SimulatedPlc())
             trigger: dict[str, Any] = modbus_trigger(plc.port, plc)
@@ -705,12 +717,20 @@ def run_line(plan: Sequence[SimUnit], blanks: Mapping[str, Path], env: Mapping[s
         elif channel == "mqtt":
             prefix = f"qcsim/{secrets.token_hex(6)}"
             base = f"{prefix}/{station}"
-            sim = stack.enter_context(SimulatedMes(*broker, trigger_topic=f"{base}/trigger",
+            mes = stack.enter_context(SimulatedMes(*broker, trigger_topic=f"{base}/trigger",
                                                    verdict_topic=f"{base}/trigger/answer"))
+            sim = mes
             trigger = mqtt_trigger(f"mqtt://{broker[0]}:{broker[1]}", prefix)
 
-            def channel_ready() -> bool:
-                return status_file.exists()
+            probed = [0.0]
+
+            def channel_ready() -> bool:  # the station answers a probe trigger: it hears the topic
+                if mes.probes_answered:
+                    return True
+                if time.monotonic() - probed[0] > 1.0:
+                    mes.probe()
+                    probed[0] = time.monotonic()
+                return False
         else:
             raise ValueError(f"channel must be modbus or mqtt, not {channel!r}")
         config = station_config(work / "station.yaml", station=station,
