@@ -1,7 +1,7 @@
 """PLC triggers in Modbus holding registers: the station polls them as a Modbus TCP client.
 
-Register map (0-based addresses, defaults in brackets; all one block read per poll, in requests of at most
-125 registers):
+Register map (0-based addresses; one read request per poll when the trigger register heads a block of at
+most 125, else the trigger first and then the slots, so a slot is never older than the counter read):
 
 ===========  ==============  =============================================================================
 signal       default         meaning
@@ -11,10 +11,10 @@ trigger      100             ``counter``: +1 per unit (wraps 65535 -> 0); ``bit`
 unit         101..110        the unit of slot 0: ``ascii`` (``unit_words`` registers, 2 chars each, high
                              byte first, NUL/space padded), ``uint16`` (1 register) or ``uint32`` (2,
                              high word first)
-order        (none)          optional: the unit's order, same formats; without it the station looks the
-                             order up from the unit
-slot i       unit + i*stride with ``slots`` > 1 (counter only): the PLC writes unit (and order) of trigger
-                             ``n`` into slot ``n % slots`` before it sets the counter to ``n``
+order        (none)          optional: the unit's order, same formats; without it (or all 0) the station
+                             looks the order up from the unit
+slot i       unit + i*stride with ``slots`` > 1 (counter only): the PLC writes unit (and order) of
+             (order + ...)   trigger ``n`` into slot ``n % slots`` before it sets the counter to ``n``
 ===========  ==============  =============================================================================
 
 The answer goes to the result registers of ``inspection.signals.modbus`` (``result_code``, ``sequence``,
@@ -29,7 +29,7 @@ from typing import Literal
 
 from inspection.errors import ConfigError
 from inspection.line.sources.plc import PlcTriggerSnapshot, Slot, check_unit_text
-from inspection.signals.modbus import ModbusLink, words_ascii
+from inspection.signals.modbus import MAX_READ, ModbusLink, words_ascii
 
 UnitFormat = Literal["ascii", "uint16", "uint32"]
 WIDTH = {"uint16": 1, "uint32": 2}
@@ -108,8 +108,14 @@ class ModbusTriggerLayout:
         return out
 
     def span(self) -> tuple[int, int]:
-        """(first register, count): one block that covers every signal, read in one go."""
+        """(first register, count): one block that covers every signal."""
         signals = self.signals()
+        start = min(a for _, a, _ in signals)
+        return start, max(a + w for _, a, w in signals) - start
+
+    def slot_span(self) -> tuple[int, int]:
+        """(first register, count) of the slots alone."""
+        signals = self.signals()[1:]
         start = min(a for _, a, _ in signals)
         return start, max(a + w for _, a, w in signals) - start
 
@@ -125,11 +131,11 @@ class ModbusTriggerLayout:
                 slots.append(Slot("", None, str(e)))
                 continue
             order: str | None = None
-            if self.order is not None:
-                o = self.order + base - start
+            o = (self.order + base - start) if self.order is not None else 0
+            order_regs = block[o:o + _width(self.order_format, self.order_words)] if self.order is not None else []
+            if any(order_regs):  # all 0: the PLC gave no order, the station looks it up from the unit
                 try:
-                    order = decode_id(block[o:o + _width(self.order_format, self.order_words)], self.order_format,
-                                      "order number")
+                    order = decode_id(order_regs, self.order_format, "order number")
                 except ValueError as e:
                     slots.append(Slot(unit, None, str(e)))
                     continue
@@ -146,12 +152,24 @@ class ModbusTriggerReader:
         self.description = link.description
         self.slots = layout.slots
         self._start, self._count = layout.span()
+        # One request when the trigger heads the block and it fits; else the trigger first, then the slots:
+        # the PLC writes a slot before it steps the counter, so a slot read after the counter is never older.
+        self._one_read = self._start == layout.trigger and self._count <= MAX_READ
+        self._slots_start, self._slots_count = layout.slot_span()
 
     def connect(self) -> None:
         self.link.connect()
 
     def read(self) -> PlcTriggerSnapshot:
-        return self.layout.decode(self.link.read_registers(self._start, self._count), self._start)
+        if self._one_read:
+            return self.layout.decode(self.link.read_registers(self._start, self._count), self._start)
+        trigger = self.link.read_registers(self.layout.trigger, 1)
+        words = self.link.read_registers(self._slots_start, self._slots_count)
+        block = [0] * self._count
+        offset = self._slots_start - self._start
+        block[offset:offset + len(words)] = words
+        block[self.layout.trigger - self._start] = trigger[0]  # the value read first, also if inside the slots
+        return self.layout.decode(block, self._start)
 
     def clear_trigger(self) -> None:
         self.link.write_registers(self.layout.trigger, [0])

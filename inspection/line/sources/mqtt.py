@@ -127,6 +127,8 @@ class MqttTriggerSource:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self, submit: TriggerSink) -> None:
+        if self._submit is not None:
+            raise RuntimeError(f"trigger source {self.name} is already started")
         self._submit = submit
         self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()

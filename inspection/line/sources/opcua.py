@@ -1,6 +1,7 @@
 """PLC triggers in OPC UA variable nodes the PLC writes; the station polls them as an OPC UA client.
 
-Nodes (ids configured per entry): ``trigger`` (an integer node: a counter or a bit, as in ``plc.py``),
+Nodes (ids configured per entry): ``trigger`` (an integer node: a counter or a bit, as in ``plc.py``; a bit
+may also be a Boolean node),
 ``unit`` (a String node, or an integer one: 0 means not written) and, optionally, ``order`` (String or
 integer). One ``Read`` service call per poll reads all three, so unit and trigger come from the same
 moment. Polling rather than a subscription: a subscription's sampling and queue size are the server's to
@@ -21,6 +22,9 @@ from inspection.errors import ConfigError
 from inspection.line.sources.plc import PlcTriggerSnapshot, Slot, check_unit_text
 from inspection.signals.handshake import PlcError
 from inspection.signals.opcua import open_client, require_asyncua, variant
+
+with contextlib.suppress(ImportError):  # without the [opcua] extra the reader refuses to be built
+    from asyncua import ua
 
 NODES = ("trigger", "unit", "order")
 
@@ -86,7 +90,7 @@ class OpcUaTriggerReader:
         except ValueError as e:
             return PlcTriggerSnapshot(trigger, (Slot("", None, str(e)),))
         order = None
-        if len(values) > 2:
+        if len(values) > 2 and values[2] not in (None, "", 0):  # an order not written: looked up from the unit
             try:
                 order = _id_of(values[2], "order")
             except ValueError as e:
@@ -97,7 +101,8 @@ class OpcUaTriggerReader:
         if self._client is None:
             raise PlcError(f"{self.url}: not connected")
         try:
-            self._client.write_values([self._nodes[0]], [variant(0, self._trigger_type)])
+            zero: bool | int = False if self._trigger_type == ua.VariantType.Boolean else 0  # a Boolean bit node
+            self._client.write_values([self._nodes[0]], [variant(zero, self._trigger_type)])
         except Exception as e:
             raise PlcError(f"{self.url}: clearing the trigger failed: {e}") from e
 

@@ -176,6 +176,8 @@ class PlcTriggerSource:
                 self.output.submit_unit_verdict(answer.verdict)
             return  # else the station's PlcOutput sink presents the committed verdict
         error = ERROR_OF_OUTCOME.get(answer.outcome, ResultError.FAILED)
+        if error is ResultError.NONE:  # "judged" without a verdict is no verdict: never an error code of 0
+            error = ResultError.FAILED
         self.output.submit_unjudged(answer.trigger.unit_id, error, answer.error)
 
     def close(self) -> None:
@@ -211,14 +213,12 @@ class PlcTriggerSource:
                 self._stats.add(polls=1)
                 wait = self.poll_s
             except PlcError as e:
-                last = self.stats.last_error
+                repeated = self.stats.last_error == str(e)  # said once per outage, not once per retry
                 if self._connected:
                     self._stats.add(disconnects=1)
-                    log.warning("trigger source %s: link to %s lost: %s (retrying)", self.name,
-                                self.reader.description, e)
-                elif last != str(e):  # once per outage, not once per retry
-                    log.warning("trigger source %s: %s (retrying every %.1f s at most)", self.name, e,
-                                self._max_backoff_s)
+                if not repeated:
+                    log.warning("trigger source %s: %s: %s (retrying, at most every %.1f s)", self.name,
+                                "link lost" if self._connected else "no link", e, self._max_backoff_s)
                 self._stats.add(errors=1)
                 self._stats.set(connected=False, last_error=str(e))
                 self._connected = False

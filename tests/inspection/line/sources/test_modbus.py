@@ -137,6 +137,28 @@ def test_two_triggers_faster_than_one_poll(server: ModbusServer, slots: int, uni
     assert any("1 oldest" in r.getMessage() for r in caplog.records) == bool(missed)
 
 
+@pytest.mark.parametrize("entry", [
+    {"registers": {"trigger": 199, "unit": 20}, "slots": 8, "slot_stride": 20, "unit_words": 10},  # > 125 registers
+    {"registers": {"trigger": 130, "unit": 100}, "unit_words": 4},  # trigger after the unit
+])
+def test_a_layout_read_in_two_requests_reads_the_trigger_first(server: ModbusServer, entry: dict[str, Any]) -> None:
+    plc, got = ModbusPlcPeer(server.port), Collected()
+    src = started(source(server.port, results={"registers": {"unit_id": 180, "error": 190}, "heartbeat_s": 0.1},
+                         **entry), got)
+    try:
+        registers = entry["registers"]
+        stride = entry.get("slot_stride", 0)
+        words = entry["unit_words"]
+        for n in (1, 2, 3):
+            slot = n % entry.get("slots", 1)
+            plc.put(registers["unit"] + slot * stride, ascii_words(f"L-{n}", words))
+            plc.put(registers["trigger"], [n])
+            got.wait(n)
+        assert got.units == ["L-1", "L-2", "L-3"]
+    finally:
+        src.close()
+
+
 def test_a_trigger_bit_is_taken_once_and_cleared(server: ModbusServer) -> None:
     plc, got = ModbusPlcPeer(server.port), Collected()
     src = started(source(server.port, mode="bit", unit_format="uint32", registers={"trigger": 100, "unit": 101}),
@@ -149,6 +171,20 @@ def test_a_trigger_bit_is_taken_once_and_cleared(server: ModbusServer) -> None:
             assert wait_until(lambda: plc.regs(TRIGGER)[0] == 0)  # the station cleared it
         assert wait_until(lambda: src.stats.polls > 10)
         assert got.units == ["70001", "70002"] and src.stats.duplicates == 0
+    finally:
+        src.close()
+
+
+def test_a_bit_already_set_when_the_station_starts_is_answered_missed_not_judged(server: ModbusServer) -> None:
+    """The unit it was set for may be gone: judging frames of whatever is in front now would be wrong."""
+    plc, got = ModbusPlcPeer(server.port), Collected()
+    plc.put(TRIGGER, [1, *ascii_words("STALE-1")])
+    src = started(source(server.port, mode="bit"), got)
+    try:
+        assert take(plc) == (ERROR, int(ResultError.MISSED), "STALE-1")
+        assert plc.regs(TRIGGER)[0] == 0 and src.stats.missed == 1
+        plc.put(TRIGGER, [1, *ascii_words("FRESH-2")])
+        assert [t.unit_id for t in got.wait(1)] == ["FRESH-2"]
     finally:
         src.close()
 
