@@ -258,7 +258,7 @@ class StationConfig:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = tuple(first["loc"])
-            raise ConfigError(f"{origin}, {_where(loc, lines)}: {first['msg']}"
+            raise ConfigError(f"{origin}, {_where(loc, lines)}: {first['msg'].removeprefix('Value error, ')}"
                               + (f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else "")) from exc
         triggers = tuple(
             TriggerSpec(kind=str(entry["kind"]),

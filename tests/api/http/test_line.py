@@ -19,7 +19,7 @@ from tests.inspection.line.fakes import wait_until
 
 
 def write_clip(path: Path, value: int = 255, frames: int = 50, fps: int = 25) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 64))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (64, 64))
     assert writer.isOpened()
     for i in range(frames):
         image = np.full((64, 64, 3), value, np.uint8)

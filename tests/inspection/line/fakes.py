@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,9 +150,3 @@ def config(*cameras: str, **values: Any) -> StationConfig:
         lines.append(f"  - {{name: {name.split('=')[0]}, url: '{url}', reconnect: {{min_s: 0.05, max_s: 0.2}}}}")
     return StationConfig.parse("\n".join(lines) + "\n", origin="test.yaml")
 
-
-def online(fake: FakeCamera, rig: Rig, name: str) -> None:
-    """Wait until the camera's grabber has opened its (fake) connection."""
-    wait_until(lambda: fake.opens >= 1 and rig.hub.get(name) is not None and rig.hub.get(name).connected  # type: ignore[union-attr]
-               or fake.opens >= 1, f"camera {name} opened")
-    threading.Event().wait(0.05)

@@ -1,5 +1,5 @@
-"""A real RTSP camera on loopback: GStreamer's RTSP server (driven by the system Python, ``drills.cameras``)
-streams a looping generated clip, and ``LiveCaptureSource`` reads it through OpenCV/FFmpeg like a line camera.
+"""A real RTSP camera on loopback: GStreamer's RTSP server (driven by the system Python) streams a
+looping generated clip, and ``LiveCaptureSource`` reads it through OpenCV/FFmpeg like a line camera.
 
 The server is stopped and started again mid-test to prove the source reconnects on its own and that
 frames flow again afterwards; the consumer is deliberately slower than the camera so the latest-frame
@@ -11,55 +11,26 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-from drills.cameras import INSTALL_HINT, CameraError, RtspCamera, rtsp_unavailable
 from inspection.sources import LiveCaptureSource
 from inspection.types import Frame, SourceItem
+from tests.rtsp_server import TIMEOUT, RtspServer, rtsp_camera, wait_until
 
 pytestmark = pytest.mark.rtsp
 
-TIMEOUT = 30.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
 
 @pytest.fixture
-def rtsp_server(tmp_path: Path) -> Iterator[tuple[RtspCamera, str]]:
-    why = rtsp_unavailable()
-    if why is not None:
-        pytest.skip(f"no RTSP server for the rtsp test ({why}); {INSTALL_HINT}")
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    for i in range(25):  # a 1 s loop: a bar moving across a gradient, so every frame differs
-        gradient = np.tile(np.linspace(0, 255, 160, dtype=np.uint8), (120, 1))
-        image = cv2.cvtColor(gradient, cv2.COLOR_GRAY2BGR)
-        cv2.rectangle(image, (i * 6, 30), (i * 6 + 10, 90), (0, 0, 255), -1)
-        assert cv2.imwrite(str(frames / f"frame_{i:03d}.jpg"), image)
-    server = RtspCamera(sorted(frames.glob("frame_*.jpg")), mount="/line", fps=25)
-    try:
-        server.start()
-    except CameraError as e:
-        pytest.fail(str(e))
-    try:
-        yield server, server.url
-    finally:
-        server.stop()
+def rtsp_server(tmp_path: Path) -> Iterator[tuple[RtspServer, str]]:
+    with rtsp_camera(tmp_path) as served:
+        yield served
 
 
 def test_live_rtsp_reconnects_after_server_restart_and_drops_for_slow_consumer(
-        rtsp_server: tuple[RtspCamera, str]) -> None:
+        rtsp_server: tuple[RtspServer, str]) -> None:
     server, url = rtsp_server
     source = LiveCaptureSource(url, unit_id="U1", order_id="O1", camera_id="rtsp-cam",
                                reconnect_delay=0.2, max_reconnect_delay=1.0, open_timeout=5, read_timeout=3)
