@@ -17,8 +17,10 @@ Method (the pieces are ``drills.line_simulator``'s):
   is from the server applying the counter write to the server applying ``result_valid = 1`` for that unit;
 * a ramp of unit rates (``--rates``), each level for ``--level-seconds`` (at least 10 units) with fresh units;
   a level is clean when every trigger is answered exactly once, in order, within the budget
-  (``answer_within_ms`` of the station config, ``--budget-ms``) and none is answered ERROR; the ramp stops at
-  the first level that is not. ``sustained_units_per_min`` is the last clean level's rate;
+  (``answer_within_ms`` of the station config, ``--budget-ms``), none is answered ERROR, and no unit was judged
+  on a frame captured after the next unit arrived (``units_on_later_frames``, from the capture times the
+  station's trigger log keeps per bound frame); the ramp stops at the first level that is not.
+  ``sustained_units_per_min`` is the last clean level's rate;
 * the peer, measured in the same run before the station starts: ``camera_floor``, the time from a scene switch
   to the first frame showing it at a plain OpenCV reader of one camera (encode, RTSP, decode: what any
   trigger -> answer latency includes); ``p99_vs_camera_floor`` is the ratio at the sustained level;
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import sys
 import tempfile
@@ -93,8 +96,9 @@ def order_book(path: Path, views: tuple[str, ...]) -> Path:
 
 def images(data: Path) -> list[Path]:
     folder = data / "images" if (data / "images").is_dir() else data
-    files = sorted(folder.glob("*.jpg"))
-    return files or sorted((DEMO_DIR / "frames").glob("*.jpg"))
+    files = sorted(folder.glob("*.jpg")) or sorted((DEMO_DIR / "frames").glob("*.jpg"))
+    random.Random(9).shuffle(files)  # every level sees every defect class, in the same order each run
+    return files
 
 
 class Plan:
@@ -182,10 +186,15 @@ def delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, int]:
     return {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in set(after) | set(before)}
 
 
-def station_side(records: list[Any], units: set[str]) -> dict[str, Any]:
+def station_side(records: list[Any], units: set[str], next_unit_after_s: float) -> dict[str, Any]:
     """From the station's trigger log: what it measured itself (received -> answered) and, per bound frame, how
-    long after the trigger's ``at`` the frame was captured."""
+    long after the trigger's ``at`` the frame was captured. A frame captured more than ``next_unit_after_s``
+    after the trigger may already show the next unit (it arrived then): such units count as
+    ``units_on_later_frames``, a miss like an unanswered trigger."""
+    from datetime import datetime
+
     mine = [r for r in records if r.unit_id in units]
+    later: set[str] = set()
     outcomes: dict[str, int] = {}
     for r in mine:
         outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
@@ -194,11 +203,12 @@ def station_side(records: list[Any], units: set[str]) -> dict[str, Any]:
         for frame in (r.frames or {}).values():
             captured = frame.get("captured_at") if isinstance(frame, dict) else None
             if captured:
-                from datetime import datetime
-
-                waits.append((datetime.fromisoformat(captured) - r.at).total_seconds() * 1000)
+                wait = (datetime.fromisoformat(captured) - r.at).total_seconds()
+                waits.append(wait * 1000)
+                if wait > next_unit_after_s:
+                    later.add(r.unit_id)
     return {"outcomes": outcomes, "station_latency_ms": percentiles([r.latency_ms for r in mine]),
-            "frame_after_trigger_ms": percentiles(waits)}
+            "frame_after_trigger_ms": percentiles(waits), "units_on_later_frames": len(later)}
 
 
 def main() -> None:
@@ -274,9 +284,10 @@ def main() -> None:
                         f = report.figures()
                         time.sleep(1.2)  # the status file is rewritten every second
                         cams = delta(camera_totals(station_status(data_dir)), camera_totals(before))
-                        side = station_side(log_of.recent(1000), {u.unit_id for u in units})
+                        side = station_side(log_of.recent(1000), {u.unit_id for u in units}, 60 / rate - settle)
                         clean = (f["unanswered"] == 0 and f["doubled"] == 0 and f["late"] == 0 and f["in_order"]
-                                 and f["stray"] == 0 and not f["verdicts"].get("ERROR"))
+                                 and f["stray"] == 0 and not f["verdicts"].get("ERROR")
+                                 and side["units_on_later_frames"] == 0)
                         level = {"rate_per_min": rate, "units": n, "settle_s": round(settle, 3), "clean": clean,
                                  **{k: f[k] for k in ("answered", "unanswered", "late", "doubled", "in_order",
                                                       "verdicts", "latency_ms")},
@@ -299,6 +310,7 @@ def main() -> None:
         "latency_ms": best["latency_ms"] if best else None,
         "late": sum(lv["late"] for lv in levels), "unanswered": sum(lv["unanswered"] for lv in levels),
         "late_or_unanswered_at_sustained": (best["late"] + best["unanswered"]) if best else None,
+        "units_on_later_frames": sum(lv["units_on_later_frames"] for lv in levels),
         "frames_dropped": sum(lv["cameras"].get("frames_dropped", 0) for lv in levels),
         "reconnects": sum(lv["cameras"].get("reconnects", 0) for lv in levels),
         "camera_floor_ms": floor, "p99_vs_camera_floor": round(p99 / floor["p99"], 2) if p99 and floor.get("p99")
