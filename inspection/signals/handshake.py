@@ -158,6 +158,7 @@ class PlcOutput:
         self._seq = 0
         self._heartbeat = 0
         self._fault = 0
+        self._error_written: int | None = None
         self._connected = False
         self._thread = threading.Thread(target=self._run, name=f"qcline-plc-{backend.description}", daemon=True)
         self._thread.start()
@@ -191,6 +192,7 @@ class PlcOutput:
             self._seq = self.backend.read("sequence")
             self._seq_known = True
         self.backend.write({"result_valid": 0, "ready": 1, "heartbeat": self._heartbeat})
+        self._error_written = None  # a restarted PLC may hold anything there: written with the next result
         if self._fault:
             self._write_fault(self._fault)
         self._connected = True
@@ -210,8 +212,12 @@ class PlcOutput:
             self._stats.presented += 1
         self._current = result
         self._presented_at = time.monotonic()
-        self.backend.write({"result_code": result.code, "sequence": self._seq, "error": result.error,
-                            "unit_id": result.unit_id})
+        values: dict[str, int | str] = {"result_code": result.code, "sequence": self._seq}
+        if result.error != self._error_written:  # mostly 0: written when it changes, no extra request per unit
+            values["error"] = result.error
+        values["unit_id"] = result.unit_id
+        self.backend.write(values)
+        self._error_written = result.error
         self.backend.write({"result_valid": 1})
 
     def _step(self) -> float:

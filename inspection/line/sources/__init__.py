@@ -134,6 +134,8 @@ class MqttTriggerSpec(_Spec):
     allow_reply_to: bool = True
     max_payload_bytes: int = Field(default=4096, ge=64, le=262_144)
     dedup_window: int = Field(default=4096, ge=16, le=1_000_000)
+    max_clock_skew_s: float = Field(default=10.0, ge=0.0, le=86_400.0, description="An 'at' further from the "
+                                    "station's clock is refused (0: any).")
     username: str | None = None
     password: SecretStr | None = None
     client_id: str | None = Field(default=None, max_length=128)
@@ -163,31 +165,42 @@ SPECS: dict[str, type[BaseModel]] = {"modbus": ModbusTriggerSpec, "opcua": OpcUa
 TRIGGER_KINDS = tuple(SPECS)
 
 
-def _where(index: int, raw: Mapping[str, object]) -> str:
+def _where(index: int, raw: Mapping[str, object], where: str = "") -> str:
     name = raw.get("name")
-    return f"triggers[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+    return (where or f"triggers[{index}]") + (f" ({name})" if isinstance(name, str) else "")
 
 
-def parse_trigger_specs(specs: Sequence[Mapping[str, object]]) -> list[TriggerSpec]:
+def _entry(raw: object) -> tuple[object, str]:
+    """A mapping, or a config record with ``kind``, ``options`` and ``where`` (the station config's own
+    ``TriggerSpec``): the mapping, and where it is written for the error messages."""
+    options = getattr(raw, "options", None)
+    kind = getattr(raw, "kind", None)
+    if not isinstance(raw, Mapping) and isinstance(options, Mapping) and isinstance(kind, str):
+        return {"kind": kind, **options}, str(getattr(raw, "where", "") or "")
+    return raw, ""
+
+
+def parse_trigger_specs(specs: Sequence[Mapping[str, object]] | Sequence[object]) -> list[TriggerSpec]:
     """Validate every entry; the first wrong one is a ``ConfigError`` naming it and its keys, on one line."""
     parsed: list[TriggerSpec] = []
     names: set[str] = set()
-    for i, raw in enumerate(specs):
+    for i, entry in enumerate(specs):
+        raw, where = _entry(entry)
         if not isinstance(raw, Mapping):
             raise ConfigError(f"triggers[{i}] must be a mapping with a kind, not {type(raw).__name__}")
         kind = raw.get("kind")
         model = SPECS.get(kind) if isinstance(kind, str) else None
         if model is None:
-            raise ConfigError(f"{_where(i, raw)}: kind must be one of {', '.join(TRIGGER_KINDS)}, not {kind!r}")
+            raise ConfigError(f"{_where(i, raw, where)}: kind must be one of {', '.join(TRIGGER_KINDS)}, not {kind!r}")
         try:
             spec = model.model_validate(dict(raw))
         except ValidationError as e:
-            raise ConfigError(f"{_where(i, raw)} (kind {kind}): " + "; ".join(
+            raise ConfigError(f"{_where(i, raw, where)} (kind {kind}): " + "; ".join(
                 f"{'.'.join(map(str, x['loc'])) or '(entry)'}: {x['msg']}" for x in e.errors())) from e
         if not isinstance(spec, HttpTriggerSpec):
             name = spec.name or f"{kind}-{i}"  # type: ignore[attr-defined]
             if name in names:
-                raise ConfigError(f"{_where(i, raw)}: name {name!r} is used by another trigger entry")
+                raise ConfigError(f"{_where(i, raw, where)}: name {name!r} is used by another trigger entry")
             names.add(name)
             spec = spec.model_copy(update={"name": name})
         parsed.append(spec)  # type: ignore[arg-type]
@@ -289,14 +302,15 @@ def _build_mqtt(spec: MqttTriggerSpec, where: str, station_id: str, settings: Se
     return MqttTriggerSource(config, name=spec.name, topic=spec.topic, answer_topic=spec.answer_topic,
                              error_topic=spec.error_topic, allow_reply_to=spec.allow_reply_to,
                              max_payload_bytes=spec.max_payload_bytes, dedup_window=spec.dedup_window,
-                             client_id=spec.client_id)
+                             client_id=spec.client_id, max_clock_skew_s=spec.max_clock_skew_s)
 
 
-def build_trigger_sources(specs: Sequence[Mapping[str, object]], *, station_id: str,
+def build_trigger_sources(specs: Sequence[Mapping[str, object]] | Sequence[object], *, station_id: str,
                           settings: Settings | None = None, line_signals: Sequence[object] = (),
                           latest_frame_for: Callable[[str], LatestFrame] | None = None,
                           data_dir: Path | None = None) -> list[TriggerSource]:
-    """The sources of the ``triggers:`` entries (none for ``http``), not yet started.
+    """The sources of the ``triggers:`` entries (none for ``http``), not yet started. An entry is a mapping
+    with a ``kind``, or a record with ``kind``, ``options`` and ``where`` (the station config's ``TriggerSpec``).
 
     ``line_signals``: the station's sinks (``build_line_signals``); a ``PlcOutput`` to the same PLC as a
     ``modbus`` / ``opcua`` entry answers that entry's triggers, so one PLC sees one handshake.

@@ -13,6 +13,9 @@ Topics (``<base>`` = ``<prefix>/<station>``, as for the verdicts of ``inspection
     a message that is no trigger (not JSON, over the size limit, a field missing or wrong): its reason and,
     where it could be read, the trigger id. Logged and counted ``malformed``; the loop goes on.
 
+An ``at`` further than ``max_clock_skew_s`` (10 s) from the station's clock is refused the same way: frames
+bound to a time that far off would belong to another unit (0 accepts any ``at``).
+
 QoS 1 is at-least-once: the broker may deliver a trigger twice (a lost PUBACK). The last ``dedup_window``
 trigger ids are remembered; a repeat is counted ``duplicates`` and not handed on, so a unit is judged once.
 Answers are published through paho's queue (bounded by ``max_queued``); one the broker has not acknowledged
@@ -50,6 +53,17 @@ def check_topic(topic: str) -> str:
             or "" in topic.split("/")):
         raise ValueError(f"{topic[:80]!r} is not a topic to publish to (no +, #, $, NUL or empty levels, "
                          "at most 256 characters)")
+    return topic
+
+
+def check_filter(topic: str) -> str:
+    """A topic filter to subscribe to: ``+`` only as a whole level, ``#`` only as the last one."""
+    levels = topic.split("/")
+    bad = (not topic or len(topic) > 256 or "\x00" in topic
+           or any(("+" in level and level != "+") or ("#" in level and level != "#") for level in levels)
+           or "#" in levels[:-1])
+    if bad:
+        raise ValueError(f"topic {topic[:80]!r} is not a topic filter (+ and # only as whole levels, # last)")
     return topic
 
 
@@ -99,15 +113,17 @@ class MqttTriggerSource:
 
     def __init__(self, config: MqttConfig, *, name: str, topic: str | None = None, answer_topic: str | None = None,
                  error_topic: str | None = None, allow_reply_to: bool = True, max_payload_bytes: int = 4096,
-                 dedup_window: int = 4096, max_queued: int = 10_000, client_id: str | None = None) -> None:
+                 dedup_window: int = 4096, max_queued: int = 10_000, client_id: str | None = None,
+                 max_clock_skew_s: float = 10.0) -> None:
         base = Topics(config.topic_prefix, config.station_id).base
         self.name = name
         self.config = config
-        self.topic = topic or f"{base}/trigger"
+        self.topic = check_filter(topic or f"{base}/trigger")
         self.answer_topic = check_topic(answer_topic or f"{base}/trigger/answer")
         self.error_topic = check_topic(error_topic or f"{base}/trigger/error")
         self.allow_reply_to = allow_reply_to
         self.max_payload_bytes = max_payload_bytes
+        self.max_clock_skew_s = max_clock_skew_s
         self._dedup_window = dedup_window
         self._seen: OrderedDict[str, None] = OrderedDict()  # touched on paho's thread only
         self._stats = StatsBox()
@@ -208,6 +224,11 @@ class MqttTriggerSource:
             return
         if msg.reply_to and not self.allow_reply_to:
             self._malformed("reply_to is not allowed on this station (allow_reply_to: false)", msg.trigger_id, topic)
+            return
+        skew = (msg.at - received_at).total_seconds() if msg.at is not None else 0.0
+        if self.max_clock_skew_s and abs(skew) > self.max_clock_skew_s:  # frames would be bound to the wrong unit
+            self._malformed(f"at is {skew:+.1f} s from the station's clock, more than max_clock_skew_s "
+                            f"{self.max_clock_skew_s:g} (is the MES clock synchronised?)", msg.trigger_id, topic)
             return
         if msg.trigger_id in self._seen:
             self._stats.add(duplicates=1)

@@ -50,6 +50,8 @@ def test_a_bad_entry_is_a_one_line_error_naming_the_entry_and_key(entry: dict[st
     ({**MODBUS, "results": {"registers": {"colour": 9}}}, r"unknown signals \['colour'\]"),
     ({"kind": "mqtt"}, r"triggers\[0\] \(mqtt-0\): url: no url and no QC_MQTT_URL"),
     ({"kind": "mqtt", "url": "http://broker"}, r"must look like mqtt://"),
+    ({"kind": "mqtt", "url": "mqtt://broker", "topic": "mes/tr#"}, r"not a topic filter"),
+    ({"kind": "mqtt", "url": "mqtt://broker", "answer_topic": "mes/+/answer"}, r"not a topic to publish to"),
     ({"kind": "label", "camera": "top"}, r"needs the station's cameras"),
 ])
 def test_an_entry_that_cannot_work_is_refused_before_anything_connects(entry: dict[str, Any], message: str) -> None:
@@ -109,3 +111,31 @@ def test_the_example_entries_in_the_deployment_guide_are_valid() -> None:
     entries = yaml.safe_load(block)["triggers"]
     specs = parse_trigger_specs(entries)
     assert [s.kind for s in specs] == ["modbus", "opcua", "mqtt", "label", "http"]
+
+
+def test_a_config_record_with_kind_options_and_where_is_taken_as_an_entry() -> None:
+    """The station config hands its entries over as records that know their file and line."""
+    from dataclasses import dataclass, field
+
+    @dataclass(frozen=True)
+    class Entry:
+        kind: str
+        options: dict[str, Any] = field(default_factory=dict)
+        where: str = ""
+
+    [spec] = parse_trigger_specs([Entry("label", {"camera": "top", "name": "tag"}, "station.yaml:12")])
+    assert (spec.kind, getattr(spec, "camera", None)) == ("label", "top")
+    with pytest.raises(ConfigError, match=r"^station.yaml:14 \(kind modbus\): host: Field required"):
+        parse_trigger_specs([Entry("modbus", {}, "station.yaml:14")])
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"counter": "7"}', "[]", ""])
+def test_an_unreadable_counter_state_is_no_state(tmp_path: Any, content: str) -> None:
+    from inspection.line.sources.plc import CounterState
+
+    path = tmp_path / "trigger-plc.json"
+    path.write_text(content)
+    state = CounterState(path)
+    assert state.load() is None
+    state.save(65535)
+    assert state.load() == 65535 and not path.with_suffix(".tmp").exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -63,12 +63,13 @@ def source(broker: tuple[str, int], prefix: str) -> Iterator[tuple[MqttTriggerSo
 def test_a_trigger_becomes_one_trigger_and_its_answer_carries_the_trigger_id(
         source: tuple[MqttTriggerSource, Collected], mes: Mes, subscriber: Subscriber, prefix: str) -> None:
     src, got = source
+    at = datetime.now(UTC) - timedelta(seconds=1)
     mes.send(f"{prefix}/{STATION}/trigger", {"trigger_id": "T-1", "unit_id": "DOOR/17", "order_id": "O-3",
-                                             "at": "2026-12-01T10:00:00.120+00:00", "extra": "ignored"})
+                                             "at": at.isoformat(), "extra": "ignored"})
     [trigger] = got.wait(1)
     assert (trigger.trigger_id, trigger.unit_id, trigger.order_id, trigger.channel) == ("T-1", "DOOR/17", "O-3",
                                                                                         TriggerChannel.MQTT)
-    assert trigger.at == datetime(2026, 12, 1, 10, 0, 0, 120000, tzinfo=UTC) and trigger.reply_to == ""
+    assert trigger.at == at and trigger.reply_to == ""
     src.answer(judged(trigger, Verdict.FAIL))
     [(topic, answer)] = [m for m in subscriber.take(2) if not m[0].endswith("/trigger")]
     assert topic == f"{prefix}/{STATION}/trigger/answer"
@@ -103,6 +104,8 @@ def test_an_answer_goes_to_reply_to_when_the_trigger_names_one(
     (b'{"trigger_id": "T-6", "unit_id": "U-6", "at": "2026-12-01T10:00:00"}', "at: Input should have timezone",
      "T-6"),
     (b'{"trigger_id": "T-7", "unit_id": "U-7", "reply_to": "mes/#"}', "reply_to", "T-7"),
+    (b'{"trigger_id": "T-9", "unit_id": "U-9", "at": "2020-01-01T00:00:00Z"}', "from the station's clock, more than",
+     "T-9"),
     (b'{"trigger_id": "T-8", "unit_id": "' + b"x" * 600 + b'"}', "over the 512-byte limit", None),
     (b"\xff\xfe", "not JSON", None),
 ])
