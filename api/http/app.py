@@ -53,7 +53,7 @@ def create_app(settings: ServiceSettings | None = None, *, context: ServiceConte
     app.add_middleware(Gatekeeper, settings=settings)  # inside the metrics: refusals are counted too
     app.add_middleware(BodyLimitAndMetrics, max_bytes=settings.max_upload_bytes, metrics=metrics)
     for router in (health.router, frames.router, orders.router, reviews.router, engineering.router, keys.router,
-                   web.router, certificates.router, analytics.router, line.router):
+                   web.router, certificates.router, analytics.router, line.router, line.page_router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
     install_offline_docs(app)

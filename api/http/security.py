@@ -87,7 +87,7 @@ def rule_for(method: str, path: str, settings: ServiceSettings) -> RouteRule:
     if path == "/review/login":
         return RouteRule("login", False, 16 * 1024)
     cookie_ok = any(method in methods and pattern.fullmatch(path) for methods, pattern in _COOKIE_ROUTES)
-    if path in ("/review", "/review/logout", "/analytics") or path.startswith(("/review/units/",
+    if path in ("/review", "/review/logout", "/analytics", "/station") or path.startswith(("/review/units/",
                                                                                "/review/certificates/")):
         return RouteRule("page", True, small)
     if path == "/v1/frames":

@@ -6,17 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.http.deps import context, require
+from api.http.deps import context, principal_of, require
+from api.http.routes.web import page_zone, templates
 from api.http.schemas import ErrorOut
-from api.services.auth import Principal, Role
+from api.http.security import csrf_token_for
+from api.services.auth import AuthError, Principal, Role
 from api.services.line import LineService, TriggerRequest
 from inspection.line.config import CameraSpec
 
 router = APIRouter(prefix="/v1", tags=["line"])
+page_router = APIRouter(include_in_schema=False)
 
 TRIGGERS = require(Role.CAMERA, Role.ENGINEER)
 WATCHERS = require(Role.CAMERA, Role.OPERATOR, Role.ENGINEER)
@@ -108,3 +111,32 @@ async def add_camera(spec: CameraSpec, request: Request, _: Annotated[Principal,
 async def remove_camera(name: str, request: Request, _: Annotated[Principal, Depends(ENGINEERS)]) -> Response:
     await run_in_threadpool(LineService(context(request)).remove_camera, name)
     return Response(status_code=204)
+
+
+@page_router.get("/station")
+async def station_page(request: Request) -> Response:
+    """The station page: its cameras with their figures and the latest triggers (operators sign in on the review
+    page; it reloads itself every 5 s, no script)."""
+    try:
+        principal = principal_of(request)
+    except AuthError:
+        return RedirectResponse("/review/login", status_code=303)
+    if not principal.allowed(frozenset({Role.OPERATOR, Role.ENGINEER})):
+        return RedirectResponse("/review/login", status_code=303)
+    ctx = context(request)
+    service = LineService(ctx)
+    line, cameras, triggers, error = ctx.line, [], [], ""
+    if ctx.line_config is None:
+        error = "This service runs no line station (QC_STATION_CONFIG is unset)."
+    elif line is None:
+        error = ctx.load_error or "The line station starts once the model is loaded."
+    else:
+        cameras = service.cameras()
+        triggers = await run_in_threadpool(service.recent, 30)
+    session = request.scope.get("state", {}).get("session_token")
+    response = templates.TemplateResponse(request, "station.html", {
+        "principal": principal, "csrf_token": csrf_token_for(session) if session else "", "zone": page_zone(request),
+        "station": line.status() if line is not None else None, "cameras": cameras, "triggers": triggers,
+        "error": error})
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -91,3 +91,51 @@ def test_roles_cameras_and_metrics(line_service: Service) -> None:
 def test_no_station_configured_is_a_clear_404(service: Service) -> None:
     response = service.client.post("/v1/triggers", json={"unit_id": "U-1"}, headers=service.auth(Role.CAMERA))
     assert response.status_code == 404 and "QC_STATION_CONFIG" in response.json()["detail"]
+
+
+def test_station_page_shows_cameras_and_triggers_escaped(line_service: Service) -> None:
+    s = line_service
+    hostile = "<script>alert(1)</script>"
+    answer = s.client.post("/v1/triggers", json={"unit_id": hostile, "order_id": "ORD-1"}, headers=s.auth(Role.CAMERA))
+    assert answer.status_code == 200, answer.text
+    assert s.client.get("/station", follow_redirects=False).status_code == 303  # not signed in: to the sign-in
+    assert s.client.get("/station", headers=s.auth(Role.CAMERA), follow_redirects=False).status_code == 303
+    page = s.client.get("/station", headers=s.auth(Role.OPERATOR))
+    assert page.status_code == 200
+    assert 'data-camera="top"' in page.text and "Station test-line" in page.text
+    assert hostile not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert f'data-trigger="{answer.json()["trigger_id"]}"' in page.text
+
+
+def test_http_trigger_retry_with_its_id_is_not_judged_twice(line_service: Service) -> None:
+    s = line_service
+    body = {"unit_id": "U-retry", "order_id": "ORD-1", "trigger_id": "mes-4711"}
+    first = s.client.post("/v1/triggers", json=body, headers=s.auth(Role.CAMERA))
+    again = s.client.post("/v1/triggers", json=body, headers=s.auth(Role.CAMERA))
+    assert first.status_code == again.status_code == 200
+    assert again.json()["outcome"] == first.json()["outcome"] == "judged"
+    assert len(s.client.get("/v1/units/U-retry", headers=s.auth(Role.OPERATOR)).json()["frames"]) == 1
+    late = s.client.post("/v1/triggers", json={"unit_id": "U-x", "at": "yesterday"}, headers=s.auth(Role.CAMERA))
+    assert late.status_code == 422 and "ISO 8601" in late.json()["detail"]
+
+
+def test_answer_later_than_the_budget_is_202_then_read_back(tmp_path: Path, tiny_model: Path) -> None:
+    station = tmp_path / "station.yaml"
+    station.write_text("station: slow-line\nbudgets: {frame_wait_ms: 1500, answer_within_ms: 100}\ncameras:\n"
+                       "  - {name: top, url: 'rtsp://127.0.0.1:9/none', reconnect: {min_s: 0.1, max_s: 0.5}}\n")
+    ctx = ServiceContext.open(service_settings(tmp_path / "data", tiny_model, station_config=station))
+    keys = seed(ctx)
+    with TestClient(create_app(context=ctx)) as client:
+        assert ctx.wait_ready(30), ctx.load_error
+        s = Service(client, ctx, keys)
+        response = client.post("/v1/triggers", json={"unit_id": "U-slow", "order_id": "ORD-1"},
+                               headers=s.auth(Role.CAMERA))
+        assert response.status_code == 202, response.text
+        pending = response.json()
+        assert pending["status"] == "pending" and pending["outcome"] is None
+        url = f"/v1/triggers/{pending['trigger_id']}"
+        wait_until(lambda: client.get(url, headers=s.auth(Role.CAMERA)).json()["status"] == "answered",
+                   "the answer recorded")
+        answered = client.get(url, headers=s.auth(Role.CAMERA)).json()
+        assert answered["outcome"] == "missing_views" and answered["verdict"] == "REVIEW"
+        assert answered["error"].startswith("camera top: ")

@@ -58,7 +58,7 @@ class FakeCapture:
         return self.feed.online
 
     def read(self) -> tuple[bool, Any]:
-        while not self.released:
+        while not self.released and not self.feed.closed:
             try:
                 item = self.feed.frames.get(timeout=self.read_timeout)
             except queue.Empty:
@@ -79,6 +79,8 @@ class FakeCamera:
     frames: queue.Queue[Any] = field(default_factory=queue.Queue)
     online: bool = True
     opens: int = 0
+    closed: bool = False
+    """Set before the camera is closed: a blocked read returns at once (a real one waits its read timeout)."""
 
     def factory(self) -> FakeCapture:
         self.opens += 1
@@ -133,6 +135,8 @@ class Rig:
         self.station.start()
 
     def close(self) -> None:
+        for fake in self.fakes.values():
+            fake.closed = True
         self.station.close()
         self.hub.close()
         self.writer.close()
