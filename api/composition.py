@@ -231,9 +231,9 @@ def open_line_station(settings: Settings, config: StationConfig, runner: Inspect
     """The line station of ``config``: its cameras opened (connecting in the background), its trigger sources
     built (``inspection.line.sources``; ``http`` entries are the service's own route), the trigger log on the
     station's database and the status file in ``QC_DATA_DIR``. Not started; closing it closes the cameras."""
-    # every entry (http ones build nothing), so the sources' messages name the file's own triggers[i]
-    sources = build_trigger_sources([{"kind": t.kind, **t.options} for t in config.triggers],
-                                    station_id=config.station, settings=settings, line_signals=core.signals)
+    # the config's own records (http ones build nothing), so the sources' messages name the file and line
+    sources = build_trigger_sources(list(config.triggers), station_id=config.station, settings=settings,
+                                    line_signals=core.signals)
     hub = CameraHub.open(config.cameras)
     return LineStation(config, hub, runner, core.orders, records=TriggerLog(core.store.engine, config.station),
                        sources=sources, status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
