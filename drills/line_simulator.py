@@ -665,7 +665,8 @@ def summary_lines(report: RunReport, *, rate: float, rtsp: bool) -> list[str]:
 
 def run_demo(*, units: int = 10, rate: float = 60.0, settle_s: float = 0.3, fps: int = 25,
              data_dir: Path | None = None, as_json: bool = False, channel: str = "modbus",
-             work_dir: Path | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+             work_dir: Path | None = None, rtsp: bool | None = None, out: TextIO = sys.stdout,
+             err: TextIO = sys.stderr) -> int:
     """The whole demo; returns the exit code (0: every unit answered once, in order)."""
     from inspection.settings import load_settings
 
@@ -683,7 +684,7 @@ def run_demo(*, units: int = 10, rate: float = 60.0, settle_s: float = 0.3, fps:
         calibrate_panel(settings.data_dir)
         try:
             report, rtsp = run_line(plan, blanks, env, work, rate=rate, settle_s=settle_s, fps=fps, out=out,
-                                    err=err, channel=channel)
+                                    err=err, channel=channel, rtsp=rtsp)
         except StationError as e:
             err.write(f"error: {e}\n")
             return 2
@@ -759,10 +760,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the trigger channel: the PLC's registers, or the MES on MQTT (127.0.0.1:1883)")
     parser.add_argument("--work", type=Path, default=None,
                         help="keep the station config, its log and the camera frames here (default: a temp folder)")
+    parser.add_argument("--mjpeg", action="store_true",
+                        help="HTTP MJPEG cameras even where GStreamer's RTSP server runs (the fallback)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     args = parser.parse_args(argv)
     return run_demo(units=args.units, rate=args.rate, settle_s=args.settle, fps=args.fps, data_dir=args.data_dir,
-                    as_json=args.json, channel=args.channel, work_dir=args.work)
+                    as_json=args.json, channel=args.channel, work_dir=args.work,
+                    rtsp=False if args.mjpeg else None)
 
 
 if __name__ == "__main__":
