@@ -4,9 +4,22 @@ once, in order, acknowledging as a PLC program does."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import pytest
 from pymodbus.client import ModbusTcpClient
 
-from drills.line_simulator import RESULT_REGISTERS, TRIGGER_REGISTERS, LineAnswer, RunReport, SimulatedPlc, SimUnit
+from drills.cameras import MjpegCamera, blank_frame, scene_frames
+from drills.line_simulator import (
+    RESULT_REGISTERS,
+    TRIGGER_REGISTERS,
+    LineAnswer,
+    RunReport,
+    SimulatedPlc,
+    SimUnit,
+    demo_units,
+)
 from drills.peers import wait_until
 from inspection.signals.handshake import PlcOutput
 from inspection.signals.modbus import ModbusBackend
@@ -100,3 +113,38 @@ def test_result_registers_match_the_station_defaults() -> None:
     from inspection.signals.modbus import DEFAULT_REGISTERS
 
     assert {k: v for k, v in RESULT_REGISTERS.items() if k in DEFAULT_REGISTERS} == DEFAULT_REGISTERS
+
+
+def test_without_gstreamer_the_cameras_fall_back_to_mjpeg_and_say_so(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import drills.line_simulator as sim
+
+    monkeypatch.setattr(sim, "rtsp_unavailable", lambda: "/usr/bin/python3 not found")
+    blank = blank_frame(tmp_path, (64, 48))
+    scene = scene_frames([blank], tmp_path / "scene", size=(64, 48))
+    with sim.open_cameras({"top": blank}, fps=10) as (cameras, rtsp, note):
+        assert not rtsp and "/usr/bin/python3 not found" in note and "MJPEG" in note
+        camera = cameras["top"]
+        assert isinstance(camera, MjpegCamera) and camera.url.startswith("http://127.0.0.1:")
+        camera.show(scene)
+        cap = cv2.VideoCapture(camera.url, cv2.CAP_FFMPEG)
+        try:
+            ok, image = cap.read()
+        finally:
+            cap.release()
+    assert ok and image.shape == (48, 64, 3)
+
+
+def test_demo_units_cycle_the_manifest_with_fresh_ids_and_one_frame_size_per_camera(tmp_path: Path) -> None:
+    units, blanks = demo_units(13, tmp_path, run_tag="ab", views=("top", "bottom", "panel"))
+    ids = [u.unit_id for u in units]
+    assert len(set(ids)) == 13 and all(len(i) <= 20 for i in ids)
+    assert ids[0] == "U-1001-A-ab0" and ids[10] == "U-1007-A-ab0"
+    assert ids[11] == "U-1001-A-ab1"  # the second lap
+    assert {u.order_id for u in units} >= {"ORD-24-1001", "ORD-24-1005"}
+    for unit in units:
+        for view, path in unit.views.items():
+            image = cv2.imread(str(path))
+            blank = cv2.imread(str(blanks[view]))
+            assert image is not None and image.shape == blank.shape, (unit.unit_id, view)
+    assert set(units[0].views) == {"top", "bottom"} and set(units[10].views) == {"panel"}
