@@ -1,7 +1,7 @@
-"""End to end on a simulated line: the line simulator's PLC (a pymodbus server) and RTSP cameras (GStreamer on
-loopback) against a real ``qcline station run`` process. Every trigger is answered once, in order, through the
-result-register handshake; a unit the station has no order for is answered with the error code, never left
-silent.
+"""End to end on a simulated line: the line simulator's PLC (a pymodbus server), or its MES publishing triggers
+on MQTT (Mosquitto), and its RTSP cameras (GStreamer on loopback) against a real ``qcline station run`` process.
+Every trigger is answered once, in order, through the result-register handshake or the MQTT answer; a unit the
+station has no order for is answered with an error that says why, never left silent.
 
 The frames decide the verdicts, so they also prove each unit was judged on its own frames: units of the
 brushed-stainless order (any scratch fails it) alternate between an empty belt (nothing to find: PASS) and a
@@ -18,16 +18,21 @@ import pytest
 from drills.cameras import INSTALL_HINT, blank_frame, rtsp_unavailable, scene_frames
 from drills.line_simulator import DEMO_DIR, SimUnit, register_units, run_line
 from inspection.settings import load_settings
+from tests.inspection.signals.peers import BROKER_HOST, BROKER_PORT, broker_reachable
 
 pytestmark = [pytest.mark.slow, pytest.mark.rtsp]
 
 ORDER = "ORD-24-1001"  # brushed-stainless: required views top and bottom, scratches critical
 
 
-def test_units_on_a_simulated_line_are_each_answered_once_in_order_on_their_own_frames(tmp_path: Path) -> None:
+@pytest.mark.parametrize("channel", ["modbus", "mqtt"])
+def test_units_on_a_simulated_line_are_each_answered_once_in_order_on_their_own_frames(tmp_path: Path,
+                                                                                        channel: str) -> None:
     why = rtsp_unavailable()
     if why is not None:
         pytest.skip(f"no RTSP camera for the line test ({why}); {INSTALL_HINT}")
+    if channel == "mqtt" and not broker_reachable():
+        pytest.skip(f"no MQTT broker on {BROKER_HOST}:{BROKER_PORT} for the MES channel: install and start Mosquitto")
     data_dir = tmp_path / "data"
     frames = tmp_path / "frames"
     blanks = {view: blank_frame(frames / view, (200, 200)) for view in ("top", "bottom")}
@@ -40,13 +45,14 @@ def test_units_on_a_simulated_line_are_each_answered_once_in_order_on_their_own_
             SimUnit(3, f"U-{tag}-3", ORDER, clean), SimUnit(4, f"U-{tag}-4", ORDER, scratched)]
     register_units(load_settings(data_dir=data_dir), plan)
     out = io.StringIO()
-    report, rtsp = run_line(plan, blanks, {"QC_DATA_DIR": str(data_dir)}, tmp_path, rate=40.0, out=out, rtsp=True)
+    report, rtsp = run_line(plan, blanks, {"QC_DATA_DIR": str(data_dir)}, tmp_path, rate=40.0, out=out, rtsp=True,
+                            channel=channel)
     assert rtsp
     figures = report.figures()
     assert figures["triggers"] == 5 and figures["unanswered"] == 0, (figures, out.getvalue())
     assert figures["doubled"] == 0 and figures["stray"] == 0 and figures["in_order"], figures
     assert [a.unit_id for a in report.answers] == [u.unit_id for u in plan]
     assert [a.verdict for a in report.answers] == ["PASS", "FAIL", "ERROR", "PASS", "FAIL"], out.getvalue()
-    assert report.answers[2].error not in (0, "", None)  # the error register says why
+    assert report.answers[2].error not in (0, "", None)  # the error register / the answer's error says why
     assert all(a.latency_ms is not None and a.latency_ms > 0 for a in report.answers)
     assert f"U-{tag}-NOBODY" in out.getvalue()
