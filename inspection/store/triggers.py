@@ -78,8 +78,8 @@ class TriggerLog(Database):
         table = LineTriggerRow.__table__
         statement = insert_ignore(self.dialect, table, ["station_id", "trigger_id"])  # type: ignore[arg-type]
         with self._session("recording a trigger") as session:
-            result = session.execute(statement.values(**values))
-        return bool(getattr(result, "rowcount", 1))
+            inserted = session.execute(statement.values(**values).returning(LineTriggerRow.id)).scalar()
+        return inserted is not None
 
     def get(self, trigger_id: str) -> TriggerRecord:
         with self._session("reading a trigger") as session:

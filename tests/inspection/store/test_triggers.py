@@ -1,0 +1,41 @@
+"""The trigger record (``line_triggers``) on SQLite and PostgreSQL: one row per trigger id and station, the
+first answer kept, newest first, per station."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from inspection.errors import NotFoundError
+from inspection.store.db import open_database
+from inspection.store.triggers import TriggerLog, TriggerRecord
+
+T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+def record(trigger_id: str, seconds: int, outcome: str = "judged", verdict: str | None = "PASS") -> TriggerRecord:
+    at = T0 + timedelta(seconds=seconds)
+    return TriggerRecord(trigger_id, "", "modbus", f"U-{trigger_id}", "ORD-1" if verdict else None, at, at,
+                         at + timedelta(milliseconds=120), outcome, verdict, "" if verdict else "why not",
+                         120.0, {"top": {"camera": "top", "seq": seconds, "captured_at": at.isoformat()}})
+
+
+def test_trigger_log_round_trip(db_url: str) -> None:
+    engine = open_database(db_url)
+    try:
+        log, other = TriggerLog(engine, "press-3"), TriggerLog(engine, "press-4")
+        assert log.record(record("t1", 1))
+        assert log.record(record("t2", 2, "unknown_unit", None))
+        assert not log.record(record("t1", 9, "failed", None))  # a trigger keeps its first answer
+        assert other.record(record("t1", 5))  # the same id at another station is another trigger
+        got = log.get("t1")
+        assert got.outcome == "judged" and got.verdict == "PASS" and got.station_id == "press-3"
+        assert got.frames["top"]["seq"] == 1 and got.at == T0 + timedelta(seconds=1)
+        assert [r.trigger_id for r in log.recent(10)] == ["t2", "t1"]
+        assert [r.trigger_id for r in log.recent(10, unit_id="U-t2")] == ["t2"]
+        assert log.get("t2").error == "why not" and log.get("t2").order_id is None
+        with pytest.raises(NotFoundError):
+            log.get("t9")
+    finally:
+        engine.dispose()
