@@ -58,8 +58,9 @@ NEU_DET = ROOT.parent / "shared" / "datasets" / "neu-det"
 
 RESULT_REGISTERS: dict[str, int] = dict(DEFAULT_REGISTERS)
 """The station's result registers in the simulated PLC: the station's defaults, so neither side configures them."""
-TRIGGER_REGISTERS: dict[str, int] = {"counter": 100, "unit_id": 101, "order_id": 111}
-"""Where the PLC announces a unit: the unit id (and, optionally, the order id) as ASCII, then the counter + 1."""
+TRIGGER_REGISTERS: dict[str, int] = {"counter": 100, "unit_id": 101}
+"""Where the PLC announces a unit (the trigger sources' default ``modbus`` layout): the unit id as ASCII, then the
+counter + 1. A map with ``order_id`` also writes the order (the station then needs ``registers.order``)."""
 RESULT_CODES: dict[int, str] = {1: "PASS", 2: "FAIL", 3: "REVIEW", 4: "ERROR"}
 
 
@@ -279,8 +280,8 @@ class SimulatedPlc:
         t = self.trigger_map
         with self._write_lock:
             self._check(self._writer.write_registers(t["unit_id"], _ascii_words(unit_id)))
-            if "order_id" in t:
-                self._check(self._writer.write_registers(t["order_id"], _ascii_words(order_id or "")))
+            if "order_id" in t and order_id:
+                self._check(self._writer.write_registers(t["order_id"], _ascii_words(order_id)))
             self._counter = self._counter % 65535 + 1
             with self._stamps:
                 self._pending_unit = unit_id
