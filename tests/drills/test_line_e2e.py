@@ -45,14 +45,16 @@ def test_units_on_a_simulated_line_are_each_answered_once_in_order_on_their_own_
             SimUnit(3, f"U-{tag}-3", ORDER, clean), SimUnit(4, f"U-{tag}-4", ORDER, scratched)]
     register_units(load_settings(data_dir=data_dir), plan)
     out = io.StringIO()
-    report, rtsp = run_line(plan, blanks, {"QC_DATA_DIR": str(data_dir)}, tmp_path, rate=40.0, out=out, rtsp=True,
-                            channel=channel)
+    # the unit is in view 0.8 s before its trigger: far more than the cameras' own latency, also on a loaded machine
+    report, rtsp = run_line(plan, blanks, {"QC_DATA_DIR": str(data_dir)}, tmp_path, rate=30.0, settle_s=0.8, out=out,
+                            rtsp=True, channel=channel)
+    seen = out.getvalue() + "\nstation log:\n" + (tmp_path / "station.log").read_text(errors="replace")[-3000:]
     assert rtsp
     figures = report.figures()
-    assert figures["triggers"] == 5 and figures["unanswered"] == 0, (figures, out.getvalue())
-    assert figures["doubled"] == 0 and figures["stray"] == 0 and figures["in_order"], figures
-    assert [a.unit_id for a in report.answers] == [u.unit_id for u in plan]
-    assert [a.verdict for a in report.answers] == ["PASS", "FAIL", "ERROR", "PASS", "FAIL"], out.getvalue()
+    assert figures["triggers"] == 5 and figures["unanswered"] == 0, (figures, seen)
+    assert figures["doubled"] == 0 and figures["stray"] == 0 and figures["in_order"], (figures, seen)
+    assert [a.unit_id for a in report.answers] == [u.unit_id for u in plan], seen
+    assert [a.verdict for a in report.answers] == ["PASS", "FAIL", "ERROR", "PASS", "FAIL"], seen
     assert report.answers[2].error not in (0, "", None)  # the error register / the answer's error says why
     assert all(a.latency_ms is not None and a.latency_ms > 0 for a in report.answers)
     assert f"U-{tag}-NOBODY" in out.getvalue()
