@@ -42,7 +42,7 @@ from inspection.line.cameras import CameraHub
 from inspection.line.config import StationConfig, load_station_config
 from inspection.line.sources import build_trigger_sources
 from inspection.line.station import STATUS_FILE, InspectorRunner, LineStation
-from inspection.line.triggers import TriggerAnswer
+from inspection.line.triggers import TriggerAnswer, TriggerSource
 from inspection.pipeline import Inspector, OrderResolver, Sink
 from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.signals import build_line_signals
@@ -227,16 +227,18 @@ def open_station(settings: Settings, model: Path | None = None, *, sinks: Sequen
 
 
 def open_line_station(settings: Settings, config: StationConfig, runner: InspectorRunner, core: StationCore, *,
-                      on_answer: Sequence[Callable[[TriggerAnswer], None]] = ()) -> LineStation:
+                      on_answer: Sequence[Callable[[TriggerAnswer], None]] = (),
+                      sources: Sequence[TriggerSource] = ()) -> LineStation:
     """The line station of ``config``: its cameras opened (connecting in the background), its trigger sources
-    built (``inspection.line.sources``; ``http`` entries are the service's own route), the trigger log on the
-    station's database and the status file in ``QC_DATA_DIR``. Not started; closing it closes the cameras."""
+    built (``inspection.line.sources``; ``http`` entries are the service's own route) plus ``sources`` given
+    ready-made (a simulator, a test), the trigger log on the station's database and the status file in
+    ``QC_DATA_DIR``. Not started; closing it closes the cameras and the sources."""
     # the config's own records (http ones build nothing), so the sources' messages name the file and line
-    sources = build_trigger_sources(list(config.triggers), station_id=config.station, settings=settings,
-                                    line_signals=core.signals)
+    built = build_trigger_sources(list(config.triggers), station_id=config.station, settings=settings,
+                                  line_signals=core.signals)
     hub = CameraHub.open(config.cameras)
     return LineStation(config, hub, runner, core.orders, records=TriggerLog(core.store.engine, config.station),
-                       sources=sources, status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
+                       sources=[*built, *sources], status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
 
 
 VERDICT_STYLE = {Verdict.PASS: "green", Verdict.REVIEW: "yellow", Verdict.FAIL: "bold red"}

@@ -126,7 +126,7 @@ class Camera:
         self._min_period = 1.0 / spec.max_fps if spec.max_fps else 0.0
         self._last_kept = -1e18
         self._arrivals: deque[float] = deque(maxlen=4096)
-        self._anchor: tuple[datetime, float] | None = None
+        self._anchor: datetime | None = None
         self._frames_in = 0
         self._claimed = 0
         self._dropped = 0
@@ -163,20 +163,23 @@ class Camera:
             self._reconnects += 1
 
     def _captured_at(self, grabbed_at: datetime, cap: CaptureLike) -> datetime:
+        """With ``timestamps: stream``: the stream's presentation time on the grab clock. The offset between
+        the two is the lowest latency seen so far (grab minus stream time), so a burst of buffered frames
+        handed out at once keeps its real spacing and no frame is stamped after it was read; a stream time
+        that falls far behind (the camera's clock or stream restarted) re-anchors on the current frame."""
         if self.spec.timestamps != "stream":
             return grabbed_at
         get = getattr(cap, "get", None)
-        position = float(get(cv2.CAP_PROP_POS_MSEC)) if get is not None else 0.0
-        if position <= 0:
+        position = float(get(cv2.CAP_PROP_POS_MSEC)) if get is not None else -1.0
+        if position < 0:
             return grabbed_at
-        anchor = self._anchor
-        if anchor is not None:
-            stamped = anchor[0] + timedelta(milliseconds=position - anchor[1])
-            # a stream time after its grab, or far behind it, is a camera clock that jumped: re-anchor
-            if stamped <= grabbed_at and grabbed_at - stamped <= max(self._tolerance, timedelta(seconds=1)):
-                return stamped
-        self._anchor = (grabbed_at, position)
-        return grabbed_at
+        offset = grabbed_at - timedelta(milliseconds=position)
+        if self._anchor is None or offset < self._anchor:
+            self._anchor = offset
+        stamped = self._anchor + timedelta(milliseconds=position)
+        if grabbed_at - stamped > max(self._tolerance, timedelta(seconds=1)):
+            self._anchor, stamped = offset, grabbed_at
+        return stamped
 
     def _frame(self, image: Any, grabbed_at: datetime, seq: int, cap: CaptureLike) -> None:
         now = time.monotonic()

@@ -311,6 +311,8 @@ class LineStation:
         except Exception as exc:  # QCError (store, conflict) or an engine error: answered with the reason
             self._finish(pending, TriggerOutcome.FAILED, refs=refs, error=f"unit {unit_id}: {exc}")
             return
+        for frame in frames:  # the content address the results store files the frame's inspection under
+            refs[frame.camera_id]["frame_sha256"] = frame.sha256
         outcome = TriggerOutcome.MISSING_VIEWS if failures else TriggerOutcome.JUDGED
         self._finish(pending, outcome, verdict=verdict, refs=refs,
                      error="; ".join(f.error for f in failures))

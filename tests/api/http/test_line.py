@@ -61,6 +61,7 @@ def test_http_trigger_is_judged_answered_and_recorded(line_service: Service) -> 
     assert [t["trigger_id"] for t in listed] == [body["trigger_id"]]
     unit = s.client.get("/v1/units/U-L1", headers=s.auth(Role.OPERATOR)).json()
     assert unit["verdict"] == "FAIL"
+    assert [f["frame_sha256"] for f in unit["frames"]] == [again["frames"]["top"]["frame_sha256"]]
 
 
 def test_roles_cameras_and_metrics(line_service: Service) -> None:

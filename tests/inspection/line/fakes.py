@@ -53,6 +53,11 @@ class FakeCapture:
         self.feed = feed
         self.read_timeout = read_timeout
         self.released = False
+        self.position_ms = -1.0
+
+    def get(self, prop: int) -> float:
+        """``CAP_PROP_POS_MSEC`` of the last frame read, when the test gave frames stream times."""
+        return self.position_ms if prop == 0 else 0.0  # cv2.CAP_PROP_POS_MSEC == 0
 
     def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
         return self.feed.online
@@ -65,6 +70,8 @@ class FakeCapture:
                 continue
             if item is _DROP:
                 return False, None
+            if isinstance(item, tuple):  # (image, stream time in ms)
+                item, self.position_ms = item
             return True, item
         return False, None
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import cv2
 import numpy as np
 import pytest
 
@@ -114,3 +116,28 @@ def test_hub_add_remove_and_bounds() -> None:
         for fake in fakes.values():
             fake.closed = True
         hub.close()
+
+
+def test_stream_timestamps_keep_a_bursts_spacing() -> None:
+    assert cv2.CAP_PROP_POS_MSEC == 0  # what FakeCapture.get answers
+    fake = FakeCamera()
+    camera = Camera(CameraSpec(name="top", url="usb:0", ring=8, timestamps="stream"), capture_factory=fake.factory)
+    camera.start()
+    try:
+        wait_until(lambda: fake.opens >= 1, "camera opened")
+        fake.frames.put((flat(), 0.0))
+        wait_until(lambda: camera.stats().frames_in == 1, "the first frame")
+        time.sleep(0.4)  # the decoder then hands out three buffered frames at once
+        for position in (200.0, 240.0, 280.0):
+            fake.frames.put((flat(), position))
+        wait_until(lambda: camera.stats().frames_in == 4, "the burst")
+        frames = [camera.take(datetime(2000, 1, 1, tzinfo=UTC), CapturePolicy(), time.monotonic() + 5)
+                  for _ in range(4)]
+    finally:
+        fake.closed = True
+        camera.close()
+    assert all(f is not None for f in frames)
+    stamps = [f.captured_at for f in frames if f is not None]
+    assert [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(stamps[1:])] == [40.0, 40.0]
+    assert all(f.captured_at <= f.grabbed_at for f in frames if f is not None)
+    assert (stamps[1] - stamps[0]).total_seconds() == pytest.approx(0.2, abs=1e-6)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inspection.line.triggers import TriggerAnswer, TriggerOutcome
+from inspection.line.triggers import Trigger, TriggerAnswer, TriggerChannel, TriggerOutcome
 from inspection.types import Verdict
 from tests.inspection.line.fakes import FakeCamera, Rig, config, trigger, wait_until
 
@@ -206,3 +206,46 @@ def test_trigger_edge_cases(name: str, tmp_path: Path) -> None:
             assert [a.verdict.order_id for a in answers if a.verdict] == ["ORD-1", "ORD-1", "ORD-2"]
     finally:
         rig.close()
+
+
+class ScriptedSource:
+    """A trigger channel the test drives: what a PLC / MQTT source does, minus the protocol."""
+
+    name = "scripted"
+    channel = TriggerChannel.MODBUS
+
+    def __init__(self) -> None:
+        self.submit: Callable[[Trigger], None] | None = None
+        self.answers: list[TriggerAnswer] = []
+        self.closed = False
+
+    def start(self, submit: Callable[[Trigger], None]) -> None:
+        self.submit = submit
+
+    def answer(self, answer: TriggerAnswer) -> None:
+        self.answers.append(answer)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_each_trigger_is_answered_once_to_the_source_it_came_from(tmp_path: Path) -> None:
+    top = FakeCamera()
+    rig = Rig(tmp_path, config("top", budgets=LONG), fakes={"top": top})
+    source = ScriptedSource()
+    try:
+        rig.station.add_source(source)
+        assert source.submit is not None
+        wait_until(lambda: top.opens >= 1, "camera opened")
+        first = trigger("U-plc", channel=TriggerChannel.MODBUS)
+        source.submit(first)
+        source.submit(trigger("U-plc", channel=TriggerChannel.MODBUS))  # the PLC held its trigger bit: duplicate
+        wait_until(lambda: rig.station._current == first.trigger_id, "trigger taken up")
+        top.push(0)
+        wait_until(lambda: len(source.answers) == 2, "both answers")
+        assert [a.outcome for a in source.answers] == [TriggerOutcome.DUPLICATE, TriggerOutcome.JUDGED]
+        assert source.answers[1].verdict is not None and source.answers[1].verdict.verdict is Verdict.PASS
+        assert rig.log.get(first.trigger_id).channel == "modbus"
+    finally:
+        rig.close()
+    assert source.closed and len(source.answers) == 2
