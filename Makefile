@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test lint typecheck layers bench system-deps clean train-deps
+.PHONY: demo demo-line test lint typecheck layers bench system-deps clean train-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.base-installed
 	$(BIN)/qcline demo
+
+# Units passing a station on a simulated line (PLC + RTSP cameras on loopback): drills/line_simulator.py
+demo-line: $(VENV)/.base-installed
+	$(BIN)/qcline demo --line
 
 # The training extra (torch, ultralytics) on top of a station install: what `qcline train` needs.
 train-deps: $(VENV)/.base-installed

@@ -248,8 +248,9 @@ def open_line_station(settings: Settings, config: StationConfig, runner: Inspect
     ready-made (a simulator, a test), the trigger log on the station's database and the status file in
     ``QC_DATA_DIR``. Not started; closing it closes the cameras and the sources."""
     hub = CameraHub.open(config.cameras)  # first: a label trigger reads its camera's frames
+    # the config's own records (http ones build nothing), so the sources' messages name the file and line
     try:
-        built = build_trigger_sources([t for t in config.triggers if t.kind != "http"], station_id=config.station,
+        built = build_trigger_sources(list(config.triggers), station_id=config.station,
                                       settings=settings, line_signals=core.signals,
                                       latest_frame_for=hub.latest_frame_for, data_dir=settings.data_dir)
     except BaseException:

@@ -58,12 +58,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from drills.load import BOUNDARY, ORDER_ID, VIEW  # noqa: E402  (after sys.path; shared with the drills)
+from drills.load import images as _images  # noqa: E402
+from drills.load import multipart as _multipart  # noqa: E402
+from drills.load import percentile as _percentile  # noqa: E402
+
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "neu-det"
 DEMO_ORDERS = ROOT / "api" / "demo" / "orders.yaml"
-ORDER_ID = "ORD-24-1003"  # raw-industrial: required views [top], so one frame completes a unit
-VIEW = "top"
-SUFFIXES = {".jpg", ".jpeg"}
-BOUNDARY = "qclinebenchboundary7f3a"
 METRICS = ("qcline_batch_size", "qcline_inference_batch_seconds", "qcline_queue_wait_seconds")
 
 
@@ -72,19 +73,6 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def _images(data: Path, limit: int) -> list[Path]:
-    folder = data / "images" if (data / "images").is_dir() else data
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
-    if not files:
-        raise SystemExit(f"no JPEG images under {folder}")
-    return files[:limit] if limit else files
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
 
 
 # -- in-process baseline --------------------------------------------------------------------------------
@@ -241,18 +229,6 @@ def _metric_totals(text: str) -> dict[str, float]:
             totals[f"{name}_{part}"] = float(match.group(1)) if match else 0.0
     return totals
 
-
-def _multipart(data: bytes) -> tuple[bytes, bytes]:
-    """A frame's multipart body as (head, tail): the unit id goes between them, so building a request costs
-    one concatenation and the client stays light."""
-    b = BOUNDARY.encode()
-    head = b"--" + b + b'\r\nContent-Disposition: form-data; name="unit_id"\r\n\r\n'
-    tail = b"".join([
-        b"\r\n--", b, b'\r\nContent-Disposition: form-data; name="order_id"\r\n\r\n', ORDER_ID.encode(),
-        b"\r\n--", b, b'\r\nContent-Disposition: form-data; name="camera_id"\r\n\r\n', VIEW.encode(),
-        b"\r\n--", b, b'\r\nContent-Disposition: form-data; name="image"; filename="frame.jpg"\r\n'
-        b"Content-Type: image/jpeg\r\n\r\n", data, b"\r\n--", b, b"--\r\n"])
-    return head, tail
 
 
 @dataclass

@@ -45,7 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as ``python drills/x.py`` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from bench.service import BOUNDARY, ORDER_ID, _images, _multipart, _percentile  # noqa: E402 (after sys.path)
+from drills.load import BOUNDARY, ORDER_ID  # noqa: E402 (after sys.path)
+from drills.load import images as _images  # noqa: E402
+from drills.load import multipart as _multipart  # noqa: E402
+from drills.load import percentile as _percentile  # noqa: E402
 
 DEMO_ORDERS = ROOT / "api" / "demo" / "orders.yaml"
 NEU_DET = ROOT.parent / "shared" / "datasets" / "neu-det"

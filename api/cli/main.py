@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -568,8 +569,22 @@ def _demo_calibration(data_dir: Path | None) -> None:
 
 
 @app.command()
-def demo(data_dir: DataDirOption = None) -> None:
-    """Import the demo orders, replay the demo line through the default model, show unit verdicts."""
+def demo(
+    data_dir: DataDirOption = None,
+    line: Annotated[bool, typer.Option("--line", help="A moving line instead of the replay: a simulated PLC and "
+                                       "RTSP cameras on loopback, `qcline station run` answering each unit.")] = False,
+    units: Annotated[int, typer.Option(min=1, max=10_000, help="--line: units that pass.")] = 10,
+    rate: Annotated[float, typer.Option(min=1.0, max=600.0, help="--line: units per minute.")] = 60.0,
+) -> None:
+    """Import the demo orders, replay the demo line through the default model, show unit verdicts.
+
+    With --line, units of the demo orders pass a station on a simulated line (drills/line_simulator.py) and
+    each verdict is printed as the line hears it, with its trigger-to-answer latency."""
+    if line:  # the simulator is its own program (it plays the PLC and the cameras and runs a station process)
+        command = [sys.executable, "-m", "drills.line_simulator", "--units", str(units), "--rate", str(rate)]
+        if data_dir is not None:
+            command += ["--data-dir", str(data_dir)]
+        raise SystemExit(subprocess.call(command))
     settings = _settings(data_dir)
     err.print(f"[bold]qcline demo[/]: orders {DEMO_DIR / 'orders.yaml'}, line {DEMO_DIR / 'manifest.csv'}, "
               f"model {station_model(settings).name}, database {settings.resolved_database_url}")

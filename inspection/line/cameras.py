@@ -104,8 +104,10 @@ class _Take:
 
     after: datetime
     policy: CapturePolicy
+    before: datetime | None = None  # frames captured later belong to a later unit (the station fell behind)
     candidates: list[_Slot] = field(default_factory=list)
     last_seq: int = -1
+    passed: bool = False  # a frame later than ``before`` came: no frame of this unit can come any more
 
 
 class Camera:
@@ -264,8 +266,14 @@ class Camera:
     def _scan(self, want: _Take) -> None:
         """Add the ring's unclaimed frames captured at/after the moment (minus the tolerance), by sequence."""
         earliest = want.after - self._tolerance
+        latest = want.before + self._tolerance if want.before is not None else None
         for slot in self._ring:
-            if slot.frame.seq > want.last_seq and not slot.claimed and slot.frame.captured_at >= earliest:
+            if slot.frame.seq <= want.last_seq:
+                continue
+            if latest is not None and slot.frame.captured_at > latest:
+                want.passed = True
+                break
+            if not slot.claimed and slot.frame.captured_at >= earliest:
                 want.candidates.append(slot)
                 want.last_seq = slot.frame.seq
 
@@ -279,6 +287,11 @@ class Camera:
         closes = want.after + timedelta(milliseconds=policy.window_ms)
         return bool(fresh) and (now_wall >= closes or fresh[-1].frame.captured_at >= closes)
 
+    def has_frame_after(self, moment: datetime) -> bool:
+        """Whether the ring holds a frame captured after ``moment`` (why a late trigger found none of its own)."""
+        with self._cond:
+            return bool(self._ring) and self._ring[-1].frame.captured_at > moment
+
     def latest(self) -> tuple[npt.NDArray[np.uint8], datetime] | None:
         """The newest frame and its capture time, without claiming it: what a part-label reader watches (the
         frame stays available to the trigger the label starts)."""
@@ -288,16 +301,18 @@ class Camera:
             frame = self._ring[-1].frame
             return frame.image, frame.captured_at
 
-    def take(self, after: datetime, policy: CapturePolicy, deadline: float) -> CapturedFrame | None:
+    def take(self, after: datetime, policy: CapturePolicy, deadline: float,
+             before: datetime | None = None) -> CapturedFrame | None:
         """The frame for a trigger at ``after``: the first unclaimed frame captured at/after it, or the sharpest
         of a burst / window, claimed so that no other trigger ever gets it. Waits until ``deadline``
         (``time.monotonic()``); at the deadline a burst or window keeps the best of what came, and ``None``
-        means no frame at all."""
-        want = _Take(after, policy)
+        means no frame at all. ``before``: frames captured after it are never this trigger's (a station that
+        fell behind its triggers must not judge a later unit's frames as this one's)."""
+        want = _Take(after, policy, before)
         with self._cond:
             while True:
                 self._scan(want)
-                if self._done(want, self._clock()) or self._stopped.is_set():
+                if self._done(want, self._clock()) or self._stopped.is_set() or (want.passed and not want.candidates):
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -328,7 +328,10 @@ class LineStation:
             if camera is None:
                 result[view] = (None, f"camera {view}: not at this station (the order's profile requires it)")
                 continue
-            futures[view] = self._pool.submit(camera.take, trigger.at, self.config.capture_for(view), deadline)
+            policy = self.config.capture_for(view)
+            window_ms = policy.window_ms if policy.policy == "window" else 0
+            latest = trigger.at + timedelta(milliseconds=wait_ms + window_ms)  # later: not this unit's frame
+            futures[view] = self._pool.submit(camera.take, trigger.at, policy, deadline, latest)
         for view, future in futures.items():
             camera = self.hub.get(view)
             try:
@@ -340,6 +343,9 @@ class LineStation:
             if captured is None and not error:
                 if camera is not None and not camera.connected and camera.last_error:
                     error = f"camera {view}: down: {camera.last_error}"
+                elif camera is not None and camera.has_frame_after(trigger.at + timedelta(milliseconds=wait_ms)):
+                    error = (f"camera {view}: no frame captured within {wait_ms:g} ms after the trigger is left (the "
+                             "station fell behind its triggers: the newest frames are a later unit's)")
                 else:
                     error = f"camera {view}: no frame within {wait_ms:g} ms after the trigger"
             result[view] = (captured, error)

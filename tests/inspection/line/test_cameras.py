@@ -6,7 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import cv2
 import numpy as np
@@ -141,3 +141,17 @@ def test_stream_timestamps_keep_a_bursts_spacing() -> None:
     assert [(b - a).total_seconds() * 1000 for a, b in itertools.pairwise(stamps[1:])] == [40.0, 40.0]
     assert all(f.captured_at <= f.grabbed_at for f in frames if f is not None)
     assert (stamps[1] - stamps[0]).total_seconds() == pytest.approx(0.2, abs=1e-6)
+
+
+def test_a_station_behind_its_triggers_never_takes_a_later_units_frame(cam: tuple[Camera, FakeCamera]) -> None:
+    """A trigger taken late (the queue backed up) must not bind a frame captured after its window: that frame
+    shows the next unit. It gets none, and says the station fell behind; the frame stays for its own trigger."""
+    camera, fake = cam
+    old = datetime.now(UTC) - timedelta(seconds=5)
+    fake.push(255)
+    wait_until(lambda: camera.has_frame_after(old), "a frame after the old trigger")
+    late = camera.take(old, CapturePolicy(), time.monotonic() + 5, before=old + timedelta(milliseconds=800))
+    assert late is None
+    assert camera.stats().frames_claimed == 0
+    own = camera.take(old + timedelta(seconds=4), CapturePolicy(), time.monotonic() + 5)
+    assert own is not None and own.seq == 0

@@ -4,100 +4,30 @@ station talks Modbus TCP, OPC UA and MQTT to real protocol stacks."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import select
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# The PLC's Modbus server and the socket helpers live in the installed ``drills`` package (the line simulator
+# and ``qcline demo --line`` run them from a station install); re-exported here for the tests.
+from drills.peers import ModbusServer, WriteHook, free_port, wait_until
+from drills.peers import port_open as _port_open
+
+__all__ = ["BROKER_HOST", "BROKER_PORT", "ModbusServer", "Mosquitto", "OpcUaServer", "TcpProxy", "WriteHook",
+           "broker_reachable", "free_port", "mosquitto_binary", "self_signed_tls", "wait_until"]
 
 BROKER_HOST = "127.0.0.1"
 BROKER_PORT = 1883
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def broker_reachable(host: str = BROKER_HOST, port: int = BROKER_PORT) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return condition()
-
-
-WriteHook = Callable[[int, list[int]], None]
-
-
-class ModbusServer:
-    """A pymodbus TCP server with 200 holding registers (0..199), in its own thread and event loop.
-
-    ``on_write(address, values)`` (optional) is called inside the server as each write request is applied,
-    which is the moment the values become readable by any client.
-    """
-
-    def __init__(self, on_write: WriteHook | None = None, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self._on_write = on_write
-        self._loop = asyncio.new_event_loop()
-        self._server: Any = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="test-modbus-server", daemon=True)
-
-    async def _action(self, function_code: int, start_address: int, address: int, count: int,
-                      registers: list[int], set_values: Any) -> None:
-        if set_values is not None and self._on_write is not None:
-            self._on_write(address, list(set_values))
-
-    def _serve(self) -> None:
-        from pymodbus.server import ModbusTcpServer
-        from pymodbus.simulator import DataType, SimData, SimDevice
-
-        device = SimDevice(id=1, simdata=[SimData(0, count=200, values=0, datatype=DataType.REGISTERS)],
-                           action=self._action)
-
-        async def main() -> None:
-            self._server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
-            self._started.set()
-            await self._server.serve_forever()
-
-        asyncio.set_event_loop(self._loop)
-        with contextlib.suppress(asyncio.CancelledError):
-            self._loop.run_until_complete(main())
-
-    def __enter__(self) -> ModbusServer:
-        self._thread.start()
-        self._started.wait(10)
-        if not wait_until(lambda: _port_open(self.port), 10):
-            raise RuntimeError(f"pymodbus server did not listen on {self.port}")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            asyncio.run_coroutine_threadsafe(self._server.shutdown(), self._loop).result(10)
-        self._thread.join(10)
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
     except OSError:
         return False
