@@ -1,18 +1,22 @@
-"""What every ``qcline`` command module shares: the common options, JSON output, who is acting."""
+"""What every ``qcline`` command module shares: the common options, the consoles, settings, JSON output, local
+times, who is acting."""
 
 from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from inspection.errors import QCError
-from inspection.settings import Settings
+from inspection.settings import Settings, load_settings
 
 TRAIN_EXTRA_HINT = ("training needs the [train] extra (torch, ultralytics, matplotlib): "
                     "pip install -e '.[train]'  (or: make train-deps)")
@@ -94,3 +98,58 @@ def require_train_extra(*modules: str) -> None:
             found = False
         if not found:
             raise QCError(f"{TRAIN_EXTRA_HINT} (missing: {name})")
+
+
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, whatever the terminal width
+log = logging.getLogger("qcline")
+
+ModelOption = Annotated[Path | None, typer.Option(
+    "--model", help="Model package folder (default: $QC_MODEL_PATH, else the registry's champion, else the bundled "
+    "model).")]
+
+
+
+def settings_for(data_dir: Path | None = None, model: Path | None = None, engine: str | None = None,
+                 precision: str | None = None) -> Settings:
+    return load_settings(data_dir=data_dir, model_path=model, engine=engine, precision=precision)
+
+
+def progress() -> Progress:
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=err, transient=False)
+
+
+def zone_of(settings: Settings) -> Any:
+    """The zone times are shown in: QC_TIMEZONE, else the machine's local zone."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if settings.timezone:
+        try:
+            return ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise QCError(f"QC_TIMEZONE={settings.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+    return datetime.now().astimezone().tzinfo
+
+
+def local_time(value: str | None, zone: Any) -> str:
+    from datetime import datetime
+
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def when(text: str | None, zone: Any, option: str) -> Any:
+    """A date (local midnight) or a date-time (local unless it names its zone) as an aware datetime."""
+    from datetime import datetime
+
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise QCError(f"{option} must be a date or date-time like 2026-11-26 or 2026-11-26T06:00, got {text!r}") \
+            from None
+    return value if value.tzinfo else value.replace(tzinfo=zone)

@@ -1,4 +1,5 @@
-"""``qcline models ...`` registry commands: register, list, promote (through the gate), rollback, audit, holdout.
+"""``qcline models ...``: the registry (register, list, promote through the gate, rollback, audit, holdout) and the
+packages themselves (show, build-default).
 
 A Typer app of its own (``registry_app``) so ``api/cli/main.py`` mounts it under ``qcline models`` without this
 module touching the rest of the CLI. Failures are raised as ``QCError`` (``PromotionRefusedError`` when the
@@ -18,7 +19,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from api.cli.common import DataDirOption, JsonOption, default_actor, print_json
+from api.cli.common import (
+    DataDirOption,
+    JsonOption,
+    ModelOption,
+    default_actor,
+    out,
+    print_json,
+    require_train_extra,
+    settings_for,
+)
+from api.composition import station_model
 from api.services.engineering import promote_on_holdout, station_evaluator
 from inspection.errors import NotFoundError
 from inspection.settings import DEFAULT_MODEL_DIR, Settings, load_settings
@@ -253,3 +264,32 @@ def quantize(
         print_json(data)
         return
     typer.echo(f"registered int8 variant {_line(registered)}\n  {data['check']}")
+
+
+# -- packages -------------------------------------------------------------------------------------------
+@registry_app.command("build-default")
+def models_build_default(
+    data: Annotated[Path, typer.Option(help="NEU-DET style Pascal VOC folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Package folder to write.")] = Path("models/neu-det-yolov8n"),
+    device: Annotated[str, typer.Option(help="cpu, or a CUDA device index such as 0.")] = "cpu",
+    epochs: int = 88, imgsz: int = 416, batch: int = 32,
+    work_dir: Annotated[Path, typer.Option(help="Scratch folder for the YOLO dataset and runs.")] = Path(
+        "runs/default"),
+) -> None:
+    """Reproduce the bundled default model (see its MODEL_CARD.md)."""
+    require_train_extra()
+    from training.default_model import build_default_model
+
+    package = build_default_model(data, out_dir, work_dir=work_dir, device=device, imgsz=imgsz, epochs=epochs,
+                                  batch=batch)
+    metrics = package.metadata.metrics
+    out.print(f"wrote {package.path}: mAP@0.5 {metrics['map50']:.3f}, mAP@0.5:0.95 {metrics['map50_95']:.3f}")
+
+
+@registry_app.command("show")
+def models_show(model: ModelOption = None) -> None:
+    """Print a package's metadata after verifying its sha256."""
+    from inspection.model_package import ModelPackage
+
+    package = ModelPackage.load(station_model(settings_for(), model))
+    print_json(package.metadata.to_json())

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.cli.main import run_inspection
+from api.cli.inspect import run_inspection
 from inspection.errors import StoreError
 from inspection.profiles import load_order_book
 from inspection.settings import load_settings
