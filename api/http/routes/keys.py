@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import ADMIN, context
-from api.http.schemas import ErrorOut, KeyIn, KeyOut, RowId
+from api.http.schemas import KeyIn, KeyOut, KeyRecordOut, RowId, errors
 from api.services.auth import Principal
 
 router = APIRouter(prefix="/v1", tags=["admin"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 422)}
+ERRORS = errors(404)
 
 
-@router.get("/keys", summary="API keys (never their secrets)", responses=ERRORS)
+@router.get("/keys", response_model=list[KeyRecordOut], summary="API keys (never their secrets)", responses=ERRORS)
 async def list_keys(request: Request, _: Annotated[Principal, Depends(ADMIN)]) -> list[dict[str, Any]]:
     return await run_in_threadpool(context(request).keys.list)
 
@@ -27,7 +27,8 @@ async def create_key(body: KeyIn, request: Request, _: Annotated[Principal, Depe
     return {"key": secret, "role": record["role"], "id": record["id"], "name": record["name"]}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke a key (and sign its review sessions out)", responses=ERRORS)
+@router.delete("/keys/{key_id}", response_model=KeyRecordOut,
+               summary="Revoke a key (and sign its review sessions out)", responses=ERRORS)
 async def revoke_key(key_id: RowId, request: Request,
                      _: Annotated[Principal, Depends(ADMIN)]) -> dict[str, Any]:
     return await run_in_threadpool(context(request).keys.revoke, key_id)
