@@ -188,10 +188,29 @@ def _to_model(row: RegisteredModelRow) -> RegisteredModel:
                            previous_champion_id=row.previous_champion_id)
 
 
-def _audit_json(row: ModelAuditRow) -> dict[str, Any]:
-    return {"id": row.id, "model_id": row.model_id, "from_stage": row.from_stage, "to_stage": row.to_stage,
-            "actor": row.actor, "reason": row.reason, "forced": row.forced, "metrics": row.metrics,
-            "at": row.at.isoformat()}
+@dataclass(frozen=True)
+class ModelAuditEntry:
+    """One stage change of a registered model: who, when, why, forced or not, on which numbers."""
+
+    id: int
+    model_id: int
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    reason: str
+    forced: bool
+    metrics: dict[str, Any]
+    at: str
+
+    @classmethod
+    def of(cls, row: ModelAuditRow) -> ModelAuditEntry:
+        return cls(row.id, row.model_id, row.from_stage, row.to_stage, row.actor, row.reason, row.forced,
+                   dict(row.metrics or {}), row.at.isoformat())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "model_id": self.model_id, "from_stage": self.from_stage, "to_stage": self.to_stage,
+                "actor": self.actor, "reason": self.reason, "forced": self.forced, "metrics": self.metrics,
+                "at": self.at}
 
 
 class ModelRegistry(Database):
@@ -366,13 +385,13 @@ class ModelRegistry(Database):
         log.info("registered the bundled model %s as the first champion (id %d)", model.sha256[:12], model.id)
         return model
 
-    def audit(self, model_id: int | None = None) -> builtins.list[dict[str, Any]]:
+    def audit(self, model_id: int | None = None) -> builtins.list[ModelAuditEntry]:
         """Audit rows, oldest first; of one model when ``model_id`` is given."""
         with self._session("reading the audit log") as session:
             query = select(ModelAuditRow).order_by(ModelAuditRow.id)
             if model_id is not None:
                 query = query.where(ModelAuditRow.model_id == model_id)
-            return [_audit_json(r) for r in session.scalars(query)]
+            return [ModelAuditEntry.of(r) for r in session.scalars(query)]
 
     # -- the holdout -------------------------------------------------------------------------------------
 

@@ -26,8 +26,10 @@ from api.http.schemas import (
 )
 from api.services.auth import Principal
 from api.services.engineering import promote_on_holdout, resolve_for_api, station_evaluator
+from api.services.jobs import TrainingJob
 from api.services.redact import redact_paths
 from inspection.errors import NotFoundError
+from models.registry import ModelAuditEntry
 
 router = APIRouter(prefix="/v1", tags=["engineers"])
 ERRORS = errors(404)
@@ -50,7 +52,7 @@ async def list_models(request: Request, _: Annotated[Principal, Depends(ENGINEER
 
 @router.get("/models/audit", response_model=list[ModelAuditOut],
             summary="Every stage change, newest last", responses=ERRORS)
-async def model_audit(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
+async def model_audit(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[ModelAuditEntry]:
     return await run_in_threadpool(context(request).registry.audit)
 
 
@@ -61,7 +63,7 @@ async def get_model(model_id: str, request: Request, _: Annotated[Principal, Dep
 
     def work() -> dict[str, Any]:
         model = registry.get(model_id)
-        return {**model.to_json(), "audit": registry.audit(model.id)}
+        return {**model.to_json(), "audit": [entry.to_json() for entry in registry.audit(model.id)]}
 
     return await run_in_threadpool(work)
 
@@ -136,7 +138,7 @@ async def start_training(body: TrainingJobIn, request: Request,
     and registers a candidate, as ``qcline train`` does. Follow it with ``GET /v1/training-jobs/{id}``."""
     ctx = context(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> TrainingJob:
         snapshot = _library(request).get(body.dataset)  # 404 now, not an hour into a job
         base = body.base
         if not base.endswith((".yaml", ".yml")):
@@ -146,7 +148,7 @@ async def start_training(body: TrainingJobIn, request: Request,
         params = {**body.model_dump(), "dataset": snapshot.id, "base": base}
         return ctx.jobs.start(params, principal.name)
 
-    return await run_in_threadpool(work)
+    return _redacted(await run_in_threadpool(work))
 
 
 @router.get("/training-jobs", response_model=list[TrainingJobOut],
@@ -166,6 +168,8 @@ async def get_training(job_id: RowId, request: Request,
 
 def _redacted(value: Any) -> Any:
     """A job as the network sees it: its error, result and log tail without server paths (files keep them)."""
+    if isinstance(value, TrainingJob):
+        return _redacted(value.to_json())
     if isinstance(value, str):
         return redact_paths(value)
     if isinstance(value, dict):

@@ -25,7 +25,7 @@ from api.services.auth import Principal
 from inspection import safe_yaml
 from inspection.errors import BadRequestError, NotFoundError, ProfileError, UnsupportedMediaError
 from inspection.profiles import InspectionProfile, Order, OrderBook
-from inspection.store.repository import ResultsStore
+from inspection.store.repository import ResultsStore, UnitSummary
 
 router = APIRouter(prefix="/v1", tags=["orders"])
 ERRORS = errors(404)
@@ -147,7 +147,7 @@ async def get_order(order_id: str, request: Request, _: Annotated[Principal, Dep
 @router.get("/orders/{order_id}/units", response_model=list[UnitSummaryOut],
             summary="Units of an order", responses=ERRORS)
 async def order_units(order_id: str, request: Request,
-                      _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
+                      _: Annotated[Principal, Depends(READER)]) -> list[UnitSummary]:
     return await run_in_threadpool(context(request).store.units_of_order, order_id)
 
 
