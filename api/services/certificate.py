@@ -79,8 +79,8 @@ def certificate_data(store: ResultsStore, order_id: str) -> dict[str, Any]:
     return {
         "order": order.model_dump(mode="json"), "profile": {"name": profile.name, "hash": profile.content_hash,
                                                             "description": profile.description},
-        "units": [{**r, "link": links.get(r["unit_id"]), "dispositions": reviews.dispositions(r["unit_id"])}
-                  for r in records],
+        "units": [{**r, "link": links.get(r["unit_id"]),
+                   "dispositions": [d.to_json() for d in reviews.dispositions(r["unit_id"])]} for r in records],
         "counts": counts, "open": sum(1 for u in units if u.status == "open"),
         "profile_hashes": profiles, "model_sha256s": models,
         "verification": verification.to_json(), "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -165,9 +165,9 @@ def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
     record = ctx.store.unit_record(unit_id)
     reviews = ctx.reviews.histories([frame["id"] for frame in record["frames"]])
     for frame in record["frames"]:
-        frame["reviews"] = reviews[frame["id"]]
+        frame["reviews"] = [r.to_json() for r in reviews[frame["id"]]]
         frame["evidence_url"] = f"/v1/inspections/{frame['id']}/image" if frame.pop("evidence_path") else None
-    record["dispositions"] = ctx.reviews.dispositions(unit_id)
+    record["dispositions"] = [d.to_json() for d in ctx.reviews.dispositions(unit_id)]
     try:
         record["profile"]["spec"] = ctx.store.get_profile(record["profile"]["hash"]).canonical()
     except NotFoundError:

@@ -3,7 +3,7 @@ the CLI uses, so a decision means the same thing whichever door it came through)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -24,6 +24,7 @@ from api.http.schemas import (
 )
 from api.services.auth import Principal
 from inspection.reviews import Decision, ReviewDecision, ReviewedBox
+from inspection.store.reviews import DispositionRecorded, QueueItem, ReviewRecord
 
 router = APIRouter(prefix="/v1", tags=["operators"])
 ERRORS = errors(404)
@@ -32,12 +33,12 @@ ERRORS = errors(404)
 @router.get("/reviews/queue", response_model=list[QueueItemOut],
             summary="Units waiting for a person, most urgent first", responses=ERRORS)
 async def review_queue(request: Request, _: Annotated[Principal, Depends(OPERATOR)],
-                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
     """FAIL before REVIEW, then the order's due date, then arrival."""
     return await run_in_threadpool(fresh_queue, context(request), limit)
 
 
-def fresh_queue(ctx: ServiceContext, limit: int) -> list[dict[str, Any]]:
+def fresh_queue(ctx: ServiceContext, limit: int) -> list[QueueItem]:
     """The review queue including frames judged a moment ago (still in the writer's queue)."""
     ctx.writer.flush(timeout=5)
     return ctx.reviews.queue(limit)
@@ -46,7 +47,7 @@ def fresh_queue(ctx: ServiceContext, limit: int) -> list[dict[str, Any]]:
 @router.post("/reviews", status_code=201, response_model=ReviewOut,
              summary="Record a decision on one frame", responses=ERRORS)
 async def post_review(body: ReviewIn, request: Request,
-                      principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+                      principal: Annotated[Principal, Depends(OPERATOR)]) -> ReviewRecord:
     """``confirm`` keeps the model's boxes as labels, ``false_alarm`` makes the frame a negative example,
     ``correct`` replaces the boxes. Sending the same decision twice (a double click) stores it once."""
     decision = ReviewDecision(body.inspection_id, Decision.parse(body.decision),
@@ -57,7 +58,7 @@ async def post_review(body: ReviewIn, request: Request,
 @router.get("/inspections/{inspection_id}/reviews", response_model=list[ReviewOut],
             summary="Every review of one frame", responses=ERRORS)
 async def review_history(inspection_id: RowId, request: Request,
-                         _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
+                         _: Annotated[Principal, Depends(READER)]) -> list[ReviewRecord]:
     return await run_in_threadpool(context(request).reviews.history, inspection_id)
 
 
@@ -82,6 +83,6 @@ async def inspection_image(inspection_id: RowId, request: Request,
              summary="Release, rework or scrap a unit",
              responses=ERRORS)
 async def set_disposition(unit_id: str, body: DispositionIn, request: Request,
-                          principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+                          principal: Annotated[Principal, Depends(OPERATOR)]) -> DispositionRecorded:
     return await run_in_threadpool(context(request).reviews.set_disposition, unit_id, body.disposition,
                                    principal.name, body.note)
