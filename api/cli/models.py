@@ -201,12 +201,12 @@ def audit(model: Annotated[str | None, typer.Argument(help="Only this model (id 
     with open_registry(_settings(data_dir)) as registry:
         rows = registry.audit(registry.get(model).id if model else None)
     if as_json:
-        print_json(rows)
+        print_json([row.to_json() for row in rows])
         return
     for row in rows:
-        forced = " FORCED" if row["forced"] else ""
-        typer.echo(f"{row['at']}  model {row['model_id']}: {row['from_stage'] or '-'} -> {row['to_stage']}"
-                   f"{forced}  by {row['actor']}  {row['reason']}")
+        forced = " FORCED" if row.forced else ""
+        typer.echo(f"{row.at}  model {row.model_id}: {row.from_stage or '-'} -> {row.to_stage}"
+                   f"{forced}  by {row.actor}  {row.reason}")
 
 
 @registry_app.command("holdout")

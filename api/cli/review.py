@@ -76,7 +76,8 @@ def record_cmd(
                           + (f", not {' and '.join(modes)}" if modes else ""))
     decision = Decision.CONFIRM if confirm else Decision.FALSE_ALARM if false_alarm else Decision.CORRECT
     with _service(data_dir) as service:
-        review = service.record(ReviewDecision(inspection_id, decision, boxes, actor or default_actor(), note))
+        recorded = service.record(ReviewDecision(inspection_id, decision, boxes, actor or default_actor(), note))
+    review = recorded.to_json()
     if as_json:
         print_json(review)
     else:
@@ -112,7 +113,7 @@ def file_cmd(
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise ReviewError(f"not JSON: {exc}") from exc
-                review = service.record(ReviewDecision.from_json(data, default_actor=fallback_actor))
+                review = service.record(ReviewDecision.from_json(data, default_actor=fallback_actor)).to_json()
             except QCError as exc:  # includes NotFoundError and StoreError: report it, go on with the file
                 report |= {"status": "rejected", "reason": str(exc)}
                 log.warning("%s line %d rejected: %s", path, number, exc)
@@ -162,7 +163,7 @@ def history_cmd(
 ) -> None:
     """Every decision recorded for one inspection, oldest first."""
     with _service(data_dir) as service:
-        rows = service.history(inspection_id)
+        rows = [r.to_json() for r in service.history(inspection_id)]
     if as_json:
         print_json(rows)
         return
@@ -184,7 +185,7 @@ def dispose_cmd(
     """Record what happens to a flagged unit; it leaves the review queue."""
     value = Disposition.parse(disposition)
     with _service(data_dir) as service:
-        row = service.set_disposition(unit, value, actor or default_actor(), note)
+        row = service.set_disposition(unit, value, actor or default_actor(), note).to_json()
     if as_json:
         print_json(row)
     else:
@@ -199,7 +200,7 @@ def queue_cmd(
 ) -> None:
     """Units waiting for a decision: FAIL before REVIEW, then by order due date."""
     with _service(data_dir) as service:
-        rows = service.queue(limit)
+        rows = [item.to_json() for item in service.queue(limit)]
     if as_json:
         print_json(rows)
         return

@@ -78,10 +78,10 @@ def keys_create(
     with _keys(data_dir, create=True) as keys:
         secret, record = keys.create(Role.parse(role), name)
     if as_json:
-        sys.stdout.write(json.dumps({"key": secret, "role": record["role"], "id": record["id"],
-                                     "name": record["name"]}) + "\n")
+        sys.stdout.write(json.dumps({"key": secret, "role": record.role, "id": record.id,
+                                     "name": record.name}) + "\n")
         return
-    typer.echo(f"key {record['id']} ({record['name']}, role {record['role']}): {secret}")
+    typer.echo(f"key {record.id} ({record.name}, role {record.role}): {secret}")
     typer.echo("store it now: it cannot be shown again", err=True)
 
 
@@ -92,11 +92,11 @@ def keys_list(data_dir: DataDirOption = None,
     with _keys(data_dir) as keys:
         rows = keys.list()
     if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
+        sys.stdout.write(json.dumps([r.to_json() for r in rows]) + "\n")
         return
     for r in rows:
-        state = f"revoked {r['revoked_at']}" if r["revoked_at"] else "active"
-        typer.echo(f"{r['id']:>4}  {r['role']:<9} {r['prefix']}…  {r['name']:<24} {state}")
+        state = f"revoked {r.revoked_at}" if r.revoked_at else "active"
+        typer.echo(f"{r.id:>4}  {r.role:<9} {r.prefix}…  {r.name:<24} {state}")
 
 
 @keys_app.command("revoke")
@@ -104,4 +104,4 @@ def keys_revoke(key_id: int, data_dir: DataDirOption = None) -> None:
     """Revoke a key; its review-page sessions end too."""
     with _keys(data_dir) as keys:
         record = keys.revoke(key_id)
-    typer.echo(f"key {record['id']} ({record['name']}) revoked at {record['revoked_at']}")
+    typer.echo(f"key {record.id} ({record.name}) revoked at {record.revoked_at}")

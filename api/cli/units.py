@@ -35,7 +35,7 @@ def units_show(unit: str, data_dir: DataDirOption = None, as_json: JsonOption = 
     with open_store(settings) as store:
         record = store.unit_record(unit)
         reviews = ReviewService(store)
-        record["dispositions"] = reviews.dispositions(unit)
+        record["dispositions"] = [d.to_json() for d in reviews.dispositions(unit)]
         histories = reviews.histories([f["id"] for f in record["frames"]])
         for frame in record["frames"]:
             frame["reviews"] = histories.get(frame["id"], [])

@@ -67,6 +67,22 @@ class Principal:
         return self.role is Role.ADMIN or self.role in roles
 
 
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key as stored: never its secret, only the first characters to recognise it by."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    created_at: str
+    revoked_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix,
+                "created_at": self.created_at, "revoked_at": self.revoked_at}
+
+
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -98,7 +114,7 @@ class ApiKeyService(Database):
 
     # -- keys -------------------------------------------------------------------------------------------
 
-    def create(self, role: Role | str, name: str = "") -> tuple[str, dict[str, Any]]:
+    def create(self, role: Role | str, name: str = "") -> tuple[str, KeyRecord]:
         """A new key of ``role``: returns the secret (shown once, never stored) and its record."""
         role = role if isinstance(role, Role) else Role.parse(role)
         name = (name or f"{role.value}-key").strip()
@@ -111,20 +127,19 @@ class ApiKeyService(Database):
             session.add(row)
             session.flush()
             record = self._record(row)
-        log.info("API key %d (%s, role %s) created", record["id"], name, role.value)
+        log.info("API key %d (%s, role %s) created", record.id, name, role.value)
         return secret, record
 
     @staticmethod
-    def _record(row: ApiKeyRow) -> dict[str, Any]:
-        return {"id": row.id, "name": row.name, "role": row.role, "prefix": row.prefix,
-                "created_at": row.created_at.isoformat(),
-                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None}
+    def _record(row: ApiKeyRow) -> KeyRecord:
+        return KeyRecord(row.id, row.name, row.role, row.prefix, row.created_at.isoformat(),
+                         row.revoked_at.isoformat() if row.revoked_at else None)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[KeyRecord]:
         with self._session("listing API keys") as session:
             return [self._record(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
 
-    def revoke(self, key_id: int) -> dict[str, Any]:
+    def revoke(self, key_id: int) -> KeyRecord:
         """Revoke a key and end its review-page sessions. Revoking twice keeps the first time."""
         with self._session("revoking an API key") as session:
             row = session.get(ApiKeyRow, key_id)

@@ -60,9 +60,9 @@ def certificate_data(store: ResultsStore, order_id: str) -> dict[str, Any]:
     order, profile = store.get_order(order_id)
     units = store.units_of_order(order_id)
     verification = store.audit_verify(order_id)
-    links = store.chain_links([u["unit_id"] for u in units])
+    links = store.chain_links([u.unit_id for u in units])
     reviews = ReviewService(store)
-    records = [store.unit_record(u["unit_id"]) for u in units]
+    records = [store.unit_record(u.unit_id) for u in units]
     embedded = 0
     frames = sorted((f for r in records for f in r["frames"]), key=lambda f: f["verdict"] == "PASS")
     for frame in frames:  # updated in place: non-PASS frames get the embedding budget first
@@ -75,13 +75,13 @@ def certificate_data(store: ResultsStore, order_id: str) -> dict[str, Any]:
                                   else "evidence file not available")
     profiles = sorted({f["profile_hash"] for r in records for f in r["frames"] if f["profile_hash"]})
     models = sorted({m for r in records for m in r["model_sha256s"]})
-    counts = {v: sum(1 for u in units if u["verdict"] == v) for v in ("PASS", "REVIEW", "FAIL")}
+    counts = {v: sum(1 for u in units if u.verdict == v) for v in ("PASS", "REVIEW", "FAIL")}
     return {
         "order": order.model_dump(mode="json"), "profile": {"name": profile.name, "hash": profile.content_hash,
                                                             "description": profile.description},
-        "units": [{**r, "link": links.get(r["unit_id"]), "dispositions": reviews.dispositions(r["unit_id"])}
-                  for r in records],
-        "counts": counts, "open": sum(1 for u in units if u["status"] == "open"),
+        "units": [{**r, "link": links.get(r["unit_id"]),
+                   "dispositions": [d.to_json() for d in reviews.dispositions(r["unit_id"])]} for r in records],
+        "counts": counts, "open": sum(1 for u in units if u.status == "open"),
         "profile_hashes": profiles, "model_sha256s": models,
         "verification": verification.to_json(), "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "station_id": store.station_id,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from starlette.concurrency import run_in_threadpool
+import anyio.to_thread
 
 from api.config import ServiceSettings
 from api.services.auth import Principal
@@ -156,7 +156,7 @@ class FrameService:
         racing = store.join_inflight(scope, key, fingerprint)
         if racing is not None:
             return await asyncio.shield(racing), True
-        stored = await run_in_threadpool(store.lookup, scope, key, fingerprint)
+        stored = await anyio.to_thread.run_sync(store.lookup, scope, key, fingerprint)
         if stored is not None:
             return stored, True
         racing = store.join_inflight(scope, key, fingerprint)  # again: another retry may have begun meanwhile
@@ -170,7 +170,7 @@ class FrameService:
                 future.set_exception(exc)
                 future.exception()  # retrieved: no "never retrieved" warning when nobody raced this request
                 raise
-            await run_in_threadpool(store.save, scope, key, fingerprint, answer)
+            await anyio.to_thread.run_sync(store.save, scope, key, fingerprint, answer)
             future.set_result(answer)
             return answer, False
         finally:
@@ -181,14 +181,14 @@ class FrameService:
         with batcher.arriving():
             limits = self.ctx.settings
             long_side: int | None = decode_long_side(batcher.inspector.detector)
-            calibration = await run_in_threadpool(batcher.inspector.camera_calibration, request.camera_id)
+            calibration = await anyio.to_thread.run_sync(batcher.inspector.camera_calibration, request.camera_id)
             if not request.unit_id or (calibration is not None and calibration.label is not None):
                 long_side = None  # a part label is read at full resolution: small codes do not survive reduction
-            decoded = await run_in_threadpool(
+            decoded = await anyio.to_thread.run_sync(
                 lambda: decode(request.data, max_pixels=limits.max_frame_pixels, long_side=long_side))
             unit_id, order_id = request.unit_id, request.order_id
             if not unit_id:  # the part's label names the unit (and maybe its order)
-                unit_id, order_id = await run_in_threadpool(self._identify, decoded.image, request.camera_id,
+                unit_id, order_id = await anyio.to_thread.run_sync(self._identify, decoded.image, request.camera_id,
                                                             order_id)
             frame = Frame(image=decoded.image, camera_id=request.camera_id, unit_id=unit_id,
                           order_id=order_id, captured_at=request.captured_at,
@@ -199,7 +199,7 @@ class FrameService:
             assert outcome.error is not None
             raise outcome.error
         if outcome.status is FrameStatus.DUPLICATE:
-            return await run_in_threadpool(self._recorded, frame)
+            return await anyio.to_thread.run_sync(self._recorded, frame)
         assert outcome.committed is not None  # the service's inspector always has the journal
         # Durable before acknowledged: the answer waits for the group commit that holds this result. A failed
         # commit raises NotRecordedError (503): nothing was stored and the inspector forgot the unit, so the
@@ -208,7 +208,7 @@ class FrameService:
         if committed.queued:  # in the outbox: what this station knows now, re-checked centrally on replay
             return {**outcome_json(outcome, committed.unit_verdict), "queued": True}
         if not committed.inserted:  # another process (or an earlier try) recorded this very frame first
-            return await run_in_threadpool(self._recorded, frame)
+            return await anyio.to_thread.run_sync(self._recorded, frame)
         return outcome_json(outcome, committed.unit_verdict)
 
     def _identify(self, image: Any, camera_id: str, order_id: str) -> tuple[str, str]:

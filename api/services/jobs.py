@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,33 @@ def training_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "ultralytics"))
 
 
-def _job_json(row: TrainingJobRow) -> dict[str, Any]:
-    return {"id": row.id, "status": row.status, "params": dict(row.params), "progress": dict(row.progress),
-            "result": dict(row.result), "error": row.error, "actor": row.actor,
-            "created_at": row.created_at.isoformat(),
-            "started_at": row.started_at.isoformat() if row.started_at else None,
-            "finished_at": row.finished_at.isoformat() if row.finished_at else None}
+@dataclass(frozen=True)
+class TrainingJob:
+    """A training job as recorded; ``log_tail`` (the trainer's last log lines) only when read one by one."""
+
+    id: int
+    status: str
+    params: dict[str, Any]
+    progress: dict[str, Any]
+    result: dict[str, Any]
+    error: str
+    actor: str
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    log_tail: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, row: TrainingJobRow) -> TrainingJob:
+        return cls(row.id, row.status, dict(row.params), dict(row.progress), dict(row.result), row.error, row.actor,
+                   row.created_at.isoformat(), row.started_at.isoformat() if row.started_at else None,
+                   row.finished_at.isoformat() if row.finished_at else None)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"id": self.id, "status": self.status, "params": self.params, "progress": self.progress,
+                "result": self.result, "error": self.error, "actor": self.actor, "created_at": self.created_at,
+                "started_at": self.started_at, "finished_at": self.finished_at}
+        return body if self.log_tail is None else {**body, "log_tail": list(self.log_tail)}
 
 
 class TrainingJobs(Database):
@@ -68,20 +90,18 @@ class TrainingJobs(Database):
 
     # -- reading ------------------------------------------------------------------------------------
 
-    def get(self, job_id: int) -> dict[str, Any]:
+    def get(self, job_id: int) -> TrainingJob:
         with self._session("reading a training job") as session:
             row = session.get(TrainingJobRow, job_id)
             if row is None:
                 raise NotFoundError(f"training job {job_id} does not exist")
-            job = _job_json(row)
-        log_file = self.folder(job_id) / "train.log"
-        job["log_tail"] = _tail(log_file, 40)
-        return job
+            job = TrainingJob.of(row)
+        return replace(job, log_tail=tuple(_tail(self.folder(job_id) / "train.log", 40)))
 
-    def list(self, limit: int = 50) -> builtins.list[dict[str, Any]]:
+    def list(self, limit: int = 50) -> builtins.list[TrainingJob]:
         with self._session("listing training jobs") as session:
             rows = session.scalars(select(TrainingJobRow).order_by(TrainingJobRow.id.desc()).limit(limit))
-            return [_job_json(r) for r in rows]
+            return [TrainingJob.of(r) for r in rows]
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -94,7 +114,7 @@ class TrainingJobs(Database):
                 row.error = "interrupted: the service stopped while it ran; start it again to resume"
                 row.finished_at = utcnow()
 
-    def start(self, params: dict[str, Any], actor: str) -> dict[str, Any]:
+    def start(self, params: dict[str, Any], actor: str) -> TrainingJob:
         """Validate nothing here but the one-job rule; the caller checked the dataset and base exist."""
         if not training_available():
             raise TrainingUnavailableError("this install has no training stack: pip install 'qcline[train]'")
@@ -190,10 +210,10 @@ class TrainingJobs(Database):
                 row.finished_at = utcnow()
         log.info("training job %d %s%s", job_id, status, f": {error}" if error else "")
 
-    def cancel(self, job_id: int) -> dict[str, Any]:
+    def cancel(self, job_id: int) -> TrainingJob:
         job = self.get(job_id)
-        if job["status"] not in ACTIVE:
-            raise ConflictError(f"training job {job_id} is already {job['status']}")
+        if job.status not in ACTIVE:
+            raise ConflictError(f"training job {job_id} is already {job.status}")
         self._finish(job_id, "cancelled", error="cancelled")
         process = self._process
         if process is not None and process.poll() is None:

@@ -145,6 +145,26 @@ class GroupCommit:
     unit_verdicts: Mapping[str, UnitVerdict]
 
 
+@dataclass(frozen=True)
+class UnitSummary:
+    """One unit of an order, as the order's unit list shows it (``units_of_order``)."""
+
+    unit_id: str
+    order_id: str
+    status: str
+    verdict: str | None
+    complete: bool
+    missing_views: tuple[str, ...]
+    frames: int
+    created_at: str | None
+    closed_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit_id": self.unit_id, "order_id": self.order_id, "status": self.status, "verdict": self.verdict,
+                "complete": self.complete, "missing_views": list(self.missing_views), "frames": self.frames,
+                "created_at": self.created_at, "closed_at": self.closed_at}
+
+
 def conformance_json(c: ConformanceResultRow) -> dict[str, Any]:
     return {"kind": c.kind, "name": c.name, "outcome": c.outcome, "measured": c.measured, "expected": c.expected,
             "tolerance": c.tolerance, "deviation": c.deviation, "reason": c.reason, "values": dict(c.values or {})}
@@ -656,7 +676,7 @@ class ResultsStore(Database):
                 raise NotFoundError(f"no profile named {name!r} is stored: send the profile itself")
             return row.hash, _profile_from_row(row)
 
-    def units_of_order(self, order_id: str) -> list[dict[str, Any]]:
+    def units_of_order(self, order_id: str) -> list[UnitSummary]:
         """Summary rows (id, status, verdict, complete, frames, times) of the order's units, by id."""
         with self._session("listing units") as session:
             if session.get(OrderRow, order_id) is None:
@@ -667,9 +687,8 @@ class ResultsStore(Database):
                 select(UnitRow, func.coalesce(n_frames.c.n, 0))
                 .outerjoin(n_frames, n_frames.c.unit_id == UnitRow.id)
                 .where(UnitRow.order_id == order_id).order_by(UnitRow.id)).all()
-            return [{"unit_id": u.id, "order_id": u.order_id, "status": u.status, "verdict": u.verdict,
-                     "complete": u.complete, "missing_views": list(u.missing_views or ()), "frames": int(n),
-                     "created_at": iso_time(u.created_at), "closed_at": iso_time(u.closed_at)} for u, n in rows]
+            return [UnitSummary(u.id, u.order_id, u.status, u.verdict, u.complete, tuple(u.missing_views or ()),
+                                int(n), iso_time(u.created_at), iso_time(u.closed_at)) for u, n in rows]
 
     # -- reporting --------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -39,11 +40,64 @@ QUEUE_VERDICTS = (Verdict.FAIL.value, Verdict.REVIEW.value)
 """Unit verdicts that need a person; FAIL ranks before REVIEW in the queue."""
 
 
-def _review_dict(row: ReviewRow, *, duplicate: bool = False) -> dict[str, Any]:
-    size = [row.frame_width, row.frame_height] if row.frame_width and row.frame_height else None
-    return {"id": row.id, "inspection_id": row.inspection_id, "unit_id": row.unit_id, "decision": row.decision,
-            "boxes": [list(b) for b in row.boxes or ()], "frame_size": size, "actor": row.actor,
-            "note": row.note, "created_at": iso_time(row.created_at), "duplicate": duplicate}
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One stored review of one frame; ``duplicate`` when recording it repeated the latest one (nothing stored)."""
+
+    id: int
+    inspection_id: int
+    unit_id: str
+    decision: str
+    boxes: tuple[tuple[str | float, ...], ...]
+    """``(class, x1, y1, x2, y2)`` per box, in frame pixels, as the operator drew them."""
+    frame_size: tuple[int, int] | None
+    """``(width, height)`` of the evidence frame the boxes were checked against, when it was read."""
+    actor: str
+    note: str
+    created_at: str | None
+    duplicate: bool = False
+
+    @classmethod
+    def of(cls, row: ReviewRow, *, duplicate: bool = False) -> ReviewRecord:
+        size = (row.frame_width, row.frame_height) if row.frame_width and row.frame_height else None
+        return cls(row.id, row.inspection_id, row.unit_id, row.decision, tuple(tuple(b) for b in row.boxes or ()),
+                   size, row.actor, row.note, iso_time(row.created_at), duplicate)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "inspection_id": self.inspection_id, "unit_id": self.unit_id,
+                "decision": self.decision, "boxes": [list(b) for b in self.boxes],
+                "frame_size": list(self.frame_size) if self.frame_size else None, "actor": self.actor,
+                "note": self.note, "created_at": self.created_at, "duplicate": self.duplicate}
+
+
+@dataclass(frozen=True)
+class DispositionRecord:
+    """What was decided for a unit (release / rework / scrap), by whom, when."""
+
+    id: int
+    unit_id: str
+    disposition: str
+    actor: str
+    note: str
+    at: str | None
+
+    @classmethod
+    def of(cls, row: UnitDispositionRow) -> DispositionRecord:
+        return cls(row.id, row.unit_id, row.disposition, row.actor, row.note, iso_time(row.at))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "unit_id": self.unit_id, "disposition": self.disposition, "actor": self.actor,
+                "note": self.note, "at": self.at}
+
+
+@dataclass(frozen=True)
+class DispositionRecorded(DispositionRecord):
+    """A disposition just recorded, with the unit's verdict at that moment."""
+
+    verdict: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "verdict": self.verdict}
 
 
 def _check_actor(actor: str) -> str:
@@ -53,6 +107,43 @@ def _check_actor(actor: str) -> str:
     if len(actor) > 128:
         raise ReviewError("actor name is longer than 128 characters")
     return actor
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """One unit waiting for a person, with what the queue page shows of it."""
+
+    unit_id: str
+    order_id: str
+    customer_ref: str
+    product: str
+    due_date: str | None
+    verdict: str | None
+    reasons: tuple[str, ...]
+    status: str
+    flagged_frames: int
+    reviewed_frames: int
+    updated_at: str | None
+    frames: int
+    unit_level: bool
+    """Every frame passes alone and the unit fails on a unit-level rule: all its frames are to look at."""
+    to_review: int
+    cameras: tuple[str, ...]
+    classes: tuple[str, ...]
+    first_captured: str | None
+    last_captured: str | None
+    thumbnail_id: int | None
+    missing_views: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"unit_id": self.unit_id, "order_id": self.order_id, "customer_ref": self.customer_ref,
+                "product": self.product, "due_date": self.due_date, "verdict": self.verdict,
+                "reasons": list(self.reasons), "status": self.status, "flagged_frames": self.flagged_frames,
+                "reviewed_frames": self.reviewed_frames, "updated_at": self.updated_at, "frames": self.frames,
+                "unit_level": self.unit_level, "to_review": self.to_review, "cameras": list(self.cameras),
+                "classes": list(self.classes), "first_captured": self.first_captured,
+                "last_captured": self.last_captured, "thumbnail_id": self.thumbnail_id,
+                "missing_views": list(self.missing_views)}
 
 
 class ReviewService:
@@ -100,8 +191,8 @@ class ReviewService:
 
     # -- reviews ----------------------------------------------------------------------------------------
 
-    def record(self, decision: ReviewDecision) -> dict[str, Any]:
-        """Append ``decision``; return the stored review as a dict (``"duplicate": True`` when it repeats).
+    def record(self, decision: ReviewDecision) -> ReviewRecord:
+        """Append ``decision``; return the stored review (``duplicate`` when it repeats).
 
         Idempotent for double clicks and retried requests: if the inspection's latest review already says
         the same thing (decision, boxes, actor), that row is returned and nothing is written. Concurrent
@@ -148,7 +239,7 @@ class ReviewService:
                     and latest.actor == decision.actor and [list(b) for b in latest.boxes or ()] == boxes):
                 log.info("review of inspection %d by %s repeats review %d: not recorded again",
                          decision.inspection_id, decision.actor, latest.id)
-                return _review_dict(latest, duplicate=True)
+                return ReviewRecord.of(latest, duplicate=True)
             unit_id = session.scalar(select(InspectionRow.unit_id).where(
                 InspectionRow.id == decision.inspection_id))
             assert unit_id is not None  # locked above
@@ -159,29 +250,29 @@ class ReviewService:
             session.add(review)
             session.flush()
             self.store.seal(session, [unit_id], "review")
-            result = _review_dict(review)
-        log.info("review %d: inspection %d %s by %s", result["id"], decision.inspection_id,
+            result = ReviewRecord.of(review)
+        log.info("review %d: inspection %d %s by %s", result.id, decision.inspection_id,
                  decision.decision.value, decision.actor)
         return result
 
-    def history(self, inspection_id: int) -> list[dict[str, Any]]:
+    def history(self, inspection_id: int) -> list[ReviewRecord]:
         """Every review of one inspection, oldest first (the audit trail of a changed mind)."""
         with self.store._session("reading review history") as session:
             if session.get(InspectionRow, inspection_id) is None:
                 raise NotFoundError(f"inspection {inspection_id} is not recorded")
             rows = session.scalars(select(ReviewRow).where(ReviewRow.inspection_id == inspection_id)
                                    .order_by(ReviewRow.id))
-            return [_review_dict(r) for r in rows]
+            return [ReviewRecord.of(r) for r in rows]
 
-    def histories(self, inspection_ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    def histories(self, inspection_ids: Sequence[int]) -> dict[int, list[ReviewRecord]]:
         """``history`` of many inspections in one query (a unit's frames); ids without reviews map to []."""
-        grouped: dict[int, list[dict[str, Any]]] = {i: [] for i in inspection_ids}
+        grouped: dict[int, list[ReviewRecord]] = {i: [] for i in inspection_ids}
         if not grouped:
             return grouped
         with self.store._session("reading review histories") as session:
             for row in session.scalars(select(ReviewRow).where(ReviewRow.inspection_id.in_(list(grouped)))
                                        .order_by(ReviewRow.id)):
-                grouped[row.inspection_id].append(_review_dict(row))
+                grouped[row.inspection_id].append(ReviewRecord.of(row))
         return grouped
 
     def latest_reviews(self, since_id: int = 0) -> list[dict[str, Any]]:
@@ -203,7 +294,7 @@ class ReviewService:
         out = []
         for review, insp in pairs:
             found = self.evidence_info(insp.evidence_path, insp.evidence_sha256)
-            out.append(_review_dict(review) | {
+            out.append(ReviewRecord.of(review).to_json() | {
                 "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": iso_time(insp.captured_at),
                 "verdict": insp.verdict, "model_sha256": insp.model_sha256,
                 "evidence_path": found.ref if found else insp.evidence_path,
@@ -215,7 +306,7 @@ class ReviewService:
     # -- dispositions -----------------------------------------------------------------------------------
 
     def set_disposition(self, unit_id: str, disposition: Disposition | str, actor: str,
-                        note: str = "") -> dict[str, Any]:
+                        note: str = "") -> DispositionRecorded:
         """Record what happens to a unit (release / rework / scrap); it leaves the review queue.
 
         Appended, never overwritten: a unit first sent to rework and later released keeps both rows.
@@ -231,22 +322,21 @@ class ReviewService:
             session.add(row)
             session.flush()
             self.store.seal(session, [unit_id], "disposition")
-            result = {"id": row.id, "unit_id": unit_id, "disposition": row.disposition, "actor": row.actor,
-                      "note": row.note, "at": iso_time(row.at), "verdict": unit.verdict}
+            result = DispositionRecorded(row.id, unit_id, row.disposition, row.actor, row.note, iso_time(row.at),
+                                         unit.verdict)
         if unit.verdict not in QUEUE_VERDICTS:
             log.warning("unit %s dispositioned %s although its verdict is %s", unit_id, value, unit.verdict)
         log.info("unit %s: %s by %s", unit_id, value, actor)
         return result
 
-    def dispositions(self, unit_id: str) -> list[dict[str, Any]]:
+    def dispositions(self, unit_id: str) -> list[DispositionRecord]:
         """The unit's dispositions, oldest first."""
         with self.store._session("reading dispositions") as session:
             rows = session.scalars(select(UnitDispositionRow).where(UnitDispositionRow.unit_id == unit_id)
                                    .order_by(UnitDispositionRow.id))
-            return [{"id": r.id, "unit_id": r.unit_id, "disposition": r.disposition, "actor": r.actor,
-                     "note": r.note, "at": iso_time(r.at)} for r in rows]
+            return [DispositionRecord.of(r) for r in rows]
 
-    def queue(self, limit: int = 100) -> list[dict[str, Any]]:
+    def queue(self, limit: int = 100) -> list[QueueItem]:
         """Units waiting for a person: verdict FAIL or REVIEW and no disposition yet.
 
         Ranked by severity (FAIL first), then the order's due date (earliest first, none last), then the
@@ -279,16 +369,15 @@ class ReviewService:
                 # A unit can fail on a unit-level count (4 pits over the unit, 2 tolerated) while each frame
                 # passes alone: then every frame is the operator's to look at, and the queue must say so.
                 unit_level = int(n_flagged) == 0 and total > 0
-                out.append({
-                    "unit_id": u.id, "order_id": u.order_id, "customer_ref": o.customer_ref, "product": o.product,
-                    "due_date": o.due_date.isoformat() if o.due_date else None, "verdict": u.verdict,
-                    "reasons": list(u.reasons or ()), "status": u.status, "flagged_frames": int(n_flagged),
-                    "reviewed_frames": int(n_reviewed), "updated_at": iso_time(u.updated_at),
-                    "frames": total, "unit_level": unit_level, "to_review": total if unit_level else int(n_flagged),
-                    "cameras": info.get("cameras", []), "classes": info.get("classes", []),
-                    "first_captured": info.get("first_captured"), "last_captured": info.get("last_captured"),
-                    "thumbnail_id": info.get("thumbnail_id"), "missing_views": list(u.missing_views or ()),
-                })
+                out.append(QueueItem(
+                    unit_id=u.id, order_id=u.order_id, customer_ref=o.customer_ref, product=o.product,
+                    due_date=o.due_date.isoformat() if o.due_date else None, verdict=u.verdict,
+                    reasons=tuple(u.reasons or ()), status=u.status, flagged_frames=int(n_flagged),
+                    reviewed_frames=int(n_reviewed), updated_at=iso_time(u.updated_at), frames=total,
+                    unit_level=unit_level, to_review=total if unit_level else int(n_flagged),
+                    cameras=tuple(info.get("cameras", ())), classes=tuple(info.get("classes", ())),
+                    first_captured=info.get("first_captured"), last_captured=info.get("last_captured"),
+                    thumbnail_id=info.get("thumbnail_id"), missing_views=tuple(u.missing_views or ())))
             return out
 
     @staticmethod

@@ -13,12 +13,14 @@ from models.registry.records import (
     STAGES,
     DetectionMetricsJSON,
     Holdout,
+    ModelAuditEntry,
     RegisteredModel,
     Stage,
 )
 from models.registry.repository import ModelRegistry
 
 __all__ = [
-    "CANDIDATE", "CHAMPION", "RETIRED", "STAGES", "DetectionMetricsJSON", "GateCheck", "Holdout", "ModelRegistry",
+    "CANDIDATE", "CHAMPION", "RETIRED", "STAGES", "DetectionMetricsJSON", "GateCheck", "Holdout",
+    "ModelAuditEntry", "ModelRegistry",
     "PromotionDecision", "PromotionRefused", "PromotionRefusedError", "RegisteredModel", "Stage", "gate_checks",
 ]

@@ -12,6 +12,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from inspection.store.models import ModelAuditRow
+
 Stage = Literal["candidate", "champion", "retired"]
 STAGES: tuple[Stage, ...] = ("candidate", "champion", "retired")
 CANDIDATE: Stage = "candidate"
@@ -53,3 +55,28 @@ class Holdout:
     manifest: Path | None = None
     marked_at: datetime | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelAuditEntry:
+    """One stage change of a registered model: who, when, why, forced or not, on which numbers."""
+
+    id: int
+    model_id: int
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    reason: str
+    forced: bool
+    metrics: dict[str, Any]
+    at: str
+
+    @classmethod
+    def of(cls, row: ModelAuditRow) -> ModelAuditEntry:
+        return cls(row.id, row.model_id, row.from_stage, row.to_stage, row.actor, row.reason, row.forced,
+                   dict(row.metrics or {}), row.at.isoformat())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "model_id": self.model_id, "from_stage": self.from_stage, "to_stage": self.to_stage,
+                "actor": self.actor, "reason": self.reason, "forced": self.forced, "metrics": self.metrics,
+                "at": self.at}

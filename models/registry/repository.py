@@ -31,6 +31,7 @@ from models.registry.records import (
     STAGES,
     DetectionMetricsJSON,
     Holdout,
+    ModelAuditEntry,
     RegisteredModel,
     Stage,
 )
@@ -52,12 +53,6 @@ def _to_model(row: RegisteredModelRow) -> RegisteredModel:
                            sha256=row.sha256, name=row.name, path=Path(row.path), metrics=dict(row.metrics or {}),
                            lineage=dict(row.lineage or {}), created_at=row.created_at, updated_at=row.updated_at,
                            previous_champion_id=row.previous_champion_id)
-
-
-def _audit_json(row: ModelAuditRow) -> dict[str, Any]:
-    return {"id": row.id, "model_id": row.model_id, "from_stage": row.from_stage, "to_stage": row.to_stage,
-            "actor": row.actor, "reason": row.reason, "forced": row.forced, "metrics": row.metrics,
-            "at": row.at.isoformat()}
 
 
 class ModelRegistry(Database):
@@ -202,13 +197,13 @@ class ModelRegistry(Database):
         log.info("registered the bundled model %s as the first champion (id %d)", model.sha256[:12], model.id)
         return model
 
-    def audit(self, model_id: int | None = None) -> builtins.list[dict[str, Any]]:
+    def audit(self, model_id: int | None = None) -> builtins.list[ModelAuditEntry]:
         """Audit rows, oldest first; of one model when ``model_id`` is given."""
         with self._session("reading the audit log") as session:
             query = select(ModelAuditRow).order_by(ModelAuditRow.id)
             if model_id is not None:
                 query = query.where(ModelAuditRow.model_id == model_id)
-            return [_audit_json(r) for r in session.scalars(query)]
+            return [ModelAuditEntry.of(r) for r in session.scalars(query)]
 
     # -- the holdout -------------------------------------------------------------------------------------
 

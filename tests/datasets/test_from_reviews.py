@@ -39,7 +39,7 @@ def library(tmp_path: Path) -> DatasetLibrary:
 def review(store: ResultsStore, decision: Decision, *, seq: int, boxes: tuple[ReviewedBox, ...] = (),
            findings: list[DefectFinding] | None = None) -> int:
     inspection = add_inspection(store, "U1", camera=f"cam{seq}", seq=seq, findings=findings)
-    return int(ReviewService(store).record(ReviewDecision(inspection, decision, boxes, actor="ana"))["id"])
+    return ReviewService(store).record(ReviewDecision(inspection, decision, boxes, actor="ana")).id
 
 
 def by_review(store: ResultsStore, result: ImportResult) -> dict[int, LabeledImage]:
@@ -114,7 +114,7 @@ def test_a_changed_mind_replaces_the_label_in_the_child(store: ResultsStore, lib
     service.record(ReviewDecision(first, Decision.CONFIRM, actor="ana"))
     parent = build_from_reviews(store, library)
     changed = service.record(ReviewDecision(first, Decision.FALSE_ALARM, actor="lead"))
-    child = build_from_reviews(store, library, parent=parent.id, since_id=changed["id"] - 1)
+    child = build_from_reviews(store, library, parent=parent.id, since_id=changed.id - 1)
     assert len(child.entries) == 1 and child.entries[0].image.boxes == ()
     assert child.entries[0].split == parent.entries[0].split
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import context, principal_of, require
+from api.http.schemas import errors
 from api.http.security import csrf_token_for
 from api.services.auth import AuthError, Principal, Role
 from api.services.charts import svgs
@@ -118,7 +119,7 @@ UntilQuery = Annotated[datetime | None, Query(description="Window end, exclusive
 BucketQuery = Annotated[Bucket, Query(description="p-chart subgroups.")]
 
 
-@router.get("/v1/analytics", response_model=AnalyticsOut)
+@router.get("/v1/analytics", response_model=AnalyticsOut, responses=errors())
 async def analytics_json(request: Request, _: Annotated[Principal, Depends(READER)], since: SinceQuery = None,
                          until: UntilQuery = None, bucket: BucketQuery = "day") -> dict[str, Any]:
     """Pareto, first-pass yield, p-charts per camera / line / shift, rates, REVIEW overturn rate."""

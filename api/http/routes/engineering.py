@@ -8,47 +8,68 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import ENGINEER, READER, context
-from api.http.schemas import ErrorOut, PromoteIn, RollbackIn, RowId, TrainingJobIn
+from api.http.schemas import (
+    DatasetDetailOut,
+    DatasetOut,
+    ModelAuditOut,
+    ModelDetailOut,
+    ModelOut,
+    PromoteIn,
+    PromotionOut,
+    RollbackIn,
+    RowId,
+    StationOut,
+    TrainingJobDetailOut,
+    TrainingJobIn,
+    TrainingJobOut,
+    errors,
+)
 from api.services.auth import Principal
 from api.services.engineering import promote_on_holdout, resolve_for_api, station_evaluator
+from api.services.jobs import TrainingJob
 from api.services.redact import redact_paths
 from inspection.errors import NotFoundError
+from models.registry import ModelAuditEntry
 
 router = APIRouter(prefix="/v1", tags=["engineers"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422, 503)}
+ERRORS = errors(404)
+CHANGE_ERRORS = errors(404, 409)
 
 
-@router.get("/station", summary="The model this service is running", responses=ERRORS)
+@router.get("/station", response_model=StationOut, response_model_exclude_unset=True,
+            summary="The model this service is running", responses=ERRORS)
 async def station(request: Request, _: Annotated[Principal, Depends(READER)]) -> dict[str, Any]:
     ctx = context(request)
     return {**ctx.model_state(), "queue_depth": ctx.batcher.depth if ctx.batcher else 0,
             "batches": ctx.batcher.stats.batches if ctx.batcher else 0}
 
 
-@router.get("/models", summary="Registered models with their metrics", responses=ERRORS)
+@router.get("/models", response_model=list[ModelOut], summary="Registered models with their metrics", responses=ERRORS)
 async def list_models(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
     models = await run_in_threadpool(context(request).registry.list)
     return [m.to_json() for m in models]
 
 
-@router.get("/models/audit", summary="Every stage change, newest last", responses=ERRORS)
-async def model_audit(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
+@router.get("/models/audit", response_model=list[ModelAuditOut],
+            summary="Every stage change, newest last", responses=ERRORS)
+async def model_audit(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[ModelAuditEntry]:
     return await run_in_threadpool(context(request).registry.audit)
 
 
-@router.get("/models/{model_id}", summary="One model: metrics, lineage, audit trail", responses=ERRORS)
+@router.get("/models/{model_id}", response_model=ModelDetailOut,
+            summary="One model: metrics, lineage, audit trail", responses=ERRORS)
 async def get_model(model_id: str, request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     registry = context(request).registry
 
     def work() -> dict[str, Any]:
         model = registry.get(model_id)
-        return {**model.to_json(), "audit": registry.audit(model.id)}
+        return {**model.to_json(), "audit": [entry.to_json() for entry in registry.audit(model.id)]}
 
     return await run_in_threadpool(work)
 
 
-@router.post("/models/{model_id}/promote", summary="Promote through the holdout gate (as the CLI does)",
-             responses=ERRORS)
+@router.post("/models/{model_id}/promote", response_model=PromotionOut,
+             summary="Promote through the holdout gate (as the CLI does)", responses=CHANGE_ERRORS)
 async def promote(model_id: str, body: PromoteIn, request: Request,
                   principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     """Evaluates candidate and champion on the frozen holdout through the runtime; refused (409, listing every
@@ -68,7 +89,8 @@ async def promote(model_id: str, body: PromoteIn, request: Request,
     return result
 
 
-@router.post("/models/rollback", summary="Put the previous champion back", responses=ERRORS)
+@router.post("/models/rollback", response_model=ModelOut, summary="Put the previous champion back",
+             responses=CHANGE_ERRORS)
 async def rollback(body: RollbackIn, request: Request,
                    principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     ctx = context(request)
@@ -83,12 +105,13 @@ def _library(request: Request) -> Any:
     return DatasetLibrary(context(request).settings.data_dir / "datasets")
 
 
-@router.get("/datasets", summary="Dataset snapshots", responses=ERRORS)
+@router.get("/datasets", response_model=list[DatasetOut], summary="Dataset snapshots", responses=ERRORS)
 async def list_datasets(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> list[dict[str, Any]]:
     return await run_in_threadpool(lambda: _library(request).list())
 
 
-@router.get("/datasets/{snapshot_id}", summary="One snapshot: classes, splits, per-class counts", responses=ERRORS)
+@router.get("/datasets/{snapshot_id}", response_model=DatasetDetailOut,
+            summary="One snapshot: classes, splits, per-class counts", responses=ERRORS)
 async def get_dataset(snapshot_id: str, request: Request,
                       _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     from datasets.library import summary
@@ -107,14 +130,15 @@ async def get_dataset(snapshot_id: str, request: Request,
     return await run_in_threadpool(work)
 
 
-@router.post("/training-jobs", status_code=202, summary="Start a training run in the background", responses=ERRORS)
+@router.post("/training-jobs", status_code=202, response_model=TrainingJobDetailOut,
+             summary="Start a training run in the background", responses=CHANGE_ERRORS)
 async def start_training(body: TrainingJobIn, request: Request,
                          principal: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     """Trains on a snapshot (from the yaml, or fine-tuning a registered model), evaluates through the runtime
     and registers a candidate, as ``qcline train`` does. Follow it with ``GET /v1/training-jobs/{id}``."""
     ctx = context(request)
 
-    def work() -> dict[str, Any]:
+    def work() -> TrainingJob:
         snapshot = _library(request).get(body.dataset)  # 404 now, not an hour into a job
         base = body.base
         if not base.endswith((".yaml", ".yml")):
@@ -124,16 +148,18 @@ async def start_training(body: TrainingJobIn, request: Request,
         params = {**body.model_dump(), "dataset": snapshot.id, "base": base}
         return ctx.jobs.start(params, principal.name)
 
-    return await run_in_threadpool(work)
+    return _redacted(await run_in_threadpool(work))
 
 
-@router.get("/training-jobs", summary="Training jobs, newest first", responses=ERRORS)
+@router.get("/training-jobs", response_model=list[TrainingJobOut],
+            summary="Training jobs, newest first", responses=ERRORS)
 async def list_training(request: Request, _: Annotated[Principal, Depends(ENGINEER)],
                         limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[dict[str, Any]]:
     return [_redacted(job) for job in await run_in_threadpool(context(request).jobs.list, limit)]
 
 
-@router.get("/training-jobs/{job_id}", summary="A training job's status, epoch progress and log tail",
+@router.get("/training-jobs/{job_id}", response_model=TrainingJobDetailOut,
+            summary="A training job's status, epoch progress and log tail",
             responses=ERRORS)
 async def get_training(job_id: RowId, request: Request,
                        _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
@@ -142,6 +168,8 @@ async def get_training(job_id: RowId, request: Request,
 
 def _redacted(value: Any) -> Any:
     """A job as the network sees it: its error, result and log tail without server paths (files keep them)."""
+    if isinstance(value, TrainingJob):
+        return _redacted(value.to_json())
     if isinstance(value, str):
         return redact_paths(value)
     if isinstance(value, dict):
@@ -151,7 +179,8 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-@router.post("/training-jobs/{job_id}/cancel", summary="Stop a running training job", responses=ERRORS)
+@router.post("/training-jobs/{job_id}/cancel", response_model=TrainingJobDetailOut,
+             summary="Stop a running training job", responses=CHANGE_ERRORS)
 async def cancel_training(job_id: RowId, request: Request,
                           _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, Any]:
     return _redacted(await run_in_threadpool(context(request).jobs.cancel, job_id))

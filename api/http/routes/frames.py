@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from api.http.deps import CAMERA, LINE, context
-from api.http.schemas import ErrorOut, FrameVerdictOut, UnitVerdictOut
+from api.http.schemas import FrameVerdictOut, UnitVerdictOut, errors
 from api.services.auth import Principal
 from api.services.frames import FrameRequest, FrameService, unit_verdict_json
 from inspection.errors import BadRequestError, UnsupportedMediaError
@@ -30,8 +30,7 @@ FRAME_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
     "image/png": {"schema": {"type": "string", "format": "binary"}},
 }}}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+ERRORS = errors(400, 404, 409, 415)
 
 
 async def _read_frame(request: Request, query: dict[str, str | None]) -> FrameRequest:

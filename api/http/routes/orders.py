@@ -10,15 +10,26 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.http.deps import ENGINEER, READER, context
-from api.http.schemas import ErrorOut, ImportCounts, OrderBookIn, OrderIn
+from api.http.schemas import (
+    ImportCounts,
+    OrderBookIn,
+    OrderDetailOut,
+    OrderIn,
+    OrderOut,
+    ProfileOut,
+    UnitRecordOut,
+    UnitSummaryOut,
+    errors,
+)
 from api.services.auth import Principal
 from inspection import safe_yaml
 from inspection.errors import BadRequestError, NotFoundError, ProfileError, UnsupportedMediaError
 from inspection.profiles import InspectionProfile, Order, OrderBook
-from inspection.store.repository import ResultsStore
+from inspection.store.repository import ResultsStore, UnitSummary
 
 router = APIRouter(prefix="/v1", tags=["orders"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 415, 422)}
+ERRORS = errors(404)
+WRITE_ERRORS = errors(404, 409, 415)
 
 
 def _order_json(order: Order, profile_hash: str | None = None) -> dict[str, Any]:
@@ -76,13 +87,13 @@ def _parse_book(data: bytes, media_type: str) -> Any:
         raise BadRequestError(f"order book does not parse as {media_type}: nested too deeply") from e
 
 
-@router.get("/orders", summary="List orders", responses=ERRORS)
+@router.get("/orders", response_model=list[OrderOut], summary="List orders", responses=ERRORS)
 async def list_orders(request: Request, _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
     orders = await run_in_threadpool(context(request).store.list_orders)
     return [_order_json(o) for o in orders]
 
 
-@router.post("/orders", status_code=201, response_model=ImportCounts, responses=ERRORS,
+@router.post("/orders", status_code=201, response_model=ImportCounts, responses=WRITE_ERRORS,
              summary="Create or update one order")
 async def create_order(order: OrderIn, request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, int]:
     """``profile`` is the name of a stored profile, or the profile itself (stored by its content hash)."""
@@ -100,7 +111,7 @@ IMPORT_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
 }}}
 
 
-@router.post("/orders/import", response_model=ImportCounts, responses=ERRORS, openapi_extra=IMPORT_BODY,
+@router.post("/orders/import", response_model=ImportCounts, responses=WRITE_ERRORS, openapi_extra=IMPORT_BODY,
              summary="Import an order book (profiles and orders), JSON or YAML")
 async def import_orders(request: Request, _: Annotated[Principal, Depends(ENGINEER)]) -> dict[str, int]:
     """The same file ``qcline orders import`` reads, with profiles inline (file paths are not accepted over
@@ -126,19 +137,22 @@ async def import_orders(request: Request, _: Annotated[Principal, Depends(ENGINE
     return await run_in_threadpool(work)
 
 
-@router.get("/orders/{order_id}", summary="An order with its current profile", responses=ERRORS)
+@router.get("/orders/{order_id}", response_model=OrderDetailOut,
+            summary="An order with its current profile", responses=ERRORS)
 async def get_order(order_id: str, request: Request, _: Annotated[Principal, Depends(READER)]) -> dict[str, Any]:
     order, profile = await run_in_threadpool(context(request).store.get_order, order_id)
     return {**_order_json(order, profile.content_hash), "profile_spec": profile.canonical()}
 
 
-@router.get("/orders/{order_id}/units", summary="Units of an order", responses=ERRORS)
+@router.get("/orders/{order_id}/units", response_model=list[UnitSummaryOut],
+            summary="Units of an order", responses=ERRORS)
 async def order_units(order_id: str, request: Request,
-                      _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
+                      _: Annotated[Principal, Depends(READER)]) -> list[UnitSummary]:
     return await run_in_threadpool(context(request).store.units_of_order, order_id)
 
 
-@router.get("/profiles/{profile_hash}", summary="One profile version by content hash", responses=ERRORS)
+@router.get("/profiles/{profile_hash}", response_model=ProfileOut,
+            summary="One profile version by content hash", responses=ERRORS)
 async def get_profile(profile_hash: str, request: Request,
                       _: Annotated[Principal, Depends(READER)]) -> dict[str, Any]:
     profile = await run_in_threadpool(context(request).store.get_profile, profile_hash)
@@ -151,9 +165,9 @@ def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
     record = ctx.store.unit_record(unit_id)
     reviews = ctx.reviews.histories([frame["id"] for frame in record["frames"]])
     for frame in record["frames"]:
-        frame["reviews"] = reviews[frame["id"]]
+        frame["reviews"] = [r.to_json() for r in reviews[frame["id"]]]
         frame["evidence_url"] = f"/v1/inspections/{frame['id']}/image" if frame.pop("evidence_path") else None
-    record["dispositions"] = ctx.reviews.dispositions(unit_id)
+    record["dispositions"] = [d.to_json() for d in ctx.reviews.dispositions(unit_id)]
     try:
         record["profile"]["spec"] = ctx.store.get_profile(record["profile"]["hash"]).canonical()
     except NotFoundError:
@@ -161,7 +175,7 @@ def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
     return record
 
 
-@router.get("/units/{unit_id:path}", summary="A unit's full record", responses=ERRORS)
+@router.get("/units/{unit_id:path}", response_model=UnitRecordOut, summary="A unit's full record", responses=ERRORS)
 async def get_unit(unit_id: str, request: Request, _: Annotated[Principal, Depends(READER)],
                    ) -> dict[str, Any]:
     """Every frame with its detections, verdict, reviews, model and profile version; the unit's verdict and

@@ -3,7 +3,7 @@ the CLI uses, so a decision means the same thing whichever door it came through)
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -12,30 +12,42 @@ from starlette.concurrency import run_in_threadpool
 
 from api.composition import ServiceContext
 from api.http.deps import OPERATOR, READER, context
-from api.http.schemas import DispositionIn, ErrorOut, ReviewIn, RowId
+from api.http.schemas import (
+    DispositionIn,
+    DispositionRecordedOut,
+    ErrorOut,
+    QueueItemOut,
+    ReviewIn,
+    ReviewOut,
+    RowId,
+    errors,
+)
 from api.services.auth import Principal
 from inspection.reviews import Decision, ReviewDecision, ReviewedBox
+from inspection.store.reviews import DispositionRecorded, QueueItem, ReviewRecord
 
 router = APIRouter(prefix="/v1", tags=["operators"])
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 422)}
+ERRORS = errors(404)
 
 
-@router.get("/reviews/queue", summary="Units waiting for a person, most urgent first", responses=ERRORS)
+@router.get("/reviews/queue", response_model=list[QueueItemOut],
+            summary="Units waiting for a person, most urgent first", responses=ERRORS)
 async def review_queue(request: Request, _: Annotated[Principal, Depends(OPERATOR)],
-                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[QueueItem]:
     """FAIL before REVIEW, then the order's due date, then arrival."""
     return await run_in_threadpool(fresh_queue, context(request), limit)
 
 
-def fresh_queue(ctx: ServiceContext, limit: int) -> list[dict[str, Any]]:
+def fresh_queue(ctx: ServiceContext, limit: int) -> list[QueueItem]:
     """The review queue including frames judged a moment ago (still in the writer's queue)."""
     ctx.writer.flush(timeout=5)
     return ctx.reviews.queue(limit)
 
 
-@router.post("/reviews", status_code=201, summary="Record a decision on one frame", responses=ERRORS)
+@router.post("/reviews", status_code=201, response_model=ReviewOut,
+             summary="Record a decision on one frame", responses=ERRORS)
 async def post_review(body: ReviewIn, request: Request,
-                      principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+                      principal: Annotated[Principal, Depends(OPERATOR)]) -> ReviewRecord:
     """``confirm`` keeps the model's boxes as labels, ``false_alarm`` makes the frame a negative example,
     ``correct`` replaces the boxes. Sending the same decision twice (a double click) stores it once."""
     decision = ReviewDecision(body.inspection_id, Decision.parse(body.decision),
@@ -43,9 +55,10 @@ async def post_review(body: ReviewIn, request: Request,
     return await run_in_threadpool(context(request).reviews.record, decision)
 
 
-@router.get("/inspections/{inspection_id}/reviews", summary="Every review of one frame", responses=ERRORS)
+@router.get("/inspections/{inspection_id}/reviews", response_model=list[ReviewOut],
+            summary="Every review of one frame", responses=ERRORS)
 async def review_history(inspection_id: RowId, request: Request,
-                         _: Annotated[Principal, Depends(READER)]) -> list[dict[str, Any]]:
+                         _: Annotated[Principal, Depends(READER)]) -> list[ReviewRecord]:
     return await run_in_threadpool(context(request).reviews.history, inspection_id)
 
 
@@ -66,9 +79,10 @@ async def inspection_image(inspection_id: RowId, request: Request,
                              background=BackgroundTask(reader.close))
 
 
-@router.post("/units/{unit_id:path}/disposition", status_code=201, summary="Release, rework or scrap a unit",
+@router.post("/units/{unit_id:path}/disposition", status_code=201, response_model=DispositionRecordedOut,
+             summary="Release, rework or scrap a unit",
              responses=ERRORS)
 async def set_disposition(unit_id: str, body: DispositionIn, request: Request,
-                          principal: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, Any]:
+                          principal: Annotated[Principal, Depends(OPERATOR)]) -> DispositionRecorded:
     return await run_in_threadpool(context(request).reviews.set_disposition, unit_id, body.disposition,
                                    principal.name, body.note)

@@ -244,7 +244,7 @@ async def queue_page(request: Request) -> Response:
     if principal is None:
         return _to_login()
     zone = page_zone(request)
-    rows = await run_in_threadpool(fresh_queue, context(request), QUEUE_SCAN)
+    rows = [item.to_json() for item in await run_in_threadpool(fresh_queue, context(request), QUEUE_SCAN)]
     want = {name: _param(request, name) for name in FILTERS}
     options = {"order": sorted({r["order_id"] for r in rows}),
                "camera": sorted({c for r in rows for c in r["cameras"]}),

@@ -19,7 +19,7 @@ from api.composition import open_store
 from inspection.errors import NotFoundError
 from inspection.reviews import ReviewError
 from inspection.settings import load_settings
-from inspection.store.reviews import ReviewService
+from inspection.store.reviews import ReviewRecord, ReviewService
 from inspection.types import Verdict
 from tests.inspection.store.factories import standard_book
 from tests.inspection.store.test_reviews import add_inspection
@@ -49,7 +49,7 @@ def ok_json(app: object, args: list[str], line: dict[str, object]) -> Any:
     return json.loads(done.stdout)
 
 
-def history(line: dict[str, object], inspection: int) -> list[dict]:
+def history(line: dict[str, object], inspection: int) -> list[ReviewRecord]:
     with open_store(load_settings(data_dir=Path(str(line["data"])))) as store:
         return ReviewService(store).history(inspection)
 
@@ -107,7 +107,7 @@ def test_file_reports_every_line_and_keeps_what_was_accepted(line: dict) -> None
     assert "not JSON" in reports[2]["reason"]
     assert "999" in reports[3]["reason"]
     assert "outside" in reports[4]["reason"]
-    assert [h["actor"] for h in history(line, other)] == ["batch"]
+    assert [h.actor for h in history(line, other)] == ["batch"]
     assert len(history(line, top)) == 1 and history(line, side) == []
 
     decisions.write_text(json.dumps({"inspection_id": side, "decision": "false-alarm"}) + "\n")

@@ -104,7 +104,7 @@ def test_bad_credentials_are_401_with_a_reason(service: Service, header: str) ->
 def test_a_revoked_key_stops_working(service: Service) -> None:
     secret, record = service.ctx.keys.create(Role.OPERATOR, "temp")
     assert service.client.get("/v1/orders", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
-    r = service.client.delete(f"/v1/keys/{record['id']}", headers=service.auth(Role.ADMIN))
+    r = service.client.delete(f"/v1/keys/{record.id}", headers=service.auth(Role.ADMIN))
     assert r.status_code == 200 and r.json()["revoked_at"]
     assert service.client.get("/v1/orders", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
 

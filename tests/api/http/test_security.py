@@ -334,10 +334,10 @@ def test_a_revoked_key_stops_at_once_in_another_process(service: Service) -> Non
     secret, record = service.ctx.keys.create(Role.CAMERA, "cam-revoked")
     other = ApiKeyService.open(service.ctx.settings.resolved_database_url)
     try:
-        assert other.authenticate(secret).key_id == record["id"]
+        assert other.authenticate(secret).key_id == record.id
         assert service.client.get("/v1/reviews/queue", headers={"Authorization": f"Bearer {secret}"}).status_code \
             == 403  # authenticated in the service process (a camera may not read the queue)
-        other.revoke(record["id"])
+        other.revoke(record.id)
         r = service.client.post("/v1/units/U-1/close", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 401
     finally:

@@ -86,7 +86,7 @@ def test_ensure_unit(store: ResultsStore) -> None:
     with pytest.raises(NotFoundError, match="ORD-404"):
         store.ensure_unit("U2", "ORD-404")
     [unit] = store.units_of_order("ORD-1")
-    assert (unit["unit_id"], unit["status"], unit["verdict"], unit["frames"]) == ("U1", "open", None, 0)
+    assert (unit.unit_id, unit.status, unit.verdict, unit.frames) == ("U1", "open", None, 0)
 
 
 # -- frame results -------------------------------------------------------------------------------------------

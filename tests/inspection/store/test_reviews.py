@@ -18,7 +18,7 @@ import pytest
 from inspection.errors import NotFoundError
 from inspection.reviews import Decision, Disposition, ReviewDecision, ReviewedBox, ReviewError
 from inspection.store import ResultsStore
-from inspection.store.reviews import ReviewService
+from inspection.store.reviews import ReviewRecord, ReviewService
 from inspection.types import DefectFinding, Verdict
 from tests.inspection.store.factories import book, finding, order, result, standard_book
 
@@ -57,10 +57,11 @@ def service(store: ResultsStore) -> ReviewService:
 def test_record_returns_the_review_and_keeps_the_frame_size(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
     review = service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana", note="deep scratch"))
-    assert review["id"] > 0 and review["duplicate"] is False
-    assert (review["inspection_id"], review["unit_id"], review["decision"]) == (inspection, "U1", "confirm")
-    assert review["frame_size"] == [FRAME_W, FRAME_H]
-    assert review["actor"] == "ana" and review["note"] == "deep scratch" and review["boxes"] == []
+    assert review.id > 0 and review.duplicate is False
+    assert (review.inspection_id, review.unit_id, review.decision) == (inspection, "U1", "confirm")
+    assert review.frame_size == (FRAME_W, FRAME_H)
+    assert review.actor == "ana" and review.note == "deep scratch" and review.boxes == ()
+    assert review.to_json()["frame_size"] == [FRAME_W, FRAME_H] and review.to_json()["boxes"] == []
     assert service.history(inspection) == [review]
 
 
@@ -69,22 +70,22 @@ def test_double_click_is_recorded_once(service: ReviewService) -> None:
     box = (ReviewedBox.of("dent", 1, 2, 30, 40),)
     first = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana"))
     again = service.record(ReviewDecision(inspection, Decision.CORRECT, box, actor="ana", note="other note"))
-    assert again["duplicate"] is True and again["id"] == first["id"]
+    assert again.duplicate is True and again.id == first.id
     assert len(service.history(inspection)) == 1
 
 
 def test_every_changed_decision_is_kept(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
-    ids = [service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"],
-           service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="bob"))["id"],  # other person
-           service.record(ReviewDecision(inspection, Decision.FALSE_ALARM, actor="bob"))["id"],
+    ids = [service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana")).id,
+           service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="bob")).id,  # other person
+           service.record(ReviewDecision(inspection, Decision.FALSE_ALARM, actor="bob")).id,
            service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 5, 5),),
-                                         actor="bob"))["id"],
+                                         actor="bob")).id,
            service.record(ReviewDecision(inspection, Decision.CORRECT, (ReviewedBox.of("dent", 1, 1, 6, 5),),
-                                         actor="bob"))["id"],  # other boxes
-           service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))["id"]]  # latest differs
+                                         actor="bob")).id,  # other boxes
+           service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana")).id]  # latest differs
     assert len(set(ids)) == 6
-    assert [r["id"] for r in service.history(inspection)] == ids
+    assert [r.id for r in service.history(inspection)] == ids
     latest = service.latest_reviews()
     assert [(r["id"], r["decision"], r["actor"]) for r in latest] == [(ids[-1], "confirm", "ana")]
 
@@ -92,7 +93,7 @@ def test_every_changed_decision_is_kept(service: ReviewService) -> None:
 def test_concurrent_identical_clicks_insert_one_row(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
     barrier = threading.Barrier(4)
-    answers: list[dict] = []
+    answers: list[ReviewRecord] = []
     errors: list[BaseException] = []
 
     def click() -> None:
@@ -108,8 +109,8 @@ def test_concurrent_identical_clicks_insert_one_row(service: ReviewService) -> N
     for t in threads:
         t.join()
     assert not errors
-    assert len({a["id"] for a in answers}) == 1
-    assert sorted(a["duplicate"] for a in answers) == [False, True, True, True]
+    assert len({a.id for a in answers}) == 1
+    assert sorted(a.duplicate for a in answers) == [False, True, True, True]
     assert len(service.history(inspection)) == 1
 
 
@@ -145,7 +146,7 @@ def test_a_box_on_the_frame_border_is_inside(service: ReviewService) -> None:
     inspection = add_inspection(service.store)
     review = service.record(ReviewDecision(inspection, Decision.CORRECT,
                                            (ReviewedBox.of("dent", 0, 0, FRAME_W, FRAME_H),), actor="ana"))
-    assert review["boxes"] == [["dent", 0.0, 0.0, float(FRAME_W), float(FRAME_H)]]
+    assert review.to_json()["boxes"] == [["dent", 0.0, 0.0, float(FRAME_W), float(FRAME_H)]]
 
 
 def test_a_frame_without_readable_evidence_cannot_be_labeled(service: ReviewService, tmp_path: Path) -> None:
@@ -171,15 +172,15 @@ def test_latest_reviews_carry_what_a_dataset_needs(service: ReviewService) -> No
     r1 = service.record(ReviewDecision(first, Decision.CONFIRM, actor="ana"))
     r2 = service.record(ReviewDecision(second, Decision.FALSE_ALARM, actor="ana"))
     rows = service.latest_reviews()
-    assert [r["id"] for r in rows] == [r1["id"], r2["id"]]
+    assert [r["id"] for r in rows] == [r1.id, r2.id]
     row = rows[0]
     assert (row["unit_id"], row["order_id"], row["camera_id"], row["verdict"]) == ("U1", "ORD-1", "top", "FAIL")
     assert row["model_sha256"] == "m" * 64
     assert row["evidence_exists"] and Path(row["evidence_path"]).is_file()
     assert [(f["class"], f["outcome"]) for f in row["findings"]] == [("scratch", "FAIL"), ("dent", "REVIEW")]
-    assert service.latest_reviews(since_id=r1["id"]) == rows[1:]
+    assert service.latest_reviews(since_id=r1.id) == rows[1:]
     r3 = service.record(ReviewDecision(first, Decision.FALSE_ALARM, actor="bob"))  # a changed mind moves it on
-    assert [r["id"] for r in service.latest_reviews(since_id=r2["id"])] == [r3["id"]]
+    assert [r["id"] for r in service.latest_reviews(since_id=r2.id)] == [r3.id]
     with pytest.raises(ReviewError):
         service.latest_reviews(since_id=-1)
 
@@ -189,10 +190,9 @@ def test_disposition_is_appended_and_validated(service: ReviewService) -> None:
     service.store.commit_group([], close_units=["U1"])
     first = service.set_disposition("U1", "rework", "ana", "sand it")
     second = service.set_disposition("U1", Disposition.RELEASE, "bob")
-    assert (first["disposition"], first["actor"], first["note"], first["verdict"]) == ("rework", "ana", "sand it",
-                                                                                       "FAIL")
-    assert [d["disposition"] for d in service.dispositions("U1")] == ["rework", "release"]
-    assert second["id"] > first["id"]
+    assert (first.disposition, first.actor, first.note, first.verdict) == ("rework", "ana", "sand it", "FAIL")
+    assert [d.disposition for d in service.dispositions("U1")] == ["rework", "release"]
+    assert second.id > first.id
     with pytest.raises(ReviewError, match="release, rework, scrap"):
         service.set_disposition("U1", "ship-it", "ana")
     with pytest.raises(ReviewError, match="actor"):
@@ -217,14 +217,14 @@ def test_queue_ranks_fail_first_then_due_date_and_drops_dispositioned_units(stor
     store.commit_group([], close_units=[u for u in units if u != "U-WAITING"])  # U-WAITING: no verdict yet
     service.set_disposition("U-DONE", "scrap", "ana")
     queue = service.queue()
-    assert [q["unit_id"] for q in queue] == ["U-FAIL-SOON", "U-SOON-2", "U-FAIL-LATE", "U-FAIL-NONE",
+    assert [q.unit_id for q in queue] == ["U-FAIL-SOON", "U-SOON-2", "U-FAIL-LATE", "U-FAIL-NONE",
                                              "U-REVIEW-SOON", "U-REVIEW-LATE"]
     top = queue[0]
-    assert (top["order_id"], top["due_date"], top["verdict"], top["flagged_frames"], top["reviewed_frames"]) == (
+    assert (top.order_id, top.due_date, top.verdict, top.flagged_frames, top.reviewed_frames) == (
         "ORD-SOON", "2026-01-05", "FAIL", 1, 0)
-    assert [q["unit_id"] for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-SOON-2"]
+    assert [q.unit_id for q in service.queue(limit=2)] == ["U-FAIL-SOON", "U-SOON-2"]
     service.set_disposition("U-FAIL-SOON", "release", "ana")
-    assert service.queue()[0]["unit_id"] == "U-SOON-2"
+    assert service.queue()[0].unit_id == "U-SOON-2"
     with pytest.raises(ReviewError, match="limit"):
         service.queue(limit=0)
 

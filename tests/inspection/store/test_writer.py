@@ -110,7 +110,7 @@ def test_results_waiting_during_a_commit_are_committed_together(ready: ResultsSt
         gated.gate.set()
         assert all(f.result(timeout=10).inserted for f in futures)
     assert gated.groups == [1, 20]  # one transaction (one fsync) for everything that queued up
-    assert sum(u["frames"] for u in ready.units_of_order("ORD-1")) == 21
+    assert sum(u.frames for u in ready.units_of_order("ORD-1")) == 21
 
 
 def test_unit_verdicts_are_rolled_up_in_the_store_and_told_after_commit(ready: ResultsStore) -> None:
@@ -283,7 +283,7 @@ def test_writer_is_thread_safe(ready: ResultsStore) -> None:
             t.join()
         writer.flush()
         assert writer.stats.written == 60
-    assert sum(u["frames"] for u in ready.units_of_order("ORD-1")) == 60
+    assert sum(u.frames for u in ready.units_of_order("ORD-1")) == 60
 
 
 @pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"queue_size": 0}, {"retry_delay_s": -1},

@@ -73,7 +73,7 @@ def test_register_copies_the_verified_package_under_its_sha(registry: ModelRegis
     again = registry.register(packages["a"], lineage={"other": True})
     assert again.id == model.id and again.lineage == model.lineage
     assert [m.id for m in registry.list()] == [model.id]
-    assert [(a["from_stage"], a["to_stage"]) for a in registry.audit(model.id)] == [(None, CANDIDATE)]
+    assert [(a.from_stage, a.to_stage) for a in registry.audit(model.id)] == [(None, CANDIDATE)]
 
 
 def test_tampered_package_is_refused_and_nothing_is_registered(registry: ModelRegistry, packages: dict[str, Path],
@@ -183,13 +183,13 @@ def test_promotion_gate(registry: ModelRegistry, packages: dict[str, Path], cand
     assert registry.get(champ.id).stage == RETIRED
     assert registry.get(cand.id).previous_champion_id == champ.id
     rows = registry.audit()[len(audit_before):]
-    assert [(r["model_id"], r["from_stage"], r["to_stage"], r["forced"], r["actor"]) for r in rows] == [
+    assert [(r.model_id, r.from_stage, r.to_stage, r.forced, r.actor) for r in rows] == [
         (champ.id, CHAMPION, RETIRED, force, "qa"), (cand.id, CANDIDATE, CHAMPION, force, "qa")]
-    assert rows[1]["reason"] == reason
-    assert rows[1]["metrics"]["candidate"]["map50"] == candidate["map50"]
-    assert rows[1]["metrics"]["champion"]["map50"] == CHAMP["map50"]
+    assert rows[1].reason == reason
+    assert rows[1].metrics["candidate"]["map50"] == candidate["map50"]
+    assert rows[1].metrics["champion"]["map50"] == CHAMP["map50"]
     if force:
-        assert [c["name"] for c in rows[1]["metrics"]["gate"]["checks"] if not c["passed"]] == ["map50"]
+        assert [c["name"] for c in rows[1].metrics["gate"]["checks"] if not c["passed"]] == ["map50"]
 
 
 def test_no_champion_means_any_candidate_can_be_promoted(registry: ModelRegistry, packages: dict[str, Path]) -> None:
@@ -254,7 +254,7 @@ def test_rollback_walks_back_through_the_champions(registry: ModelRegistry, pack
     assert registry.rollback("ops", "still bad").id == a.id
     assert [m.stage for m in registry.list()] == [CHAMPION, RETIRED, RETIRED]
 
-    trail = [(r["model_id"], r["from_stage"], r["to_stage"]) for r in registry.audit()]
+    trail = [(r.model_id, r.from_stage, r.to_stage) for r in registry.audit()]
     assert trail == [
         (a.id, None, CANDIDATE), (a.id, CANDIDATE, CHAMPION),
         (b.id, None, CANDIDATE), (c.id, None, CANDIDATE),
@@ -264,8 +264,8 @@ def test_rollback_walks_back_through_the_champions(registry: ModelRegistry, pack
         (b.id, CHAMPION, RETIRED), (a.id, RETIRED, CHAMPION),
     ]
     rollback_rows = registry.audit(c.id)[-1:]
-    assert rollback_rows[0]["actor"] == "ops" and "false rejects on line 3" in rollback_rows[0]["reason"]
-    assert all(r["at"] for r in registry.audit())
+    assert rollback_rows[0].actor == "ops" and "false rejects on line 3" in rollback_rows[0].reason
+    assert all(r.at for r in registry.audit())
 
 
 def test_holdout_is_stored_and_replaced(registry: ModelRegistry, tmp_path: Path) -> None:
