@@ -282,13 +282,15 @@ class Inspector:
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
                  max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
                  store_retry_s: float = 0.5, calibrations: CalibrationLookup | None = None,
-                 calibration_ttl_s: float = 60.0) -> None:
+                 calibration_ttl_s: float = 60.0, inference_depth: int = 2) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
         self._orders = orders
         self._sinks = list(sinks)
         self.batch_size = max(1, batch_size)
+        self.inference_depth = max(1, inference_depth)
+        """Batches in the detector at once while this thread judges the one before (``process``)."""
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
@@ -681,50 +683,53 @@ class Inspector:
 
     def _process_overlapped(self, source: Iterator[SourceItem],
                             progress: Callable[[int], None] | None) -> InspectionSummary:
-        """Batch k+1 is detected in the inference thread while this thread judges and records batch k.
+        """Batches k+1 .. k+depth are detected in inference threads while this thread judges and records batch k.
 
         This thread still owns every piece of the inspector's state: admission (units, duplicates, the swap
-        of a detector) and judgement run here, in source order, as in ``_process``; the inference thread only
-        runs the pure ``_detect`` (whose letterbox, forward and head decoding release the GIL). Results reach
-        the sinks and the journal in the order the serial loop gives them, and a frame is done only when its
-        commit resolves. If a detection fails, the batches before it are judged and recorded, the failing
-        one and the one admitted after it are un-admitted (a retry is judged), and the error is raised.
+        of a detector) and judgement run here, in source order, as in ``_process``; the inference threads only
+        run the pure ``_detect`` (whose letterbox, forward and head decoding release the GIL). With a depth of 2
+        the engine gets the next batch while the thread of the one before still letterboxes or decodes (an
+        OpenVINO model with one stream runs one request at a time: the two requests queue, they do not split
+        the cores). Results reach the sinks and the journal in the order the serial loop gives them, and a
+        frame is done only when its commit resolves. If a detection fails, the batches before it are judged
+        and recorded, it and the batches admitted after it are un-admitted (a retry is judged), and the
+        error is raised.
         """
         done = self._done_callback(progress)
-        in_flight: tuple[_Admitted, Future[list[Detections]] | None] | None = None
+        depth = max(1, self.inference_depth)
+        in_flight: deque[tuple[_Admitted, Future[list[Detections]] | None]] = deque()
 
-        def finish() -> None:
-            """Judge the batch in the inference thread once its detections are ready."""
-            nonlocal in_flight
-            if in_flight is None:
-                return
-            admitted, future = in_flight
-            in_flight = None
-            try:
-                detections = future.result() if future is not None else []
-            except BaseException:
+        def abandon() -> None:
+            """After an error: wait for (or cancel) what is still in the inference threads, judge none of it."""
+            while in_flight:
+                admitted, future = in_flight.popleft()
+                if future is not None and not future.cancel():
+                    wait([future])
                 self._unadmit(admitted)
-                raise
-            for outcome in self._judge(admitted, detections):
-                done(outcome)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="qcline-infer") as pool:
+        def finish(keep: int = 0) -> None:
+            """Judge the oldest batches, in order, until at most ``keep`` are left in the inference threads."""
+            while len(in_flight) > keep:
+                admitted, future = in_flight[0]
+                try:
+                    detections = future.result() if future is not None else []
+                except BaseException:
+                    abandon()
+                    raise
+                in_flight.popleft()
+                for outcome in self._judge(admitted, detections):
+                    done(outcome)
+
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="qcline-infer") as pool:
 
             def submit(frames: list[Frame]) -> None:
-                nonlocal in_flight
                 self._wait_for_store(frames)
                 admitted = self._admit(frames)
                 future = None
                 if admitted.detector is not None:
                     future = pool.submit(self._detect, admitted.detector, admitted.inputs(), admitted.floor)
-                try:
-                    finish()  # batch k, while batch k+1 runs in the inference thread
-                except BaseException:
-                    if future is not None and not future.cancel():
-                        wait([future])
-                    self._unadmit(admitted)
-                    raise
-                in_flight = (admitted, future)
+                in_flight.append((admitted, future))
+                finish(keep=depth)  # batch k, while the batches after it run in the inference threads
 
             try:
                 batch: list[Frame] = []
@@ -740,8 +745,15 @@ class Inspector:
                         batch = []
                 if batch:
                     submit(batch)
-            finally:  # also when the source fails: what was read before the error is judged, as serially
                 finish()
+            except BaseException:
+                # the source or a sink failed: what was read before the error is judged, as serially; a failed
+                # detection has already abandoned the rest
+                try:
+                    finish()
+                finally:
+                    abandon()
+                raise
         return self.summary
 
     def close_unit_durably(self, unit_id: str) -> Future[UnitVerdict]:

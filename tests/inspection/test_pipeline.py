@@ -428,9 +428,10 @@ def _line() -> list[Frame | FrameFailure]:
 @pytest.mark.parametrize("batch_size", [1, 2, 3, 8])
 def test_overlapped_and_serial_loops_give_the_same_results_in_the_same_order(batch_size: int) -> None:
     runs = []
-    for overlap in (False, True):
+    for overlap, depth in ((False, 1), (True, 1), (True, 2), (True, 3)):
         sink, journal = ListSink(), FakeJournal(auto=True)
-        inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=batch_size, journal=journal)
+        inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=batch_size, journal=journal,
+                              inference_depth=depth)
         done: list[int] = []
         inspector.process(_line(), progress=done.append, overlap=overlap)
         s = inspector.summary
@@ -438,7 +439,7 @@ def test_overlapped_and_serial_loops_give_the_same_results_in_the_same_order(bat
                       for r in sink.frames], [r.verdict.unit_id for r, _ in journal.pending],
                      [(u.unit_id, u.verdict) for u in sink.units], len(done),
                      (s.frames, s.failed_frames, s.duplicate_frames, s.rejected_frames, s.batches)))
-    assert runs[0] == runs[1]
+    assert runs[0] == runs[1] == runs[2] == runs[3]
     assert sorted(runs[1][1]) == ["U1", "U1", "U3", "U4", "U5", "U5", "U6"]  # every result recorded once
     assert runs[1][3] == 9  # every item done: 7 committed, the refused and the duplicate at once
 
@@ -458,7 +459,8 @@ def test_with_overlap_a_frame_is_done_only_after_its_commit_and_results_reach_th
     assert len(done) == 4 and inspector.summary.not_recorded == 1
 
 
-def test_an_error_in_one_batch_after_the_ones_before_are_recorded_leaves_its_frames_unjudged() -> None:
+@pytest.mark.parametrize("depth", [1, 2])
+def test_an_error_in_one_batch_after_the_ones_before_are_recorded_leaves_its_frames_unjudged(depth: int) -> None:
     class BreaksOnce(FakeDetector):
         def detect(self, images, confidence=None):  # type: ignore[no-untyped-def]
             if len(self.batches) == 1:
@@ -470,7 +472,7 @@ def test_an_error_in_one_batch_after_the_ones_before_are_recorded_leaves_its_fra
 
     detector = BreaksOnce()
     sink, journal = ListSink(), FakeJournal(auto=True)
-    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2, journal=journal)
+    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2, journal=journal, inference_depth=depth)
     frames = [frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(6)]
     with pytest.raises(RuntimeError, match="fell over"):
         inspector.process(frames, prefetch=False)
