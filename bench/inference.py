@@ -97,7 +97,7 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engi
                                           orders=(Order(id="BENCH", profile="bench"),)))
         writer = BatchedResultWriter(store, batch_size=64)
         inspector = Inspector(detector, store, batch_size=batch, journal=writer,
-                              inference_depth=int(os.environ.get("QC_BENCH_DEPTH", "2")))
+                              inference_depth=int(os.environ.get("QC_BENCH_DEPTH", "1")))
         now = datetime.now(UTC)
 
         def frames() -> object:
@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="the pipeline's precision (auto, fp32, bf16, int8)")
     parser.add_argument("--single-thread", action="store_true", help="also measure pipeline and engine on 1 thread")
     parser.add_argument("--rounds", type=int, default=1, help="run every part N times, alternating; best counts")
-    parser.add_argument("--depth", type=int, default=2, help="pipeline: batches in the detector at once (default 2)")
+    parser.add_argument("--depth", type=int, default=1, help="pipeline: batches in the detector at once (default 1)")
     parser.add_argument("--compare-serial", action="store_true",
                         help="also run the pipeline one batch at a time (pipeline_serial_fps)")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)

@@ -282,7 +282,7 @@ class Inspector:
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
                  max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
                  store_retry_s: float = 0.5, calibrations: CalibrationLookup | None = None,
-                 calibration_ttl_s: float = 60.0, inference_depth: int = 2) -> None:
+                 calibration_ttl_s: float = 60.0, inference_depth: int = 1) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -290,7 +290,9 @@ class Inspector:
         self._sinks = list(sinks)
         self.batch_size = max(1, batch_size)
         self.inference_depth = max(1, inference_depth)
-        """Batches in the detector at once while this thread judges the one before (``process``)."""
+        """Batches in the detector at once while this thread judges the one before (``process``). 1 by default:
+        on the shared 2-core machine 2 was not measurably faster (bench/inference.py --depth), and each extra
+        batch in flight holds its frames and an infer request more."""
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
