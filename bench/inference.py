@@ -17,11 +17,17 @@ setting) so thread pools and memory of one part never colour another:
 * ``startup``: opening the package on the engine plus warm-up, cold (empty compiled-model cache) and again
   with the cache the first start left.
 
-``--single-thread`` adds pipeline and engine frames/s on one thread. ``--rounds N`` runs every part N times in
-alternation and keeps each part's best round (a shared machine's load changes from one part to the next).
+The pipeline runs ``Inspector.process`` as a station does: its overlapped loop (``--depth`` batches in the
+detector while the batch before is judged and recorded); ``--compare-serial`` also runs it one batch at a time
+(``pipeline_serial_fps``, the loop before the overlap) in the same rounds.
+
+``--single-thread`` adds frames/s on one engine thread (``fps_1_thread`` for the pipeline, ``engine_fps_1thread``).
+``--rounds N`` runs every part N times in alternation and keeps each part's best round (a shared machine's load
+changes from one part to the next); ``load`` is the 1-minute load average before and after the run.
 
 Usage: python bench/inference.py [--images DIR] [--model PKG] [--batch 8] [--limit N] [--threads N]
        [--engine auto|onnxruntime|openvino] [--precision auto|fp32|bf16|int8] [--single-thread] [--rounds N]
+       [--depth N] [--compare-serial]
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process, every thread (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _detector(model: Path, batch: int, threads: int, engine: str, precision: str, cache: Path | None = None) -> Any:
     from inspection.detector import OnnxDetector
 
@@ -65,7 +77,7 @@ def _detector(model: Path, batch: int, threads: int, engine: str, precision: str
 
 
 def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engine: str,
-                  precision: str) -> dict[str, Any]:
+                  precision: str, *, overlap: bool = True) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from inspection.imageio import decode_image
@@ -84,7 +96,8 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engi
         store.import_order_book(OrderBook(profiles={"bench": profile},
                                           orders=(Order(id="BENCH", profile="bench"),)))
         writer = BatchedResultWriter(store, batch_size=64)
-        inspector = Inspector(detector, store, batch_size=batch, journal=writer)
+        inspector = Inspector(detector, store, batch_size=batch, journal=writer,
+                              inference_depth=int(os.environ.get("QC_BENCH_DEPTH", "1")))
         now = datetime.now(UTC)
 
         def frames() -> object:
@@ -96,14 +109,20 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engi
                 except Exception as exc:
                     yield FrameFailure("top", f"U{i}", "BENCH", now, str(path), str(exc), i)
 
-        start = time.perf_counter()
-        inspector.process(frames())  # type: ignore[arg-type]
+        start, cpu = time.perf_counter(), _cpu_s()
+        inspector.process(frames(), overlap=overlap)  # type: ignore[arg-type]
         writer.close()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, _cpu_s() - cpu
         written = writer.stats.written
         store.close()
     return {"fps": len(files) / elapsed, "seconds": elapsed, "written": written, "peak_rss_mb": _peak_rss_mb(),
-            "engine": detector.engine_name, "precision": detector.precision}
+            "cpu_ms_per_frame": 1000 * cpu / len(files),
+            "engine": detector.engine_name, "precision": detector.precision, "depth": inspector.inference_depth}
+
+
+def part_pipeline_serial(files: list[Path], model: Path, batch: int, threads: int, engine: str,
+                         precision: str) -> dict[str, Any]:
+    return part_pipeline(files, model, batch, threads, engine, precision, overlap=False)
 
 
 def part_engine(files: list[Path], model: Path, batch: int, threads: int, engine: str,
@@ -118,11 +137,12 @@ def part_engine(files: list[Path], model: Path, batch: int, threads: int, engine
     images: list[Any] = [cv2.imread(str(p)) for p in files]
     batches = [pre_process(images[i:i + batch], meta.input_width, meta.input_height)[0]
                for i in range(0, len(images), batch)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_s()
     for tensor in batches:
         detector.forward(tensor)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, _cpu_s() - cpu
     return {"fps": len(files) / elapsed, "seconds": elapsed, "peak_rss_mb": _peak_rss_mb(),
+            "cpu_ms_per_frame": 1000 * cpu / len(files),
             "engine": detector.engine_name, "precision": detector.precision}
 
 
@@ -221,7 +241,8 @@ def part_ultralytics(files: list[Path], model: Path, batch: int, threads: int, e
 
 
 PARTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "pipeline": part_pipeline, "engine": part_engine, "ort": part_ort, "ultralytics": part_ultralytics,
+    "pipeline": part_pipeline, "pipeline_serial": part_pipeline_serial,
+    "engine": part_engine, "ort": part_ort, "ultralytics": part_ultralytics,
     "ultralytics_openvino": part_ultralytics_openvino, "startup": part_startup}
 
 
@@ -229,7 +250,8 @@ def _run(part: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--part", part, "--images", str(args.images), "--model", str(args.model),
            "--batch", str(args.batch), "--limit", str(args.limit), "--threads", str(threads),
            "--engine", args.engine, "--precision", args.precision]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "QC_BENCH_DEPTH": str(args.depth)}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{part} failed:\n{done.stderr[-3000:]}")
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -246,6 +268,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="the pipeline's precision (auto, fp32, bf16, int8)")
     parser.add_argument("--single-thread", action="store_true", help="also measure pipeline and engine on 1 thread")
     parser.add_argument("--rounds", type=int, default=1, help="run every part N times, alternating; best counts")
+    parser.add_argument("--depth", type=int, default=1, help="pipeline: batches in the detector at once (default 1)")
+    parser.add_argument("--compare-serial", action="store_true",
+                        help="also run the pipeline one batch at a time (pipeline_serial_fps)")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.images.is_dir():
@@ -257,7 +282,10 @@ def main() -> None:
         return
     # On a shared machine the load changes from one part to the next: with --rounds N every part runs N times,
     # in alternation, and each part's best round counts (all rounds are listed under "rounds").
-    parts = ("pipeline", "engine", "ort", "ultralytics", "ultralytics_openvino", "startup")
+    load_before = os.getloadavg()[0]
+    parts: tuple[str, ...] = ("pipeline", "engine", "ort", "ultralytics", "ultralytics_openvino", "startup")
+    if args.compare_serial:
+        parts = ("pipeline_serial", *parts)
     rounds: dict[str, list[dict[str, Any]]] = {part: [] for part in parts}
     for _ in range(max(1, args.rounds)):
         for part in parts:
@@ -282,13 +310,24 @@ def main() -> None:
         "startup_cold_s": round(r["startup"]["cold_s"], 3),
         "startup_cached_s": round(r["startup"]["cached_s"], 3),
     }
+    # CPU per frame (every thread, user + system): on a machine other work shares, frames/s follow the load, but
+    # the CPU one frame costs hardly does; pipeline_cpu_ms - engine_cpu_ms is what decoding, letterbox, judging
+    # and the results log add to the forward pass.
+    line["pipeline_cpu_ms"] = round(r["pipeline"]["cpu_ms_per_frame"], 2)
+    line["engine_cpu_ms"] = round(r["engine"]["cpu_ms_per_frame"], 2)
+    if args.compare_serial:
+        line["pipeline_serial_cpu_ms"] = round(r["pipeline_serial"]["cpu_ms_per_frame"], 2)
+        line["pipeline_serial_fps"] = round(r["pipeline_serial"]["fps"], 2)
+        line["serial_vs_engine"] = round(r["pipeline_serial"]["fps"] / r["engine"]["fps"], 3)
     if args.single_thread:
-        line["pipeline_fps_1thread"] = round(max(_run("pipeline", args, 1)["fps"] for _ in range(args.rounds)), 2)
+        line["fps_1_thread"] = round(max(_run("pipeline", args, 1)["fps"] for _ in range(args.rounds)), 2)
         line["engine_fps_1thread"] = round(max(_run("engine", args, 1)["fps"] for _ in range(args.rounds)), 2)
     if args.rounds > 1:
         line["rounds"] = {part: [round(x["fps"], 1) for x in runs]
                           for part, runs in rounds.items() if part != "startup"}
-    line.update({"batch": args.batch, "images": len(files), "threads": args.threads or "engine-default",
+    line.update({"batch": args.batch, "depth": r["pipeline"]["depth"], "images": len(files),
+                 "threads": args.threads or "engine-default",
+                 "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                  "model": str(args.model.name), "results_written": r["pipeline"]["written"]})
     print(json.dumps(line))
 

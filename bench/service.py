@@ -413,7 +413,7 @@ def main() -> None:
         "p99_over_p50_at_8": round(at8["p99_ms"] / at8["p50_ms"], 2) if at8.get("p50_ms") else None,
         "batch": args.batch,
         "batch_wait_ms": args.batch_wait_ms,
-        "threads": args.threads or "ort-default",
+        "threads": args.threads or "engine-default",
         "images": len(files),
         "seconds_per_level": args.seconds,
         "machine": f"{os.cpu_count()} cpus",

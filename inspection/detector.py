@@ -88,11 +88,17 @@ def _letterbox_into(image: Image, out: Image, pad_value: int) -> Letterbox:
     gain = min(height / h, width / w)
     new_w, new_h = round(w * gain), round(h * gain)
     top, left = round((height - new_h) / 2 - 0.1), round((width - new_w) / 2 - 0.1)
-    if (new_w, new_h) != (width, height):
-        out[:] = pad_value
-    target = out[top:top + new_h, left:left + new_w]
+    bottom, right = top + new_h, left + new_w
+    if (new_w, new_h) != (width, height):  # only the borders: the slot may hold the batch before's image
+        out[:top] = pad_value
+        out[bottom:] = pad_value
+        out[top:bottom, :left] = pad_value
+        out[top:bottom, right:] = pad_value
+    target = out[top:bottom, left:right]
     if (w, h) == (new_w, new_h):
         target[:] = image
+    elif target.flags.c_contiguous:  # full rows of the slot: resized straight into the batch, no copy
+        cv2.resize(image, (new_w, new_h), dst=target, interpolation=cv2.INTER_LINEAR)
     else:
         target[:] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     return Letterbox(gain, left, top, w, h)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -201,6 +201,25 @@ class _UnitState:
     emitted: UnitVerdict | None = None
 
 
+@dataclass
+class _Admitted:
+    """A batch between admission and judgement: outcomes already decided (refused, duplicate), the frames to
+    detect with their unit state, and the detector (and confidence floor) they run on."""
+
+    frames: list[Frame]
+    outcomes: dict[int, FrameOutcome] = field(default_factory=dict)
+    accepted: list[tuple[int, Frame, _UnitState]] = field(default_factory=list)
+    detector: Detector | None = None
+    """Set once a frame is accepted: the detector the batch runs on."""
+    floor: float | None = None
+
+    def inputs(self) -> list[tuple[Frame, InspectionProfile]]:
+        return [(frame, state.profile) for _, frame, state in self.accepted]
+
+    def outcomes_in_order(self) -> list[FrameOutcome]:
+        return [self.outcomes[i] for i in range(len(self.frames))]
+
+
 _END = object()
 
 
@@ -263,13 +282,17 @@ class Inspector:
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
                  max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
                  store_retry_s: float = 0.5, calibrations: CalibrationLookup | None = None,
-                 calibration_ttl_s: float = 60.0) -> None:
+                 calibration_ttl_s: float = 60.0, inference_depth: int = 1) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
         self._orders = orders
         self._sinks = list(sinks)
         self.batch_size = max(1, batch_size)
+        self.inference_depth = max(1, inference_depth)
+        """Batches in the detector at once while this thread judges the one before (``process``). 1 by default:
+        on the shared 2-core machine 2 was not measurably faster (bench/inference.py --depth), and each extra
+        batch in flight holds its frames and an infer request more."""
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
@@ -498,67 +521,97 @@ class Inspector:
     def inspect_frames(self, frames: Sequence[Frame]) -> list[FrameOutcome]:
         """Judge ``frames`` in one forward pass; one outcome per frame, in order.
 
-        Not thread-safe: one thread (a station loop, the service's batcher) owns an ``Inspector``.
+        Not thread-safe: one thread (a station loop, the service's batcher) owns an ``Inspector``. If the
+        detector fails, the exception is raised and none of these frames counts as seen: a retry is judged.
         """
-        outcomes: dict[int, FrameOutcome] = {}
-        accepted: list[tuple[int, Frame, _UnitState]] = []
+        admitted = self._admit(frames)
+        if admitted.detector is None:  # nothing accepted
+            return admitted.outcomes_in_order()
+        try:
+            detections = self._detect(admitted.detector, admitted.inputs(), admitted.floor)
+        except BaseException:
+            self._unadmit(admitted)
+            raise
+        return self._judge(admitted, detections)
+
+    def _admit(self, frames: Sequence[Frame]) -> _Admitted:
+        """The first half of ``inspect_frames``, in the owning thread: load the units, refuse what cannot be
+        judged, mark the rest as seen, and fix the detector (a swap takes effect here, between batches)."""
+        admitted = _Admitted(list(frames))
         self._apply_forgotten()
         try:
             self._load_units(frames)
         except QCError as exc:  # e.g. the store is down: every frame of the batch is refused, none lost silently
-            for frame in frames:
+            for index, frame in enumerate(frames):
                 self._reject(frame, str(exc))
-            return [FrameOutcome(f, FrameStatus.REJECTED, error=exc) for f in frames]
+                admitted.outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
+            return admitted
         for index, frame in enumerate(frames):
             try:
                 state = self._unit(frame.unit_id, frame.order_id)
             except QCError as exc:
                 self._reject(frame, str(exc))
-                outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
+                admitted.outcomes[index] = FrameOutcome(frame, FrameStatus.REJECTED, error=exc)
                 continue
-            if (frame.camera_id, frame.sha256) in state.seen:
+            key = (frame.camera_id, frame.sha256)
+            if key in state.seen:
                 self.summary.duplicate_frames += 1
                 log.info("frame %s of unit %s already judged; skipped", frame.sha256[:12], frame.unit_id)
-                outcomes[index] = FrameOutcome(frame, FrameStatus.DUPLICATE)
+                admitted.outcomes[index] = FrameOutcome(frame, FrameStatus.DUPLICATE)
                 continue
-            state.seen.add((frame.camera_id, frame.sha256))
-            accepted.append((index, frame, state))
-        if accepted:
-            detector = self._current_detector()
-            floor = detection_floor(detector, [state.profile for _, _, state in accepted])
-            detections = self._detect(detector, [(f, state.profile) for _, f, state in accepted], floor)
-            self.summary.batches += 1
-            for (index, frame, state), found in zip(accepted, detections, strict=True):
-                dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
-                calibration = self._calibration(frame.camera_id)
-                if calibration is not None and calibration.scale is not None and frame.scale != 1:
-                    # decoded reduced (a large frame): the camera's px/mm was measured at full resolution
-                    calibration = dataclasses.replace(calibration, scale=Scale(
-                        calibration.scale.px_per_mm / frame.scale, calibration.scale.method))
-                conformance = check_conformance(
-                    frame.image, dets, camera_id=frame.camera_id, order=state.order, profile=state.profile,
-                    calibration=calibration) if state.profile.conformance else ()
-                if calibration is not None and calibration.label is not None:  # the label must name this unit
-                    identity = check_identity(frame.image, unit_id=frame.unit_id, order_id=frame.order_id,
-                                              settings=calibration.label)
-                    conformance = ((identity,) if identity is not None else ()) + tuple(conformance)
-                verdict = judge(dets, frame_width=frame.width * frame.scale,
-                                frame_height=frame.height * frame.scale, unit_id=frame.unit_id,
-                                order_id=frame.order_id, camera_id=frame.camera_id,
-                                captured_at=frame.captured_at, profile=state.profile,
-                                model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
-                                conformance=conformance, engine=getattr(detector, "engine_name", ""),
-                                precision=getattr(detector, "precision", ""))
-                result = FrameResult(frame, dets, verdict)
-                self.summary.frames += 1
-                self._emit(result)
-                before = state.emitted
-                self._add(state, verdict)
-                changed = state.emitted if state.emitted is not before else None
-                committed = self._record(result, changed)
-                outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed,
-                                               committed=committed)
-        return [outcomes[i] for i in range(len(frames))]
+            state.seen.add(key)
+            admitted.accepted.append((index, frame, state))
+        if admitted.accepted:
+            admitted.detector = self._current_detector()
+            admitted.floor = detection_floor(admitted.detector, [state.profile for _, _, state in admitted.accepted])
+        return admitted
+
+    @staticmethod
+    def _unadmit(admitted: _Admitted) -> None:
+        """Undo ``_admit``'s marks for frames that were never judged (their detection failed): a retry of
+        one must be judged, not refused as already judged while the store never got it."""
+        for _, frame, state in admitted.accepted:
+            state.seen.discard((frame.camera_id, frame.sha256))
+
+    def _judge(self, admitted: _Admitted, detections: Sequence[Detections]) -> list[FrameOutcome]:
+        """The second half of ``inspect_frames``, in the owning thread: judge each accepted frame against its
+        order, roll its unit up, hand the result to the sinks and the journal, in frame order."""
+        outcomes, detector = admitted.outcomes, admitted.detector
+        if detector is None:  # nothing accepted
+            return admitted.outcomes_in_order()
+        self.summary.batches += 1
+        for (index, frame, state), found in zip(admitted.accepted, detections, strict=True):
+            dets = found.scaled(frame.scale)  # boxes in the original frame's pixels
+            calibration = self._calibration(frame.camera_id)
+            if calibration is not None and calibration.scale is not None and frame.scale != 1:
+                # decoded reduced (a large frame): the camera's px/mm was measured at full resolution
+                calibration = dataclasses.replace(calibration, scale=Scale(
+                    calibration.scale.px_per_mm / frame.scale, calibration.scale.method))
+            conformance = check_conformance(
+                frame.image, dets, camera_id=frame.camera_id, order=state.order, profile=state.profile,
+                calibration=calibration) if state.profile.conformance else ()
+            if calibration is not None and calibration.label is not None:  # the label must name this unit
+                identity = check_identity(frame.image, unit_id=frame.unit_id, order_id=frame.order_id,
+                                          settings=calibration.label)
+                conformance = ((identity,) if identity is not None else ()) + tuple(conformance)
+            verdict = judge(dets, frame_width=frame.width * frame.scale,
+                            frame_height=frame.height * frame.scale, unit_id=frame.unit_id,
+                            order_id=frame.order_id, camera_id=frame.camera_id,
+                            captured_at=frame.captured_at, profile=state.profile,
+                            model_sha256=detector.model_sha256, frame_sha256=frame.sha256,
+                            conformance=conformance, engine=getattr(detector, "engine_name", ""),
+                            precision=getattr(detector, "precision", ""))
+            result = FrameResult(frame, dets, verdict)
+            self.summary.frames += 1
+            self._emit(result)
+            before = state.emitted
+            self._add(state, verdict)
+            changed = state.emitted if state.emitted is not before else None
+            committed = self._record(result, changed)
+            outcomes[index] = FrameOutcome(frame, FrameStatus.JUDGED, result=result, unit_verdict=changed,
+                                           committed=committed)
+        self._forget_old_units()  # units this batch finished may go now (the next batch may be admitted already)
+        return admitted.outcomes_in_order()
 
     @staticmethod
     def _detect(detector: Detector, frames: Sequence[tuple[Frame, InspectionProfile]],
@@ -580,18 +633,24 @@ class Inspector:
         return [r for r in results if r is not None]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
-                prefetch: bool = True) -> InspectionSummary:
+                prefetch: bool = True, overlap: bool = True) -> InspectionSummary:
         """Run every item through the line. Results go to the sinks, not into a list here: a live source
-        never ends, and holding every frame would grow without bound."""
+        never ends, and holding every frame would grow without bound.
+
+        ``prefetch``: read and decode the next frames in a background thread. ``overlap``: run each batch's
+        detection (letterbox, forward, decode of the head) in an inference thread while this thread judges
+        and records the batch before it (``False``: one batch at a time, as ``inspect_frames``).
+        """
+        run = self._process_overlapped if overlap else self._process
         if not prefetch:
-            return self._process(iter(items), progress)
+            return run(iter(items), progress)
         source = prefetched(items, self.batch_size)
         try:
-            return self._process(source, progress)
+            return run(source, progress)
         finally:  # an error in a batch or a sink stops the prefetch thread (and releases its camera) now
             source.close()
 
-    def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
+    def _done_callback(self, progress: Callable[[int], None] | None) -> Callable[[FrameOutcome | None], None]:
         """``progress(n)``: ``n`` frames are done: durable with a journal (called from its thread then), else
         judged; a frame refused or already judged is done at once."""
 
@@ -603,6 +662,11 @@ class Inspector:
             else:
                 outcome.committed.add_done_callback(lambda f: None if f.exception() else progress(1))
 
+        return done
+
+    def _process(self, source: Iterator[SourceItem], progress: Callable[[int], None] | None) -> InspectionSummary:
+        """One batch at a time: admit, detect, judge (the detector waits while a batch is judged)."""
+        done = self._done_callback(progress)
         batch: list[Frame] = []
         for item in source:
             if isinstance(item, FrameFailure):
@@ -617,6 +681,81 @@ class Inspector:
         if batch:
             for outcome in self._process_batch(batch):
                 done(outcome)
+        return self.summary
+
+    def _process_overlapped(self, source: Iterator[SourceItem],
+                            progress: Callable[[int], None] | None) -> InspectionSummary:
+        """Batches k+1 .. k+depth are detected in inference threads while this thread judges and records batch k.
+
+        This thread still owns every piece of the inspector's state: admission (units, duplicates, the swap
+        of a detector) and judgement run here, in source order, as in ``_process``; the inference threads only
+        run the pure ``_detect`` (whose letterbox, forward and head decoding release the GIL). With a depth of 2
+        the engine gets the next batch while the thread of the one before still letterboxes or decodes (an
+        OpenVINO model with one stream runs one request at a time: the two requests queue, they do not split
+        the cores). Results reach the sinks and the journal in the order the serial loop gives them, and a
+        frame is done only when its commit resolves. If a detection fails, the batches before it are judged
+        and recorded, it and the batches admitted after it are un-admitted (a retry is judged), and the
+        error is raised.
+        """
+        done = self._done_callback(progress)
+        depth = max(1, self.inference_depth)
+        in_flight: deque[tuple[_Admitted, Future[list[Detections]] | None]] = deque()
+
+        def abandon() -> None:
+            """After an error: wait for (or cancel) what is still in the inference threads, judge none of it."""
+            while in_flight:
+                admitted, future = in_flight.popleft()
+                if future is not None and not future.cancel():
+                    wait([future])
+                self._unadmit(admitted)
+
+        def finish(keep: int = 0) -> None:
+            """Judge the oldest batches, in order, until at most ``keep`` are left in the inference threads."""
+            while len(in_flight) > keep:
+                admitted, future = in_flight[0]
+                try:
+                    detections = future.result() if future is not None else []
+                except BaseException:
+                    abandon()
+                    raise
+                in_flight.popleft()
+                for outcome in self._judge(admitted, detections):
+                    done(outcome)
+
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix="qcline-infer") as pool:
+
+            def submit(frames: list[Frame]) -> None:
+                self._wait_for_store(frames)
+                admitted = self._admit(frames)
+                future = None
+                if admitted.detector is not None:
+                    future = pool.submit(self._detect, admitted.detector, admitted.inputs(), admitted.floor)
+                in_flight.append((admitted, future))
+                finish(keep=depth)  # batch k, while the batches after it run in the inference threads
+
+            try:
+                batch: list[Frame] = []
+                for item in source:
+                    if isinstance(item, FrameFailure):  # recorded after the batches read before it
+                        finish()
+                        self._wait_for_store([item])
+                        done(self._process_failure(item))
+                        continue
+                    batch.append(item)
+                    if len(batch) >= self.batch_size:
+                        submit(batch)
+                        batch = []
+                if batch:
+                    submit(batch)
+                finish()
+            except BaseException:
+                # the source or a sink failed: what was read before the error is judged, as serially; a failed
+                # detection has already abandoned the rest
+                try:
+                    finish()
+                finally:
+                    abandon()
+                raise
         return self.summary
 
     def close_unit_durably(self, unit_id: str) -> Future[UnitVerdict]:

@@ -199,3 +199,18 @@ def test_batch_buffers_keep_one_array_per_input_size() -> None:
     assert len(buffers.arrays) == 1 and small.shape == (3, 32, 32, 3) and small.flags.c_contiguous
     np.testing.assert_array_equal(small, big[:3])
     assert np.shares_memory(small, buffers.arrays[(32, 32)])
+
+
+def test_reused_batch_slots_get_their_borders_again() -> None:
+    """A slot that held a full-size image before is padded again for a letterboxed one (borders only are
+    filled, so every border must be)."""
+    from inspection.detector import _BatchBuffers
+
+    rng = np.random.default_rng(1)
+    buffers = _BatchBuffers()
+    pre_process([rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(2)], 64, 64, buffers=buffers)
+    for shape in ((20, 64), (64, 20), (31, 17)):
+        images = [rng.integers(0, 255, (*shape, 3), dtype=np.uint8) for _ in range(2)]
+        batch, _ = pre_process(images, 64, 64, buffers=buffers)
+        for image, slot in zip(images, batch, strict=True):
+            np.testing.assert_array_equal(slot, letterbox(image, 64, 64)[0])

@@ -360,3 +360,173 @@ def test_a_frame_decoded_reduced_is_judged_in_original_pixels() -> None:
     assert result.detections is not None
     assert result.detections.xyxy.tolist() == [[4, 4, 20, 20]]
     assert [f.box for f in result.verdict.findings] == [Box(4.0, 4.0, 20.0, 20.0)]
+
+
+# -- the overlapped loop: batch k+1 is detected while batch k is judged ---------------------------------------
+
+class GatedDetector(FakeDetector):
+    """Records which thread ran each batch and signals ``started`` when batch ``signal_in`` begins; batch
+    ``wait_in`` waits (at most 5 s) until ``gate`` is set."""
+
+    def __init__(self, sha: str = "a" * 64, *, wait_in: int | None = None, signal_in: int | None = None) -> None:
+        super().__init__(sha)
+        import threading
+
+        self.gate, self.started = threading.Event(), threading.Event()
+        self.wait_in, self.signal_in = wait_in, signal_in
+        self.threads: list[str] = []
+
+    def detect(self, images: Sequence[np.ndarray], confidence: float | None = None) -> list[Detections]:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        if len(self.batches) == self.signal_in:
+            self.started.set()
+        if len(self.batches) == self.wait_in:
+            self.gate.wait(timeout=5)
+        return super().detect(images, confidence)
+
+
+class WaitingSink(ListSink):
+    """Judging the first frame waits (at most 5 s) for the detection of the next batch to have started."""
+
+    def __init__(self, detector: GatedDetector) -> None:
+        super().__init__()
+        self.detector = detector
+        self.next_batch_running: bool | None = None
+
+    def submit(self, result: FrameResult) -> None:
+        if not self.frames:
+            self.next_batch_running = self.detector.started.wait(timeout=5)
+        super().submit(result)
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_the_next_batch_is_detected_in_the_inference_thread_while_this_one_is_judged(overlap: bool) -> None:
+    detector = GatedDetector(signal_in=1)
+    sink = WaitingSink(detector)
+    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2)
+    if not overlap:
+        detector.started.set()  # serially batch 1 starts only after batch 0 is judged: do not wait 5 s for it
+    inspector.process([frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(5)], prefetch=False,
+                      overlap=overlap)
+    assert sink.next_batch_running is True
+    assert detector.batches == [2, 2, 1]
+    assert [r.verdict.unit_id for r in sink.frames] == [f"U{i}" for i in range(5)]
+    expected = "qcline-infer" if overlap else "MainThread"
+    assert all(name.startswith(expected) for name in detector.threads), detector.threads
+
+
+def _line() -> list[Frame | FrameFailure]:
+    """Two units of two views, refused and duplicate frames, and unreadable frames between batches."""
+    same = frame("U1", "O-GLOSS", "top", 200, 1)
+    return [same, frame("U1", "O-GLOSS", "side", 10, 2), frame("U2", "NOPE", "top", 10, 3),
+            FrameFailure("top", "U3", "O-RUSTIC", NOW, "cam1", "truncated JPEG"), same,
+            frame("U4", "O-RUSTIC", "top", 200, 5), frame("U5", "O-GLOSS", "top", 10, 6),
+            FrameFailure("side", "U5", "O-GLOSS", NOW, "cam2", "no signal"), frame("U6", "O-RUSTIC", "top", 10, 7)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 8])
+def test_overlapped_and_serial_loops_give_the_same_results_in_the_same_order(batch_size: int) -> None:
+    runs = []
+    for overlap, depth in ((False, 1), (True, 1), (True, 2), (True, 3)):
+        sink, journal = ListSink(), FakeJournal(auto=True)
+        inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=batch_size, journal=journal,
+                              inference_depth=depth)
+        done: list[int] = []
+        inspector.process(_line(), progress=done.append, overlap=overlap)
+        s = inspector.summary
+        runs.append(([(r.verdict.unit_id, r.verdict.camera_id, r.verdict.verdict, r.verdict.error)
+                      for r in sink.frames], [r.verdict.unit_id for r, _ in journal.pending],
+                     [(u.unit_id, u.verdict) for u in sink.units], len(done),
+                     (s.frames, s.failed_frames, s.duplicate_frames, s.rejected_frames, s.batches)))
+    assert runs[0] == runs[1] == runs[2] == runs[3]
+    assert sorted(runs[1][1]) == ["U1", "U1", "U3", "U4", "U5", "U5", "U6"]  # every result recorded once
+    assert runs[1][3] == 9  # every item done: 7 committed, the refused and the duplicate at once
+
+
+def test_with_overlap_a_frame_is_done_only_after_its_commit_and_results_reach_the_journal_in_order() -> None:
+    journal = FakeJournal()
+    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal, batch_size=2)
+    done: list[int] = []
+    inspector.process([frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(5)], progress=done.append)
+    assert [r.verdict.unit_id for r, _ in journal.pending] == [f"U{i}" for i in range(5)]
+    assert done == []  # every frame judged and handed over, none durable yet
+    for n, (_, future) in enumerate(journal.pending):
+        if n == 2:
+            future.set_exception(StoreError("database down"))
+        else:
+            future.set_result(Committed(True))
+    assert len(done) == 4 and inspector.summary.not_recorded == 1
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_an_error_in_one_batch_after_the_ones_before_are_recorded_leaves_its_frames_unjudged(depth: int) -> None:
+    class BreaksOnce(FakeDetector):
+        def detect(self, images, confidence=None):  # type: ignore[no-untyped-def]
+            if len(self.batches) == 1:
+                self.batches.append(len(images))
+                raise RuntimeError("model fell over")
+            return super().detect(images, confidence)
+
+    import threading
+
+    detector = BreaksOnce()
+    sink, journal = ListSink(), FakeJournal(auto=True)
+    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2, journal=journal, inference_depth=depth)
+    frames = [frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(6)]
+    with pytest.raises(RuntimeError, match="fell over"):
+        inspector.process(frames, prefetch=False)
+    assert [r.verdict.unit_id for r in sink.frames] == ["U0", "U1"]  # batch 0 judged and recorded
+    assert [r.verdict.unit_id for r, _ in journal.pending] == ["U0", "U1"]
+    assert not any(t.name.startswith("qcline-infer") for t in threading.enumerate())
+    # the frames of the failed batch, and of the one admitted behind it, were never judged: a retry is judged
+    outcomes = inspector.inspect_frames(frames[2:])
+    assert [o.status for o in outcomes] == [FrameStatus.JUDGED] * 4
+    assert [o.status for o in inspector.inspect_frames(frames[:2])] == [FrameStatus.DUPLICATE] * 2
+
+
+def test_a_failed_detection_in_inspect_frames_leaves_the_frames_unseen() -> None:
+    """The service's path: a camera's retry after a 503 from a broken model must be judged, not called a
+    duplicate of a frame the store never got."""
+    class Broken(FakeDetector):
+        def detect(self, images, confidence=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("model fell over")
+
+    inspector = Inspector(Broken(), FakeOrders())
+    again = frame("U1", "O-RUSTIC", "top", 10, 1)
+    with pytest.raises(RuntimeError):
+        inspector.inspect_frames([again])
+    inspector.swap_detector(FakeDetector())
+    [retry] = inspector.inspect_frames([again])
+    assert retry.status is FrameStatus.JUDGED
+
+
+def test_a_source_error_with_a_batch_in_flight_judges_that_batch_first() -> None:
+    sink = ListSink()
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=2)
+
+    def broken():  # type: ignore[no-untyped-def]
+        yield from (frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(3))
+        raise SourceError("camera unplugged")
+
+    with pytest.raises(SourceError):
+        inspector.process(broken(), prefetch=False)
+    assert [r.verdict.unit_id for r in sink.frames] == ["U0", "U1"]  # U2's batch was never full nor ended
+
+
+def test_a_swap_while_a_batch_is_in_the_inference_thread_takes_the_next_batch() -> None:
+    old, new = GatedDetector("a" * 64, wait_in=0), FakeDetector("b" * 64)
+    sink = ListSink()
+    inspector = Inspector(old, FakeOrders(), [sink], batch_size=2)
+
+    def frames():  # type: ignore[no-untyped-def]
+        for i in range(6):
+            if i == 2:  # batch 0 is in the inference thread (held by its gate): swap, then let it finish
+                inspector.swap_detector(new)
+                old.gate.set()
+            yield frame(f"U{i}", "O-RUSTIC", "top", 10, i)
+
+    inspector.process(frames(), prefetch=False)
+    assert [r.verdict.model_sha256[0] for r in sink.frames] == ["a", "a", "b", "b", "b", "b"]
+    assert old.batches == [2] and new.batches == [2, 2]
