@@ -91,6 +91,7 @@ class StationCore:
                   on_unit_verdict: Callable[..., None] | None = None) -> Inspector:
         """An inspector whose every result goes through the journal: done only once it is durable."""
         return Inspector(detector, self.orders, batch_size=self.settings.batch_size, journal=self.writer,
+                         overlap=self.settings.pipeline_overlap,
                          max_recent=max_recent, on_unit_verdict=on_unit_verdict, calibrations=self.store)
 
     def watcher(self, swap: Callable[[OnnxDetector], None], current_sha: str,

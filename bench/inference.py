@@ -17,9 +17,9 @@ setting) so thread pools and memory of one part never colour another:
 * ``startup``: opening the package on the engine plus warm-up, cold (empty compiled-model cache) and again
   with the cache the first start left.
 
-The pipeline runs ``Inspector.process`` as a station does: its overlapped loop (``--depth`` batches in the
-detector while the batch before is judged and recorded); ``--compare-serial`` also runs it one batch at a time
-(``pipeline_serial_fps``, the loop before the overlap) in the same rounds.
+The pipeline runs ``Inspector.process`` as a station does by default: one batch at a time;
+``--compare-overlap`` also runs its overlapped loop (``--depth`` batches in the detector while the batch before
+is judged and recorded; ``QC_PIPELINE_OVERLAP=1`` on a station) in the same rounds (``pipeline_overlap_fps``).
 
 ``--single-thread`` adds frames/s on one engine thread (``fps_1_thread`` for the pipeline, ``engine_fps_1thread``).
 ``--rounds N`` runs every part N times in alternation and keeps each part's best round (a shared machine's load
@@ -27,7 +27,7 @@ changes from one part to the next); ``load`` is the 1-minute load average before
 
 Usage: python bench/inference.py [--images DIR] [--model PKG] [--batch 8] [--limit N] [--threads N]
        [--engine auto|onnxruntime|openvino] [--precision auto|fp32|bf16|int8] [--single-thread] [--rounds N]
-       [--depth N] [--compare-serial]
+       [--depth N] [--compare-overlap]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def _detector(model: Path, batch: int, threads: int, engine: str, precision: str
 
 
 def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engine: str,
-                  precision: str, *, overlap: bool = True) -> dict[str, Any]:
+                  precision: str, *, overlap: bool = False) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from inspection.imageio import decode_image
@@ -120,9 +120,9 @@ def part_pipeline(files: list[Path], model: Path, batch: int, threads: int, engi
             "engine": detector.engine_name, "precision": detector.precision, "depth": inspector.inference_depth}
 
 
-def part_pipeline_serial(files: list[Path], model: Path, batch: int, threads: int, engine: str,
-                         precision: str) -> dict[str, Any]:
-    return part_pipeline(files, model, batch, threads, engine, precision, overlap=False)
+def part_pipeline_overlap(files: list[Path], model: Path, batch: int, threads: int, engine: str,
+                          precision: str) -> dict[str, Any]:
+    return part_pipeline(files, model, batch, threads, engine, precision, overlap=True)
 
 
 def part_engine(files: list[Path], model: Path, batch: int, threads: int, engine: str,
@@ -241,7 +241,7 @@ def part_ultralytics(files: list[Path], model: Path, batch: int, threads: int, e
 
 
 PARTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "pipeline": part_pipeline, "pipeline_serial": part_pipeline_serial,
+    "pipeline": part_pipeline, "pipeline_overlap": part_pipeline_overlap,
     "engine": part_engine, "ort": part_ort, "ultralytics": part_ultralytics,
     "ultralytics_openvino": part_ultralytics_openvino, "startup": part_startup}
 
@@ -269,8 +269,8 @@ def main() -> None:
     parser.add_argument("--single-thread", action="store_true", help="also measure pipeline and engine on 1 thread")
     parser.add_argument("--rounds", type=int, default=1, help="run every part N times, alternating; best counts")
     parser.add_argument("--depth", type=int, default=1, help="pipeline: batches in the detector at once (default 1)")
-    parser.add_argument("--compare-serial", action="store_true",
-                        help="also run the pipeline one batch at a time (pipeline_serial_fps)")
+    parser.add_argument("--compare-overlap", action="store_true",
+                        help="also run the pipeline's overlapped loop (pipeline_overlap_fps)")
     parser.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if not args.images.is_dir():
@@ -284,8 +284,8 @@ def main() -> None:
     # in alternation, and each part's best round counts (all rounds are listed under "rounds").
     load_before = os.getloadavg()[0]
     parts: tuple[str, ...] = ("pipeline", "engine", "ort", "ultralytics", "ultralytics_openvino", "startup")
-    if args.compare_serial:
-        parts = ("pipeline_serial", *parts)
+    if args.compare_overlap:
+        parts = ("pipeline_overlap", *parts)
     rounds: dict[str, list[dict[str, Any]]] = {part: [] for part in parts}
     for _ in range(max(1, args.rounds)):
         for part in parts:
@@ -315,10 +315,10 @@ def main() -> None:
     # and the results log add to the forward pass.
     line["pipeline_cpu_ms"] = round(r["pipeline"]["cpu_ms_per_frame"], 2)
     line["engine_cpu_ms"] = round(r["engine"]["cpu_ms_per_frame"], 2)
-    if args.compare_serial:
-        line["pipeline_serial_cpu_ms"] = round(r["pipeline_serial"]["cpu_ms_per_frame"], 2)
-        line["pipeline_serial_fps"] = round(r["pipeline_serial"]["fps"], 2)
-        line["serial_vs_engine"] = round(r["pipeline_serial"]["fps"] / r["engine"]["fps"], 3)
+    if args.compare_overlap:
+        line["pipeline_overlap_cpu_ms"] = round(r["pipeline_overlap"]["cpu_ms_per_frame"], 2)
+        line["pipeline_overlap_fps"] = round(r["pipeline_overlap"]["fps"], 2)
+        line["overlap_vs_engine"] = round(r["pipeline_overlap"]["fps"] / r["engine"]["fps"], 3)
     if args.single_thread:
         line["fps_1_thread"] = round(max(_run("pipeline", args, 1)["fps"] for _ in range(args.rounds)), 2)
         line["engine_fps_1thread"] = round(max(_run("engine", args, 1)["fps"] for _ in range(args.rounds)), 2)

@@ -282,7 +282,7 @@ class Inspector:
                  batch_size: int = 8, on_unit_verdict: Callable[[UnitVerdict], None] | None = None,
                  max_units: int = 10_000, journal: Journal | None = None, max_recent: int = 1000,
                  store_retry_s: float = 0.5, calibrations: CalibrationLookup | None = None,
-                 calibration_ttl_s: float = 60.0, inference_depth: int = 1) -> None:
+                 calibration_ttl_s: float = 60.0, inference_depth: int = 1, overlap: bool = False) -> None:
         self._detector = detector
         self._pending_detector: Detector | None = None
         self._swap_lock = threading.Lock()
@@ -293,6 +293,11 @@ class Inspector:
         """Batches in the detector at once while this thread judges the one before (``process``). 1 by default:
         on the shared 2-core machine 2 was not measurably faster (bench/inference.py --depth), and each extra
         batch in flight holds its frames and an infer request more."""
+        self.overlap = overlap
+        """``process`` detects batch k+1 in an inference thread while this thread judges batch k. Off by default:
+        on a quiet 2-core machine the serial loop was faster (bench/inference.py --compare-overlap: 61.0 vs 56.8
+        frames/s), because judging, the journal and decoding share the engine's two cores; a station with
+        cores to spare turns it on (``QC_PIPELINE_OVERLAP``)."""
         self._on_unit_verdict = on_unit_verdict
         self._units: OrderedDict[str, _UnitState] = OrderedDict()
         self.max_units = max_units
@@ -633,15 +638,16 @@ class Inspector:
         return [r for r in results if r is not None]
 
     def process(self, items: Iterable[SourceItem], progress: Callable[[int], None] | None = None, *,
-                prefetch: bool = True, overlap: bool = True) -> InspectionSummary:
+                prefetch: bool = True, overlap: bool | None = None) -> InspectionSummary:
         """Run every item through the line. Results go to the sinks, not into a list here: a live source
         never ends, and holding every frame would grow without bound.
 
         ``prefetch``: read and decode the next frames in a background thread. ``overlap``: run each batch's
         detection (letterbox, forward, decode of the head) in an inference thread while this thread judges
-        and records the batch before it (``False``: one batch at a time, as ``inspect_frames``).
+        and records the batch before it (``False``: one batch at a time, as ``inspect_frames``; ``None``: the
+        inspector's ``overlap``).
         """
-        run = self._process_overlapped if overlap else self._process
+        run = self._process_overlapped if (self.overlap if overlap is None else overlap) else self._process
         if not prefetch:
             return run(iter(items), progress)
         source = prefetched(items, self.batch_size)

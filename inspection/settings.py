@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default="auto", description="Inference precision; auto: bf16 where the CPU has bf16 units (OpenVINO), "
         "else fp32; int8 needs an int8 package (`qcline models quantize`).")
     batch_size: int = Field(default=8, ge=1, le=64, description="Frames per forward pass.")
+    pipeline_overlap: bool = Field(default=False, description=(
+        "Detect the next batch in an inference thread while this one is judged (for stations with cores to "
+        "spare; serial was faster on 2 cores)."))
     write_batch: int = Field(default=64, ge=1, description="Results per database transaction.")
     keep_pass_frames: bool = Field(default=False, description="Also keep evidence frames of PASS units.")
     outbox: bool | None = Field(

@@ -447,7 +447,7 @@ def test_overlapped_and_serial_loops_give_the_same_results_in_the_same_order(bat
 
 def test_with_overlap_a_frame_is_done_only_after_its_commit_and_results_reach_the_journal_in_order() -> None:
     journal = FakeJournal()
-    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal, batch_size=2)
+    inspector = Inspector(FakeDetector(), FakeOrders(), journal=journal, batch_size=2, overlap=True)
     done: list[int] = []
     inspector.process([frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(5)], progress=done.append)
     assert [r.verdict.unit_id for r, _ in journal.pending] == [f"U{i}" for i in range(5)]
@@ -473,7 +473,8 @@ def test_an_error_in_one_batch_after_the_ones_before_are_recorded_leaves_its_fra
 
     detector = BreaksOnce()
     sink, journal = ListSink(), FakeJournal(auto=True)
-    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2, journal=journal, inference_depth=depth)
+    inspector = Inspector(detector, FakeOrders(), [sink], batch_size=2, journal=journal, inference_depth=depth,
+                          overlap=True)
     frames = [frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(6)]
     with pytest.raises(RuntimeError, match="fell over"):
         inspector.process(frames, prefetch=False)
@@ -493,7 +494,7 @@ def test_a_failed_detection_in_inspect_frames_leaves_the_frames_unseen() -> None
         def detect(self, images, confidence=None):  # type: ignore[no-untyped-def]
             raise RuntimeError("model fell over")
 
-    inspector = Inspector(Broken(), FakeOrders())
+    inspector = Inspector(Broken(), FakeOrders(), overlap=True)
     again = frame("U1", "O-RUSTIC", "top", 10, 1)
     with pytest.raises(RuntimeError):
         inspector.inspect_frames([again])
@@ -504,7 +505,7 @@ def test_a_failed_detection_in_inspect_frames_leaves_the_frames_unseen() -> None
 
 def test_a_source_error_with_a_batch_in_flight_judges_that_batch_first() -> None:
     sink = ListSink()
-    inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=2)
+    inspector = Inspector(FakeDetector(), FakeOrders(), [sink], batch_size=2, overlap=True)
 
     def broken():  # type: ignore[no-untyped-def]
         yield from (frame(f"U{i}", "O-RUSTIC", "top", 10, i) for i in range(3))
@@ -518,7 +519,7 @@ def test_a_source_error_with_a_batch_in_flight_judges_that_batch_first() -> None
 def test_a_swap_while_a_batch_is_in_the_inference_thread_takes_the_next_batch() -> None:
     old, new = GatedDetector("a" * 64, wait_in=0), FakeDetector("b" * 64)
     sink = ListSink()
-    inspector = Inspector(old, FakeOrders(), [sink], batch_size=2)
+    inspector = Inspector(old, FakeOrders(), [sink], batch_size=2, overlap=True)
 
     def frames():  # type: ignore[no-untyped-def]
         for i in range(6):
