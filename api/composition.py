@@ -35,6 +35,7 @@ from api.services.batching import MicroBatcher, NotReadyError
 from api.services.idempotency import IdempotencyStore
 from api.services.jobs import TrainingJobs
 from api.services.metrics import ServiceMetrics
+from inspection.conformance.colour import warm_up as colour_warm_up
 from inspection.detector import OnnxDetector
 from inspection.errors import NotFoundError, QCError
 from inspection.hotswap import ModelWatcher, champion_lookup
@@ -257,6 +258,8 @@ def open_line_station(settings: Settings, config: StationConfig, runner: Inspect
     except BaseException:
         hub.close()
         raise
+    # the first colour-measuring unit must not pay colour-science's ~1-2 s import inside its answer to the line
+    threading.Thread(target=colour_warm_up, name="qcline-warm-colour", daemon=True).start()
     return LineStation(config, hub, runner, core.orders, records=TriggerLog(core.store.engine, config.station),
                        sources=[*built, *sources], status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
 

@@ -42,6 +42,12 @@ def _colour() -> Any:
     return colour
 
 
+def warm_up() -> None:
+    """Import colour-science now (a long-running station calls this in the background at start), so the first
+    unit whose order measures colour does not pay the import inside its answer to the line."""
+    _colour()
+
+
 @cache
 def palette(path: Path = PALETTE_FILE) -> dict[str, Lab]:
     """Palette code (upper case, e.g. ``RAL 7016``) -> Lab (D65). L,a,b columns win over the hex."""
