@@ -53,7 +53,7 @@ from inspection.store.backends import open_evidence_store
 from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
-from inspection.store.triggers import TriggerLog
+from inspection.store.triggers import TRIGGER_SPOOL, TriggerLog
 from inspection.store.writer import BatchedResultWriter
 from inspection.types import UnitVerdict, Verdict
 from models.registry import ModelRegistry
@@ -260,7 +260,8 @@ def open_line_station(settings: Settings, config: StationConfig, runner: Inspect
         raise
     # the first colour-measuring unit must not pay colour-science's ~1-2 s import inside its answer to the line
     threading.Thread(target=colour_warm_up, name="qcline-warm-colour", daemon=True).start()
-    return LineStation(config, hub, runner, core.orders, records=TriggerLog(core.store.engine, config.station),
+    return LineStation(config, hub, runner, core.orders, records=TriggerLog(
+                           core.store.engine, config.station, spool=settings.data_dir / TRIGGER_SPOOL),
                        sources=[*built, *sources], status_path=settings.data_dir / STATUS_FILE, on_answer=on_answer)
 
 

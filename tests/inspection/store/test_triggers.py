@@ -39,3 +39,32 @@ def test_trigger_log_round_trip(db_url: str) -> None:
             log.get("t9")
     finally:
         engine.dispose()
+
+
+def test_a_trigger_answered_while_the_database_is_away_is_spooled_and_written_once_it_is_back(tmp_path) -> None:
+    from sqlalchemy import text
+
+    engine = open_database(f"sqlite:///{tmp_path / 'qcline.db'}")
+    spool = tmp_path / "line" / "unrecorded-triggers.jsonl"
+    try:
+        log = TriggerLog(engine, "press-3", spool=spool)
+        assert log.record(record("t1", 1))
+        with engine.begin() as connection:  # the table is away: every insert fails as if the database were
+            connection.execute(text("ALTER TABLE line_triggers RENAME TO line_triggers_away"))
+        assert not log.record(record("t2", 2))
+        assert not log.record(record("t3", 3, "unknown_unit", None))
+        assert log.spooled == 2 and len(spool.read_text().splitlines()) == 2
+        assert log.replay() == 0 and spool.exists()  # still away: nothing lost, nothing written
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE line_triggers_away RENAME TO line_triggers"))
+        assert log.record(record("t4", 4))  # the next record that gets through writes the spooled ones first
+        assert not spool.exists()
+        assert [r.trigger_id for r in log.recent(10)] == ["t4", "t3", "t2", "t1"]
+        assert log.get("t3").error == "why not" and log.lost == 0
+        small = TriggerLog(engine, "press-9", spool=tmp_path / "small.jsonl", spool_max_bytes=10)
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE line_triggers RENAME TO line_triggers_away"))
+        assert not small.record(record("t5", 5))
+        assert small.lost == 1 and not (tmp_path / "small.jsonl").exists()  # bounded: counted, logged, not kept
+    finally:
+        engine.dispose()
