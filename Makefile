@@ -33,8 +33,10 @@ train-deps: $(VENV)/.base-installed
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# Two workers (files kept whole per worker: module fixtures and peers stay per file); TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev-installed system-deps lint typecheck layers
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check -q inspection training datasets models api tests bench drills
