@@ -83,6 +83,30 @@ class _BoundedLoader(Reader, Scanner, Parser, _BoundedComposer, SafeConstructor,
 def load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
          max_nodes: int = MAX_NODES) -> Any:
     """One YAML (or JSON) document as plain Python values, within the limits, or ``YamlRefusedError``."""
+    return _load(text, max_bytes, max_depth, max_nodes, lines=None)
+
+
+def load_with_lines(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+                    max_nodes: int = MAX_NODES) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """``load``, plus the line (1-based) where each value starts, by its path of keys and list indexes
+    (``("cameras", 0, "url")``), so a validator can say *where* in a file a bad value is."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    return _load(text, max_bytes, max_depth, max_nodes, lines=lines), lines
+
+
+def _walk(node: Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            _walk(value, (*path, str(key.value)), lines)
+    elif isinstance(node, SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines)
+
+
+def _load(text: str | bytes, max_bytes: int, max_depth: int, max_nodes: int, *,
+          lines: dict[tuple[str | int, ...], int] | None) -> Any:
+    """The one bounded load both entry points use; ``lines`` (when given) is filled with each value's line."""
     if len(text) > max_bytes:
         raise YamlRefusedError(f"YAML of {len(text)} bytes is larger than the {max_bytes} bytes accepted")
     if isinstance(text, bytes):
@@ -92,7 +116,13 @@ def load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_
             raise YamlRefusedError(f"not UTF-8 text: {exc}") from exc
     loader = _BoundedLoader(text, max_depth, max_nodes)
     try:
-        return loader.get_single_data()
+        if lines is None:
+            return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _walk(node, (), lines)
+        return loader.construct_document(node)
     except YamlRefusedError:
         raise
     except yaml.MarkedYAMLError as exc:
@@ -102,49 +132,6 @@ def load(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_
     except yaml.YAMLError as exc:
         raise YamlRefusedError(" ".join(str(exc).split())) from exc
     except RecursionError as exc:  # belt and braces: max_depth stops it long before
-        raise YamlRefusedError("nested too deeply") from exc
-    finally:
-        loader.dispose()
-
-
-def load_with_lines(text: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
-                    max_nodes: int = MAX_NODES) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    """``load``, plus the line (1-based) where each value starts, by its path of keys and list indexes
-    (``("cameras", 0, "url")``), so a validator can say *where* in a file a bad value is."""
-    if len(text) > max_bytes:
-        raise YamlRefusedError(f"YAML of {len(text)} bytes is larger than the {max_bytes} bytes accepted")
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise YamlRefusedError(f"not UTF-8 text: {exc}") from exc
-    loader = _BoundedLoader(text, max_depth, max_nodes)
-    lines: dict[tuple[str | int, ...], int] = {}
-
-    def walk(node: Node, path: tuple[str | int, ...]) -> None:
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, MappingNode):
-            for key, value in node.value:
-                walk(value, (*path, str(key.value)))
-        elif isinstance(node, SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, (*path, index))
-
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, lines
-        walk(node, ())
-        return loader.construct_document(node), lines
-    except YamlRefusedError:
-        raise
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise YamlRefusedError(f"{where}{exc.problem or exc.context or 'invalid YAML'}") from exc
-    except yaml.YAMLError as exc:
-        raise YamlRefusedError(" ".join(str(exc).split())) from exc
-    except RecursionError as exc:
         raise YamlRefusedError("nested too deeply") from exc
     finally:
         loader.dispose()
