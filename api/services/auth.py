@@ -22,8 +22,9 @@ from sqlalchemy.engine import Engine
 
 from inspection.errors import NotFoundError, QCError, StoreError
 from inspection.store.db import Database, open_database
-from inspection.store.models import ApiKeyRow, WebSessionRow, utcnow
 from inspection.store.outbox import Outbox
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.service import ApiKeyRow, WebSessionRow
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from sqlalchemy.engine import Engine
 
 from inspection.errors import ConflictError, QCError, StoreError
 from inspection.store.db import Database, insert_ignore
-from inspection.store.models import IdempotencyRow, utcnow
 from inspection.store.outbox import Outbox
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.service import IdempotencyRow
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.settings import Settings
 from inspection.store.db import Database
-from inspection.store.models import TrainingJobRow, utcnow
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.service import TrainingJobRow
 
 log = logging.getLogger(__name__)
 

@@ -31,17 +31,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inspection.hashing import sha256_bytes
-from inspection.store.models import (
-    AuditChainRow,
-    AuditHeadRow,
-    ConformanceResultRow,
-    DetectionRow,
-    InspectionRow,
-    ReviewRow,
-    UnitDispositionRow,
-    UnitRow,
-    utcnow,
-)
+from inspection.store.tables.audit import AuditChainRow, AuditHeadRow
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.results import ConformanceResultRow, DetectionRow, InspectionRow, UnitRow
+from inspection.store.tables.reviews import ReviewRow, UnitDispositionRow
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of a station's first link."""

@@ -33,8 +33,8 @@ from typing import Any
 from inspection.boxes import Box
 from inspection.errors import NotFoundError, StoreError
 from inspection.profiles import InspectionProfile, Order
-from inspection.store.models import utcnow
 from inspection.store.repository import ResultRecord, ResultsStore
+from inspection.store.tables.base import utcnow
 from inspection.types import ConformanceResult, DefectFinding, FrameVerdict, Verdict
 
 log = logging.getLogger(__name__)

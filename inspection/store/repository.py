@@ -36,19 +36,19 @@ from inspection.rules import roll_up
 from inspection.store import audit
 from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
-from inspection.store.models import (
-    AuditChainRow,
+from inspection.store.tables.audit import AuditChainRow
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.results import (
     CameraCalibrationRow,
     ConformanceResultRow,
     DetectionRow,
     InspectionRow,
     OrderRow,
     ProfileRow,
-    ReviewRow,
     SourceStatsRow,
     UnitRow,
-    utcnow,
 )
+from inspection.store.tables.reviews import ReviewRow
 from inspection.types import (
     ConformanceResult,
     DefectFinding,

@@ -23,15 +23,10 @@ from sqlalchemy import case, exists, func, select, update
 from inspection.errors import InvalidFrameError, NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
 from inspection.store.evidence import EvidenceInfo, EvidenceReader
-from inspection.store.models import (
-    InspectionRow,
-    OrderRow,
-    ReviewRow,
-    UnitDispositionRow,
-    UnitRow,
-    utcnow,
-)
 from inspection.store.repository import ResultsStore, finding_json, findings_of, iso_time
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.results import InspectionRow, OrderRow, UnitRow
+from inspection.store.tables.reviews import ReviewRow, UnitDispositionRow
 from inspection.types import Verdict
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import select
 
 from inspection.errors import QCError
-from inspection.store.models import DetectionRow, InspectionRow, OrderRow, UnitDispositionRow, UnitRow
 from inspection.store.repository import UNIT_OPEN, ResultsStore
+from inspection.store.tables.results import DetectionRow, InspectionRow, OrderRow, UnitRow
+from inspection.store.tables.reviews import UnitDispositionRow
 from inspection.types import Verdict
 
 DISPOSITIONS = ("release", "rework", "scrap")

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from inspection.blobs import write_atomic
 from inspection.errors import NotFoundError, StoreError
 from inspection.store.db import Database, insert_ignore
-from inspection.store.models import LineTriggerRow
+from inspection.store.tables.line import LineTriggerRow
 
 log = logging.getLogger(__name__)
 

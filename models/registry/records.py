@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from inspection.store.models import ModelAuditRow
+from inspection.store.tables.registry import ModelAuditRow
 
 Stage = Literal["candidate", "champion", "retired"]
 STAGES: tuple[Stage, ...] = ("candidate", "champion", "retired")

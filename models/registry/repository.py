@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from inspection.errors import ConflictError, ModelPackageError, NotFoundError
 from inspection.model_package import ModelPackage
 from inspection.store.db import Database, describe, open_database
-from inspection.store.models import ModelAuditRow, RegisteredModelRow, RegistrySettingRow, utcnow
+from inspection.store.tables.base import utcnow
+from inspection.store.tables.registry import ModelAuditRow, RegisteredModelRow, RegistrySettingRow
 from models.registry.gate import PromotionDecision, PromotionRefusedError, judge
 from models.registry.records import (
     CANDIDATE,

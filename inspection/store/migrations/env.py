@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
-from inspection.store.models import Base
+from inspection.store.tables.base import Base
 
 config = context.config
 target_metadata = Base.metadata

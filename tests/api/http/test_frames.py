@@ -258,7 +258,8 @@ def test_old_idempotency_keys_are_forgotten(service: Service) -> None:
 
     from sqlalchemy import update
 
-    from inspection.store.models import IdempotencyRow, utcnow
+    from inspection.store.tables.base import utcnow
+    from inspection.store.tables.service import IdempotencyRow
 
     assert service.post_frame(jpeg(255), unit_id="U-old", key="old-key").status_code == 200
     with service.ctx.store.engine.begin() as conn:

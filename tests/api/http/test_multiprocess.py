@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from api.services.auth import ApiKeyService, Role
 from inspection.profiles import OrderBook
-from inspection.store.models import InspectionRow, UnitRow
 from inspection.store.repository import ResultsStore
+from inspection.store.tables.results import InspectionRow, UnitRow
 from tests.api.conftest import ORDER_BOOK, free_port, jpeg
 from tests.api.processes import Camera, Sent, fresh_postgres_database, start_serve, station_env, wait_ready
 

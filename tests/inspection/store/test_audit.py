@@ -68,7 +68,7 @@ def test_the_chain_records_the_unit_count_failure_on_its_findings(line: tuple[Re
 
     from sqlalchemy import select
 
-    from inspection.store.models import AuditChainRow
+    from inspection.store.tables.audit import AuditChainRow
 
     store, _ = line
     with store.engine.connect() as conn:

@@ -20,7 +20,7 @@ from inspection.store.db import (
     normalise_url,
     upgrade,
 )
-from inspection.store.models import Base
+from inspection.store.tables.base import Base
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
