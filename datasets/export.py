@@ -30,11 +30,15 @@ def _place_image(entry: SnapshotEntry, image_dir: Path, *, copy_images: bool) ->
 
 
 def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False) -> Path:
-    """Lay out ``images/{train,val}`` and ``labels/{train,val}``; return the ``data.yaml`` path.
+    """Lay out ``images/{train,val}`` and ``labels/{train,val}`` (and ``test`` when the snapshot has one);
+    return the ``data.yaml`` path.
 
-    Images are hard-linked (or copied when asked, or across file systems) under their sha256 so two
-    source files with one name cannot collide. ``data.yaml`` carries an absolute ``path`` because
-    ultralytics otherwise resolves relative paths against its own settings folder.
+    ``data.yaml`` names ``val`` as ultralytics' validation set, so its best epoch is chosen on val only;
+    ``test`` is listed for completeness (ultralytics reads it only for ``val(split="test")``, which qcline
+    never runs: test figures come from the station runtime, ``models.evaluation``). Images are hard-linked
+    (or copied when asked, or across file systems) under their sha256 so two source files with one name
+    cannot collide. ``data.yaml`` carries an absolute ``path`` because ultralytics otherwise resolves
+    relative paths against its own settings folder.
     """
     out_dir = Path(out_dir).resolve()
     class_index = {name: i for i, name in enumerate(snapshot.classes)}
@@ -54,6 +58,7 @@ def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
         "path": str(out_dir),
         "train": "images/train",
         "val": "images/val",
+        **({"test": "images/test"} if snapshot.has_test else {}),
         "names": dict(enumerate(snapshot.classes)),
         "snapshot": snapshot.id,
     }, sort_keys=False))
@@ -61,7 +66,8 @@ def export_yolo(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
 
 
 def export_coco(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False) -> Path:
-    """Write ``images/<split>/`` and ``annotations/instances_<split>.json``; return ``out_dir``.
+    """Write ``images/<split>/`` and ``annotations/instances_<split>.json`` (train, val, and test when the
+    snapshot has one); return ``out_dir``.
 
     Category ids are 1-based (COCO convention; 0 is background in many tools) in snapshot class order, so
     ``import_coco`` reads back the same class map. ``file_name`` is ``<split>/<name>``, resolved by the
@@ -71,7 +77,7 @@ def export_coco(snapshot: Snapshot, out_dir: Path, *, copy_images: bool = False)
     categories = [{"id": i + 1, "name": name, "supercategory": "defect"} for i, name in enumerate(snapshot.classes)]
     category_id = {name: i + 1 for i, name in enumerate(snapshot.classes)}
     annotation_id = 0
-    for split in ("train", "val"):
+    for split in snapshot.split_counts():
         images: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
         for image_id, entry in enumerate(snapshot.split(split), start=1):

@@ -80,8 +80,7 @@ class DatasetLibrary:
         if (final / MANIFEST_NAME).is_file():
             log.info("snapshot %s already in the library", snapshot.id[:12])
             return self.get(snapshot.id)
-        stamped = Snapshot(snapshot.classes, snapshot.entries, snapshot.source, snapshot.parent,
-                           datetime.now(UTC).isoformat(timespec="microseconds"), snapshot.split_origin)
+        stamped = replace(snapshot, created_at=datetime.now(UTC).isoformat(timespec="microseconds"))
         try:
             with staging_folder(self.snapshots_dir, ".new-") as work:
                 write_atomic(work / MANIFEST_NAME, _manifest_text(stamped))
@@ -93,7 +92,7 @@ class DatasetLibrary:
         return stamped
 
     def without_classes(self, parent_id: str, dropped: Sequence[str], *, source: str = "") -> Snapshot:
-        """The parent with every box of ``dropped`` classes removed and the same train / val split: what
+        """The parent with every box of ``dropped`` classes removed and the same train / val (/ test) split: what
         an engineer holds back to test whether the loop can teach a class the model never saw."""
         parent = self.get(parent_id)
         unknown = set(dropped) - set(parent.classes)
@@ -106,18 +105,18 @@ class DatasetLibrary:
             for e in parent.entries)
         classes = tuple(c for c in parent.classes if c not in dropped)
         return self._register(Snapshot(classes, entries, source or f"{parent.id[:12]} without {', '.join(dropped)}",
-                                       parent.id))
+                                       parent.id, split_rule=parent.split_rule))
 
-    def add(self, result: ImportResult, *, source: str, val_fraction: float = 0.2, parent: str | None = None,
-            classes: Sequence[str] | None = None, resplit: bool = False) -> Snapshot:
-        """Copy the images into the store and register a snapshot (composed on ``parent`` when given); the
-        source's own split is kept unless ``resplit``."""
+    def add(self, result: ImportResult, *, source: str, val_fraction: float = 0.2, test_fraction: float = 0.0,
+            parent: str | None = None, classes: Sequence[str] | None = None, resplit: bool = False) -> Snapshot:
+        """Copy the images into the store and register a snapshot (composed on ``parent`` when given: then the
+        parent's split rule holds); the source's own split is kept unless ``resplit``."""
         if parent is not None:
             return self.compose(parent, result, source, val_fraction=val_fraction)
         # Validate before copying anything: a refused snapshot should not fill the store.
-        build_snapshot(result, val_fraction=val_fraction, classes=tuple(classes) if classes else None, source=source,
-                       resplit=resplit)
-        snapshot = build_snapshot(self._stored(result), val_fraction=val_fraction,
+        build_snapshot(result, val_fraction=val_fraction, test_fraction=test_fraction,
+                       classes=tuple(classes) if classes else None, source=source, resplit=resplit)
+        snapshot = build_snapshot(self._stored(result), val_fraction=val_fraction, test_fraction=test_fraction,
                                   classes=tuple(classes) if classes else None, source=source, resplit=resplit)
         return self._register(snapshot)
 
@@ -130,8 +129,9 @@ class DatasetLibrary:
                                                source=source))
 
     def import_path(self, path: Path, fmt: str = "auto", *, classes: Sequence[str] | None = None,
-                    val_fraction: float = 0.2, parent: str | None = None, source: str | None = None,
-                    max_archive_bytes: int = DEFAULT_MAX_BYTES, resplit: bool = False) -> ImportOutcome:
+                    val_fraction: float = 0.2, test_fraction: float = 0.0, parent: str | None = None,
+                    source: str | None = None, max_archive_bytes: int = DEFAULT_MAX_BYTES,
+                    resplit: bool = False) -> ImportOutcome:
         """Import a folder, COCO file or archive and register it; archives are extracted to a temp folder first."""
         path = Path(path)
         if parent is not None:
@@ -142,12 +142,12 @@ class DatasetLibrary:
         if is_archive(path):
             with import_archive(path, fmt, classes=classes, image_store=self.images,
                                 max_bytes=max_archive_bytes) as result:
-                snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
-                                    classes=snapshot_classes, resplit=resplit)
+                snapshot = self.add(result, source=label, val_fraction=val_fraction, test_fraction=test_fraction,
+                                    parent=parent, classes=snapshot_classes, resplit=resplit)
         else:
             result = import_dataset(path, fmt, classes=classes, image_store=self.images)
-            snapshot = self.add(result, source=label, val_fraction=val_fraction, parent=parent,
-                                classes=snapshot_classes, resplit=resplit)
+            snapshot = self.add(result, source=label, val_fraction=val_fraction, test_fraction=test_fraction,
+                                parent=parent, classes=snapshot_classes, resplit=resplit)
         return ImportOutcome(snapshot, result)
 
     # -- reading ----------------------------------------------------------------------------------------
@@ -189,9 +189,10 @@ def summary(snapshot: Snapshot) -> dict[str, Any]:
         "created_at": snapshot.created_at,
         "source": snapshot.source,
         "parent": snapshot.parent,
-        "images": {"train": len(snapshot.split("train")), "val": len(snapshot.split("val"))},
+        "images": snapshot.split_counts(),
         "classes": list(snapshot.classes),
         "split_origin": snapshot.split_origin,
+        "split_rule": snapshot.split_rule.to_json() if snapshot.split_rule else None,
     }
 
 

@@ -5,7 +5,7 @@ No torch here: training uses it for the numbers it writes into a package, the re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import cast
 
@@ -29,13 +29,27 @@ def evaluation_classes(detector: OnnxDetector, snapshot: Snapshot) -> tuple[str,
     return detector.class_names + tuple(c for c in snapshot.classes if c not in detector.class_names)
 
 
+def training_overlap(trained_on: Snapshot, snapshot: Snapshot, split: Split) -> dict[str, int]:
+    """Where the images of ``snapshot``'s ``split`` sat in the snapshot a model was trained on: counts per
+    split there (``train``: the model learned from them; ``val``: they chose its epoch) and ``absent``.
+    A figure on images the model trained on is not an accuracy; this says how many there were."""
+    split_of = {e.image.sha256: e.split for e in trained_on.entries}
+    counts = {"train": 0, "val": 0, "test": 0, "absent": 0}
+    for entry in snapshot.split(split):
+        counts[split_of.get(entry.image.sha256, "absent")] += 1
+    return counts
+
+
 def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
-                     progress: Callable[[int], None] | None = None) -> list[ImageEval]:
+                     progress: Callable[[int], None] | None = None,
+                     exclude: Collection[str] = ()) -> list[ImageEval]:
     """Run the station runtime over a split; predictions and ground truth per image, in the ids of
-    ``evaluation_classes``."""
-    entries = snapshot.split(split)
+    ``evaluation_classes``. Only that split's images are read; ``exclude`` (image sha256s) leaves some
+    of them out (e.g. those a model trained on, see ``training_overlap``)."""
+    entries = tuple(e for e in snapshot.split(split) if e.image.sha256 not in exclude)
     if not entries:
-        raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images")
+        left = " outside the excluded images" if exclude else ""
+        raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images{left}")
     model_index = {name: i for i, name in enumerate(evaluation_classes(detector, snapshot))}
     evals: list[ImageEval] = []
     batch = detector.max_batch
@@ -60,8 +74,9 @@ def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
 
 
 def evaluate_package(detector: OnnxDetector, snapshot: Snapshot, *, split: Split = "val",
-                     progress: Callable[[int], None] | None = None) -> DetectionMetrics:
-    evals = predict_snapshot(detector, snapshot, split=split, progress=progress)
+                     progress: Callable[[int], None] | None = None,
+                     exclude: Collection[str] = ()) -> DetectionMetrics:
+    evals = predict_snapshot(detector, snapshot, split=split, progress=progress, exclude=exclude)
     return evaluate_detections(evals, evaluation_classes(detector, snapshot), detector.metadata.thresholds.confidence)
 
 

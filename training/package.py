@@ -32,18 +32,37 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
+SELECTION_ROLE = "used for selection (ultralytics keeps best.pt by fitness on val): optimistic, not the accuracy"
+ACCURACY_ROLE = "accuracy: the test split, never used for any choice"
+VAL_ONLY_ROLE = ("the val split, also used for selection (the snapshot has no test split): optimistic, not an "
+                 "unbiased accuracy")
+
+
 def record_runtime_metrics(package_dir: Path, snapshot: Snapshot, *, engine: str = "auto",
                            precision: str = "auto") -> DetectionMetrics:
-    """Evaluate a written package on the snapshot's val split through the stations' own runtime and store the
-    figures in its ``metadata.json`` (the sha256 covers ``model.onnx`` only, so this leaves it valid)."""
+    """Evaluate a written package through the stations' own runtime and store the figures in its
+    ``metadata.json`` (the sha256 covers ``model.onnx`` only, so this leaves it valid); returns the figures
+    stored as ``metrics``.
+
+    With a test split, ``metrics`` are the test figures (the model's accuracy) and ``metrics.selection``
+    the val figures, marked as what chose the epoch. Without one, ``metrics`` are the val figures, marked
+    as optimistic. ``metrics`` is what the registry shows for a registered package.
+    """
     detector = OnnxDetector.from_package(package_dir, engine=engine, precision=precision)
-    metrics = evaluate_package(detector, snapshot, split="val")
+    tags = {"snapshot": snapshot.id, "engine": detector.engine_name, "engine_precision": detector.precision,
+            "evaluated_with": f"qcline runtime ({detector.engine_name} {detector.precision}, package "
+                              "thresholds, conf 0.001)"}
+    val = evaluate_package(detector, snapshot, split="val")
+    if snapshot.has_test:
+        metrics = evaluate_package(detector, snapshot, split="test")
+        recorded = {**metrics.to_json(), "split": "test", "role": ACCURACY_ROLE, **tags,
+                    "selection": {**val.to_json(), "split": "val", "role": SELECTION_ROLE}}
+    else:
+        metrics = val
+        recorded = {**val.to_json(), "split": "val", "role": VAL_ONLY_ROLE, **tags}
     meta_path = Path(package_dir) / "metadata.json"
     data = json.loads(meta_path.read_text())
-    data["metrics"] = {**metrics.to_json(), "split": "val", "snapshot": snapshot.id,
-                       "engine": detector.engine_name, "engine_precision": detector.precision,
-                       "evaluated_with": f"qcline runtime ({detector.engine_name} {detector.precision}, package "
-                                         "thresholds, conf 0.001)"}
+    data["metrics"] = recorded
     meta_path.write_text(json.dumps(data, indent=2) + "\n")
     return metrics
 
@@ -51,8 +70,9 @@ def record_runtime_metrics(package_dir: Path, snapshot: Snapshot, *, engine: str
 def build_package(weights: Path, *, snapshot: Snapshot, out_dir: Path, name: str, imgsz: int,
                   training: dict[str, Any], thresholds: Thresholds | None = None,
                   extra_files: dict[str, Path] | None = None, keep_weights: bool = True) -> ModelPackage:
-    """Export ``weights`` to ONNX, evaluate it on the snapshot's val split with the stations' own
-    runtime, and write ``model.onnx`` + ``metadata.json`` (with the ``.pt`` kept beside for fine-tuning).
+    """Export ``weights`` to ONNX, evaluate it with the stations' own runtime (on test, and on val as the
+    selection split, see ``record_runtime_metrics``), and write ``model.onnx`` + ``metadata.json`` (with the
+    ``.pt`` kept beside for fine-tuning).
     """
     out_dir = Path(out_dir)
     staging = out_dir.parent / f".{out_dir.name}.staging"
@@ -62,8 +82,8 @@ def build_package(weights: Path, *, snapshot: Snapshot, out_dir: Path, name: str
     meta = ModelMetadata(
         name=name, classes=snapshot.classes, input_width=imgsz, input_height=imgsz, sha256="0" * 64,
         thresholds=thresholds or Thresholds(), created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        dataset={"snapshot": snapshot.id, "source": snapshot.source,
-                 "images": {"train": len(snapshot.split("train")), "val": len(snapshot.split("val"))}},
+        dataset={"snapshot": snapshot.id, "source": snapshot.source, "images": dict(snapshot.split_counts()),
+                 **({"split_rule": snapshot.split_rule.to_json()} if snapshot.split_rule else {})},
         training={**training, "software": software_versions()},
     )
     package = write_package(staging, onnx_path, meta)
@@ -75,5 +95,6 @@ def build_package(weights: Path, *, snapshot: Snapshot, out_dir: Path, name: str
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.replace(out_dir)
-    log.info("packaged %s: mAP50 %.3f mAP50-95 %.3f", out_dir, metrics.map50, metrics.map50_95)
+    log.info("packaged %s: %s mAP50 %.3f mAP50-95 %.3f", out_dir, "test" if snapshot.has_test else "val",
+             metrics.map50, metrics.map50_95)
     return ModelPackage.load(out_dir)

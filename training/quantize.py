@@ -139,9 +139,13 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
                                                            f"head box arithmetic and Sigmoids in float, "
                                                            f"{len(paths)} train images"}})
     result = write_package(staging / "package", quantized_path, int8_meta)
-    metrics = record_runtime_metrics(result.path, snapshot)
-    float_metrics = meta.metrics if "map50" in meta.metrics else evaluate_package(
-        OnnxDetector.from_package(package.path, engine="onnxruntime"), snapshot, split="val").to_json()
+    record_runtime_metrics(result.path, snapshot)
+    # Keep-or-refuse is a choice: it is made on val, never on test (test figures are only recorded).
+    metrics = evaluate_package(OnnxDetector.from_package(result.path), snapshot, split="val")
+    recorded = meta.metrics.get("selection") if meta.metrics.get("split") == "test" else meta.metrics
+    float_metrics = recorded if isinstance(recorded, dict) and "map50" in recorded \
+        and meta.metrics.get("snapshot") in (None, snapshot.id) else evaluate_package(
+        OnnxDetector.from_package(package.path), snapshot, split="val").to_json()
     sample = [cast(npt.NDArray[np.uint8], cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in paths[:8]]
     float_fps, int8_fps = forward_fps(package.path, sample), forward_fps(result.path, sample)
     float_fps = max(float_fps, forward_fps(package.path, sample))  # interleaved: load on the box hits both

@@ -15,14 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from datasets.export import export_yolo
 from datasets.snapshot import Snapshot
+from inspection import safe_yaml
 from inspection.errors import TrainingError
 from inspection.hashing import sha256_file
 from inspection.model_package import ModelPackage, Thresholds
 from training.package import build_package
 from training.quantize import QuantizationRefusedError, quantize_package
-from training.train import TrainResult, resume_detector, train_detector
+from training.train import TrainResult, epochs_completed, resume_detector, train_detector
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,16 @@ def expand_classes(weights: Path, old_classes: Sequence[str], new_classes: Seque
     return out
 
 
+def _recorded_args(train_dir: Path) -> dict[str, Any]:
+    """The arguments ultralytics wrote beside a finished run (``args.yaml``), for its package's lineage."""
+    try:
+        recorded = safe_yaml.load((train_dir / "args.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        log.warning("%s/args.yaml cannot be read (%s): the lineage names the folder only", train_dir, exc)
+        return {"reused": str(train_dir)}
+    return dict(recorded) if isinstance(recorded, dict) else {"reused": str(train_dir)}
+
+
 def _base_weights(base: str | None, base_path: Path | None) -> str:
     """An architecture yaml (from scratch) or the ``weights.pt`` kept beside a registered package."""
     if base_path is None:
@@ -107,8 +120,14 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
                     base_model_id: int | None = None, epochs: int = 50, imgsz: int = 416, device: str = "cpu",
                     batch: int = 16, int8: bool = False, name: str | None = None,
                     thresholds: Thresholds | None = None, overrides: dict[str, Any] | None = None,
-                    callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainingRun:
-    """Train on ``snapshot``'s train split, evaluate on its val split through the runtime, package."""
+                    callbacks: dict[str, Callable[[Any], None]] | None = None, threads: int | None = None,
+                    workers: int | None = None) -> TrainingRun:
+    """Train on ``snapshot``'s train split (ultralytics picks the best epoch on val), evaluate through the
+    runtime (on test when the snapshot has one, see ``build_package``), package.
+
+    ``threads`` (torch CPU threads) and ``workers`` (data loader processes) say how much of the machine the
+    run may use; they are not part of the run's identity (``run_id``), so a resume may use other values.
+    """
     weights = _base_weights(base, base_path)
     overrides = dict(overrides or {})
     if base_path is not None:
@@ -134,9 +153,9 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
     result: TrainResult
     if resumed:
         log.info("resuming the interrupted run in %s", run_dir)
-        result = resume_detector(weights_dir / "last.pt", device=device, callbacks=callbacks)
-    elif state == "finished":  # trained, but packaging did not complete
-        result = TrainResult(run_dir / "train", weights_dir / "best.pt", {}, {"reused": str(weights_dir)})
+        result = resume_detector(weights_dir / "last.pt", device=device, threads=threads, callbacks=callbacks)
+    elif state == "finished":  # trained, but packaging did not complete: the arguments are in its args.yaml
+        result = TrainResult(run_dir / "train", weights_dir / "best.pt", {}, _recorded_args(run_dir / "train"))
     else:
         if base_path is not None and base_path.is_dir():
             known = ModelPackage.load(base_path).metadata.classes
@@ -145,10 +164,12 @@ def train_candidate(snapshot: Snapshot, *, runs_dir: Path, base: str | None = No
                 weights = str(expand_classes(Path(weights), known, snapshot.classes, run_dir / "base-expanded.pt"))
         data_yaml = export_yolo(snapshot, run_dir / "data")
         result = train_detector(data_yaml, model=weights, epochs=epochs, imgsz=imgsz, device=device, batch=batch,
-                                project=run_dir, name="train", callbacks=callbacks, **overrides)
+                                project=run_dir, name="train", callbacks=callbacks, threads=threads,
+                                workers=workers, **overrides)
     lineage = {"dataset_snapshot": snapshot.id, "parent_model": base_model_id, "base": weights,
                "training_args": {k: str(v) for k, v in result.args.items()}, "run_dir": str(run_dir),
-               "resumed": resumed}
+               "resumed": resumed, "epochs_completed": epochs_completed(result.run_dir),
+               "checkpoint_selection": "ultralytics best.pt by fitness on the val split"}
     package = build_package(result.best_weights, snapshot=snapshot, out_dir=run_dir / "package",
                             name=name or f"qcline-{snapshot.id[:8]}-{imgsz}", imgsz=imgsz,
                             training=lineage, thresholds=thresholds)

@@ -119,6 +119,15 @@ def _fit(weights: str, args: dict[str, Any], run_dir: Path, *, offline_dir: Path
     return TrainResult(Path(trainer.save_dir) if trainer else run_dir, best, metrics, args)
 
 
+def epochs_completed(run_dir: Path) -> int | None:
+    """Epochs a run finished, from its ``results.csv`` (one row per epoch); ``None`` without one. With a
+    time budget (``time=``) this, not the ``epochs`` asked for, is what the schedule came to."""
+    results = Path(run_dir) / "results.csv"
+    if not results.is_file():
+        return None
+    return max(0, len([line for line in results.read_text().splitlines() if line.strip()]) - 1)
+
+
 def resume_detector(last_weights: Path, *, device: str = "cpu", threads: int | None = None,
                     callbacks: dict[str, Callable[[Any], None]] | None = None) -> TrainResult:
     """Continue an interrupted ultralytics run from its ``last.pt`` (same data, schedule and folder)."""

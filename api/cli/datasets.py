@@ -46,6 +46,9 @@ def import_cmd(
                                               "file, or a .zip / .tar(.gz) archive.")],
     fmt: Annotated[str, typer.Option("--format", help="voc, yolo, coco, labelme or auto.")] = "auto",
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of new images for val.")] = 0.2,
+    test_fraction: Annotated[float, typer.Option(
+        "--test-fraction", help="Share of images held out as a test split, never used for any choice (drawn by "
+                                "content: with a source split, add --resplit).")] = 0.0,
     classes: Annotated[str | None, typer.Option(
         "--classes", help="Comma-separated class names (YOLO: names of ids 0..n-1; others: classes to keep).")] = None,
     parent: Annotated[str | None, typer.Option(
@@ -60,14 +63,16 @@ def import_cmd(
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     if classes is not None and not names:
         raise ConfigError("--classes is empty: give comma-separated class names")
-    outcome = _library(data_dir).import_path(path, fmt, classes=names, val_fraction=val_fraction, parent=parent,
-                                             resplit=resplit)
+    outcome = _library(data_dir).import_path(path, fmt, classes=names, val_fraction=val_fraction,
+                                             test_fraction=test_fraction, parent=parent, resplit=resplit)
     snapshot, result = outcome.snapshot, outcome.result
     report = {
         "snapshot": snapshot.id,
         "images": len(snapshot.entries),
         "train": len(snapshot.split("train")),
         "val": len(snapshot.split("val")),
+        **({"test": len(snapshot.split("test"))} if snapshot.has_test else {}),
+        **({"split_rule": snapshot.split_rule.to_json()} if snapshot.split_rule else {}),
         "classes": list(snapshot.classes),
         "split_origin": snapshot.split_origin,
         "found": list(result.found),
@@ -80,8 +85,9 @@ def import_cmd(
         typer.echo(f"found: {line}")
     origin = {"source": "the source's split", "content": "split by content",
               "source+content": "the source's split, the rest by content"}.get(snapshot.split_origin, "")
+    test = f", {report['test']} test" if "test" in report else ""
     typer.echo(f"snapshot {snapshot.id}: {report['images']} images ({report['train']} train, {report['val']} val"
-               f"{', ' + origin if origin else ''}), "
+               f"{test}{', ' + origin if origin else ''}), "
                f"classes {', '.join(snapshot.classes) or '-'}" + (f", parent {snapshot.parent[:12]}"
                                                                    if snapshot.parent else ""))
     if result.skipped:
@@ -101,8 +107,9 @@ def list_cmd(data_dir: DataDirOption = None, as_json: JsonOption = False) -> Non
         typer.echo("no snapshots yet: import one with `qcline datasets import PATH`")
     for row in rows:
         parent = f" parent {row['parent'][:12]}" if row["parent"] else ""
+        test = f"test {row['images']['test']:>6}  " if "test" in row["images"] else ""
         typer.echo(f"{row['id'][:12]}  {row['created_at']}  train {row['images']['train']:>6}  "
-                   f"val {row['images']['val']:>6}  {','.join(row['classes'])}  {row['source']}{parent}")
+                   f"val {row['images']['val']:>6}  {test}{','.join(row['classes'])}  {row['source']}{parent}")
 
 
 @datasets_app.command("show")

@@ -157,6 +157,7 @@ class PromoteIn(BaseModel):
     reason: str = Field("", max_length=2000)
     dataset: str | None = Field(None, max_length=128, description="Holdout snapshot id (default: the marked one).")
     split: Literal["train", "val"] = "val"
+    """Never ``test``: a promotion is a choice, and the test split is never used for one."""
 
 
 class RollbackIn(BaseModel):
@@ -470,6 +471,13 @@ class PromotionOut(BaseModel):
 class SplitCounts(BaseModel):
     train: int
     val: int
+    test: int | None = Field(None, description="Only for snapshots with a test split (never used for any choice).")
+
+
+class SplitRuleOut(BaseModel):
+    val_fraction: float
+    test_fraction: float
+    seed: str
 
 
 class DatasetOut(BaseModel):
@@ -480,6 +488,7 @@ class DatasetOut(BaseModel):
     images: SplitCounts
     classes: list[str]
     split_origin: str
+    split_rule: SplitRuleOut | None = None
 
 
 class DatasetDetailOut(DatasetOut):

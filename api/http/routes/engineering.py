@@ -119,7 +119,7 @@ async def get_dataset(snapshot_id: str, request: Request,
     def work() -> dict[str, Any]:
         snapshot = _library(request).get(snapshot_id)
         counts: dict[str, dict[str, int]] = {}
-        for split in ("train", "val"):
+        for split in snapshot.split_counts():
             per_class = dict.fromkeys(snapshot.classes, 0)
             for entry in snapshot.split(split):
                 for box in entry.image.boxes:
