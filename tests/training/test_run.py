@@ -33,3 +33,17 @@ def test_fine_tunes_of_different_unregistered_packages_never_share_a_run(tmp_pat
         with pytest.raises(TrainingError, match="stop before"):
             run_module.train_candidate(snapshot, runs_dir=tmp_path / "runs", base_path=package, epochs=1, imgsz=64)
     assert len(projects) == 2 and projects[0] != projects[1]
+
+
+def test_epochs_completed_counts_the_rows_of_results_csv(tmp_path: Path) -> None:
+    from training.train import epochs_completed
+
+    assert epochs_completed(tmp_path) is None
+    (tmp_path / "results.csv").write_text("epoch,loss\n1,0.5\n2,0.4\n\n")
+    assert epochs_completed(tmp_path) == 2
+
+
+def test_a_finished_run_packaged_later_keeps_its_recorded_arguments(tmp_path: Path) -> None:
+    (tmp_path / "args.yaml").write_text("epochs: 300\ntime: 0.75\nimgsz: 256\n")
+    assert run_module._recorded_args(tmp_path) == {"epochs": 300, "time": 0.75, "imgsz": 256}
+    assert run_module._recorded_args(tmp_path / "missing") == {"reused": str(tmp_path / "missing")}

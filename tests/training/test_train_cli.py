@@ -129,3 +129,21 @@ def test_fine_tuning_starts_from_the_base_weights(tmp_path: Path) -> None:
         return next(p for n, p in model.named_parameters() if n.endswith("conv.weight")).float()
 
     assert torch.equal(first_conv(base.best_weights), first_conv(tuned.best_weights))
+
+
+@pytest.mark.slow
+def test_a_three_way_snapshot_trains_on_train_selects_on_val_and_reports_test(tmp_path: Path) -> None:
+    from datasets.formats.voc import import_voc
+    from datasets.snapshot import build_snapshot
+    from training.run import train_candidate
+
+    items = {f"i{i}": [("blob", 5, 5, 30, 30)] for i in range(10)}
+    snapshot = build_snapshot(import_voc(make_voc(tmp_path / "voc", items)), val_fraction=0.2, test_fraction=0.2)
+    run = train_candidate(snapshot, runs_dir=tmp_path / "runs", epochs=1, imgsz=64, batch=4, threads=1, workers=0)
+    data = (run.run_dir / "data" / "data.yaml").read_text()
+    assert "val: images/val" in data and "test: images/test" in data  # ultralytics validates on val
+    metrics = run.package.metadata.metrics
+    assert metrics["split"] == "test" and metrics["images"] == 2
+    assert metrics["selection"]["split"] == "val" and metrics["selection"]["images"] == 2
+    assert run.package.metadata.dataset["images"] == {"train": 6, "val": 2, "test": 2}
+    assert run.lineage["epochs_completed"] == 1
