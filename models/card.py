@@ -121,7 +121,7 @@ def measure_package(package_dir: Path, snapshot: Snapshot, *, trained_on: Snapsh
     overlap = training_overlap(trained_on, snapshot, "test") if trained_on is not None else None
     return {
         "kind": RECORD_KIND, "version": RECORD_VERSION, "label": label or meta.name, "model": meta.name,
-        "model_sha256": detector.model_sha256, "package": str(Path(package_dir).resolve()),
+        "model_sha256": detector.model_sha256, "package": str(package_dir),
         "package_mb": round(package_megabytes(package_dir), 2),
         "config": training_config(dict(meta.training), meta.input_width),
         "trained_on": str(meta.dataset.get("snapshot") or ""), "seen_in_training": overlap,
