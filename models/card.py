@@ -203,12 +203,10 @@ def load_rows(paths: Iterable[Path], *, check_package: bool = True) -> tuple[lis
 
 def _seen(row: CardRow) -> str:
     if row.seen_in_training is None:
-        return "unknown"
-    trained = row.seen_in_training.get("train", 0)
-    chose = row.seen_in_training.get("val", 0)
-    if trained:
-        return f"**trained on {trained}**"
-    return f"0 (epoch chosen on {chose})" if chose else "0"
+        return "training snapshot unknown"
+    trained, chose = row.seen_in_training.get("train", 0), row.seen_in_training.get("val", 0)
+    seen = f"**trained on {trained}**" if trained else "trained on 0"
+    return seen + (f"; epoch chosen on {chose}" if chose else "")
 
 
 def render_table(rows: Sequence[CardRow]) -> str:
@@ -218,8 +216,8 @@ def render_table(rows: Sequence[CardRow]) -> str:
     snapshots = sorted({r.snapshot[:12] for r in rows})
     lines = [f"Test split of snapshot {', '.join(snapshots)}; speed: `detect` at batch {SPEED_BATCH} "
              "(letterbox, forward, decode + NMS), best of 3 rounds, on the station's default engine.", "",
-             "| model | config | test images (of them trained on) | test mAP@0.5 | test mAP@0.5:0.95 "
-             "| frames/s @8 | engine | package MB |",
+             "| model | config | test images (where they sat in its training snapshot) | test mAP@0.5 "
+             "| test mAP@0.5:0.95 | frames/s @8 | engine | package MB |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.label} | {r.config} | {r.test_images} ({_seen(r)}) | {r.map50:.3f} | {r.map50_95:.3f} "

@@ -51,7 +51,7 @@ def test_a_snapshot_without_test_split_gives_no_row(tmp_path: Path) -> None:
 
 def test_the_table_renders_measured_rows(record: dict[str, Any], tmp_path: Path) -> None:
     text = render_table([row_of(record)])
-    assert f"| tiny | ? 64 px | 5 (0) | {record['test']['map50']:.3f} | {record['test']['map50_95']:.3f} " \
+    assert f"| tiny | ? 64 px | 5 (trained on 0) | {record['test']['map50']:.3f} | {record['test']['map50_95']:.3f} " \
            f"| {record['speed']['fps']:.1f} | onnxruntime fp32 | {record['package_mb']:.1f} |" in text
     scratch = record["test"]["per_class"]["scratch"]
     assert f"| tiny | {scratch['ap50']:.2f} / {scratch['ap50_95']:.2f} |" in text  # per class AP@0.5 / AP@0.5:0.95
@@ -107,3 +107,17 @@ def test_the_config_comes_from_the_packages_own_training_record() -> None:
                "training_args": {"epochs": "300", "time": "0.75", "batch": "16", "device": "cpu"}}
     assert training_config(lineage, 256) == {"base": "yolov8n.yaml", "imgsz": 256, "epochs": 40, "time_hours": "0.75",
                                              "batch": "16", "device": "cpu"}
+
+
+def test_the_model_cards_table_is_the_rendering_of_its_committed_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The card's measured table is not typed in: it must equal ``qcline models table`` of the records beside it."""
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)  # records name their packages as measured, relative to the repository root
+    card = (repo / "models" / "neu-det-yolov8n" / "MODEL_CARD.md").read_text()
+    begin, end = "<!-- measured-table:begin -->\n", "<!-- measured-table:end -->"
+    assert begin in card and end in card
+    table = card.split(begin, 1)[1].split(end, 1)[0]
+    records = sorted((repo / "models" / "card_records").glob("*.json"))
+    assert records
+    rows, refused = load_rows(records)
+    assert not refused and render_table(rows) == table
