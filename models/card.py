@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from datasets.snapshot import Snapshot
+from inspection.blobs import write_atomic
 from inspection.detector import OnnxDetector
 from inspection.errors import DatasetError, QCError
 from inspection.hashing import sha256_file
@@ -135,8 +136,7 @@ def measure_package(package_dir: Path, snapshot: Snapshot, *, trained_on: Snapsh
 
 def write_record(record: dict[str, Any], path: Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    write_atomic(path, json.dumps(record, indent=1) + "\n")  # a record is never left half-written
     return path
 
 

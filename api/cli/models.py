@@ -31,7 +31,7 @@ from api.cli.common import (
 )
 from api.composition import station_model
 from api.services.engineering import promote_on_holdout, station_evaluator
-from inspection.errors import NotFoundError
+from inspection.errors import NotFoundError, QCError
 from inspection.settings import DEFAULT_MODEL_DIR, Settings, load_settings
 from models.registry import (
     CHAMPION,
@@ -42,6 +42,7 @@ from models.registry import (
 
 if TYPE_CHECKING:
     from datasets.snapshot import Snapshot
+    from inspection.model_package import ModelMetadata
 
 log = logging.getLogger("qcline.models")
 
@@ -106,6 +107,19 @@ def resolve_snapshot(value: str, settings: Settings, registry: ModelRegistry) ->
     snapshot = library.get(value)  # NotFoundError names the id when it is unknown or ambiguous
     return snapshot, (library.root / "snapshots" / snapshot.id / MANIFEST_NAME).resolve()
 
+
+
+def training_snapshot(metadata: ModelMetadata, settings: Settings, registry: ModelRegistry) -> Snapshot | None:
+    """The snapshot a model was trained on (``metadata.dataset.snapshot``), when this data dir holds it; used to
+    say where evaluated images sat in it (figures on images a model trained on are not its accuracy)."""
+    trained_on = str(metadata.dataset.get("snapshot") or "")
+    if not trained_on:
+        return None
+    try:
+        return resolve_snapshot(trained_on, settings, registry)[0]
+    except QCError as exc:
+        log.warning("the model's training snapshot %s is not at hand: %s", trained_on[:12], exc)
+        return None
 
 # -- commands --------------------------------------------------------------------------------------------
 
@@ -316,11 +330,7 @@ def models_measure(
     settings = _settings(data_dir)
     with open_registry(settings) as registry:
         snapshot = resolve_snapshot(dataset, settings, registry)[0]
-        trained_on_id = str(ModelPackage.load(package).metadata.dataset.get("snapshot") or "")
-        try:
-            trained_on = resolve_snapshot(trained_on_id, settings, registry)[0] if trained_on_id else None
-        except NotFoundError:
-            trained_on = None
+        trained_on = training_snapshot(ModelPackage.load(package).metadata, settings, registry)
     result = measure_package(package, snapshot, trained_on=trained_on, engine=settings.engine,
                              precision=settings.precision, threads=threads or None, label=label)
     write_record(result, record)

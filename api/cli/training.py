@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from api.cli.common import DataDirOption, EngineOption, PrecisionOption, require_train_extra
-from api.cli.models import open_registry, resolve_snapshot
+from api.cli.models import open_registry, resolve_snapshot, training_snapshot
 from inspection.errors import NotFoundError, QCError
 from inspection.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from datasets.snapshot import Snapshot, Split
+    from datasets.snapshot import Split
     from models.registry import RegisteredModel
     from training.run import TrainingRun
 
@@ -116,17 +116,6 @@ def _train(settings: Settings, dataset: str, base: str, *, epochs: int, imgsz: i
     return registered, run
 
 
-def _training_snapshot(detector: Any, settings: Settings, registry: Any) -> Snapshot | None:
-    """The snapshot the model was trained on (``metadata.dataset.snapshot``), when this data dir holds it."""
-    trained_on = str(detector.metadata.dataset.get("snapshot") or "")
-    if not trained_on:
-        return None
-    try:
-        return resolve_snapshot(trained_on, settings, registry)[0]
-    except QCError:
-        return None
-
-
 @training_app.command("evaluate")
 def evaluate(
     model: Annotated[str, typer.Argument(help="Registered model id / sha256 prefix, or a package folder.")],
@@ -161,7 +150,7 @@ def evaluate(
         snapshot = resolve_snapshot(dataset, settings, registry)[0]
         package_path, model_id = _model_path(registry, model)
         detector = OnnxDetector.from_settings(package_path, settings)
-        trained_on = _training_snapshot(detector, settings, registry)
+        trained_on = training_snapshot(detector.metadata, settings, registry)
     if unseen_only and trained_on is None:
         raise NotFoundError(f"--unseen-only: the model's training snapshot "
                             f"{str(detector.metadata.dataset.get('snapshot') or '(not named)')[:12]} is not in "
