@@ -16,9 +16,9 @@ SQLite spool in a temporary data dir, ``PlcOutput`` over ``ModbusBackend``), the
 * MQTT: a paho subscriber on the Mosquitto at 127.0.0.1:1883 (a unique topic prefix per run) stamps each
   unit verdict as it arrives;
 * Modbus: a pymodbus TCP server on a free loopback port stamps the moment the station's ``result_valid = 1``
-  write is applied (the result is readable from then on); a simulated PLC (a Modbus client in its own
-  thread, scanning every ``--plc-scan-ms``) runs the four-step handshake, and its own first sight of each
-  result is reported too (``plc_seen``: includes its scan time);
+  write is applied (the result is readable from then on); a simulated PLC (``drills.plc.PlcProgram``: a
+  Modbus client in its own thread, scanning every ``--plc-scan-ms``) runs the handshake, and its own first
+  sight of each result is reported too (``plc_seen``: includes its scan time);
 * the peer, measured in the same run: the same rate of QoS 1 messages published straight through a plain
   paho client (no spool, no sink) to the same subscriber: ``mqtt_direct``; ``mqtt_vs_direct_p99`` is the
   ratio. ``submit_ms`` is what a unit verdict costs the inspection thread in the MQTT sink (the spool write).
@@ -53,24 +53,16 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from pymodbus.client import ModbusTcpClient  # noqa: E402
 
+from drills.peers import wait_until  # noqa: E402
+from drills.plc import ModbusServer, PlcProgram, ResultStamps  # noqa: E402
 from inspection.settings import load_settings  # noqa: E402
 from inspection.signals import build_line_signals, close_line_signals  # noqa: E402
 from inspection.signals.handshake import PlcOutput  # noqa: E402
-from inspection.signals.modbus import DEFAULT_REGISTERS  # noqa: E402
 from inspection.signals.mqtt import MqttSink  # noqa: E402
 from inspection.types import Verdict  # noqa: E402
-from tests.inspection.signals.peers import (  # noqa: E402
-    BROKER_HOST,
-    BROKER_PORT,
-    ModbusServer,
-    broker_reachable,
-    wait_until,
-)
+from tests.inspection.signals.peers import BROKER_HOST, BROKER_PORT, broker_reachable  # noqa: E402
 from tests.inspection.signals.records import frame_result, unit_verdict  # noqa: E402
-
-REG = DEFAULT_REGISTERS
 
 
 def percentiles(values_s: list[float]) -> dict[str, float | int]:
@@ -136,52 +128,21 @@ def run_direct(prefix: str, n: int, rate: float, sent: dict[int, float]) -> None
     client.disconnect()
 
 
-def simulated_plc(port: int, stop: threading.Event, seen: Stamps, scan_s: float, clear_ack: bool) -> None:
-    """A PLC program: a result is new when result_valid = 1 and its sequence is not the last taken: read it,
-    ack = sequence; with the four-step handshake, ack = 0 once result_valid is 0 again."""
-    client = ModbusTcpClient("127.0.0.1", port=port)
-    client.connect()
-    acked = 0
-    while not stop.is_set():
-        regs = client.read_holding_registers(0, count=7).registers
-        valid, seq, ack = regs[REG["result_valid"]], regs[REG["sequence"]], regs[REG["ack"]]
-        if valid == 1 and seq != acked:
-            seen.put(seq)
-            client.write_register(REG["ack"], seq)
-            acked = seq
-        elif clear_ack and valid == 0 and ack != 0:
-            client.write_register(REG["ack"], 0)
-        time.sleep(scan_s)
-    client.close()
-
-
 def peers(prefix: str, scan_s: float, clear_ack: bool, conn: Connection) -> None:
     """The far side, in its own process as it would be on its own machines: the MQTT subscriber, the PLC's
     Modbus server and the simulated PLC program. Sends the Modbus port, then on request every stamp."""
-    mqtt_seen, direct_seen, valid_at, plc_seen = Stamps(), Stamps(), Stamps(), Stamps()
-    last_seq = [0]
-
-    def on_write(address: int, values: list[int]) -> None:  # inside the Modbus server, as the write applies
-        now = time.monotonic()
-        if address <= REG["sequence"] < address + len(values):
-            last_seq[0] = values[REG["sequence"] - address]
-        if address == REG["result_valid"] and values[0] == 1:
-            valid_at.put(last_seq[0], now)
-
+    mqtt_seen, direct_seen, plc_seen = Stamps(), Stamps(), Stamps()
+    valid_at = ResultStamps()  # inside the Modbus server, as the station's result_valid = 1 write applies
     sub = subscriber(f"{prefix}/#", mqtt_seen, direct_seen)
-    with ModbusServer(on_write=on_write) as server:
-        stop = threading.Event()
-        plc = threading.Thread(target=simulated_plc, args=(server.port, stop, plc_seen, scan_s, clear_ack),
-                               daemon=True)
-        plc.start()
+    with ModbusServer(on_write=valid_at) as server, PlcProgram(
+            server.port, lambda taken: plc_seen.put(taken.sequence, taken.seen_at), scan_s=scan_s,
+            four_step=clear_ack):
         conn.send(server.port)
         conn.recv()  # the station is done
-        stop.set()
-        plc.join(5)
     sub.loop_stop()
     sub.disconnect()
-    conn.send({name: stamps.values for name, stamps in
-               (("mqtt", mqtt_seen), ("direct", direct_seen), ("valid", valid_at), ("plc", plc_seen))})
+    conn.send({"valid": valid_at.valid_at, **{name: stamps.values for name, stamps in
+                                              (("mqtt", mqtt_seen), ("direct", direct_seen), ("plc", plc_seen))}})
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ What happens for one unit, as on a conveyor:
 2. ``settle_s`` later (the part is in place, the photo-eye trips) the PLC writes the unit id into its trigger
    registers and then bumps the trigger counter; the MES instead publishes the trigger JSON;
 3. the station answers: result registers with the ready / result_valid / ack handshake (the simulated PLC
-   program scans its registers every ``scan_s`` and acknowledges, as ``inspection/signals/handshake.py``
-   describes), or the MQTT verdict. The latency is from the moment the trigger became readable (the
-   server applied the counter write; the MQTT publish) to the moment the answer did (the server applied
-   ``result_valid = 1``; the verdict message arrived).
+   program, ``drills.plc.PlcProgram``, scans its registers every ``scan_s`` and acknowledges, as
+   ``inspection/signals/handshake.py`` describes), or the MQTT verdict. The latency is from the moment the
+   trigger became readable (the server applied the counter write; the MQTT publish) to the moment the answer
+   did (the server applied ``result_valid = 1``; the verdict message arrived).
 
 The unit stays in view until the next one arrives (``60 / rate`` seconds later).
 
@@ -47,8 +47,9 @@ from typing import Any, TextIO
 from api.cli.calibrate import calibrate_colour, calibrate_scale
 from api.cli.station import station_app
 from drills.cameras import SceneCamera, blank_frame, open_camera, rtsp_unavailable, scene_frames
-from drills.peers import ModbusServer, free_port, wait_until
-from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS
+from drills.peers import free_port, wait_until
+from drills.plc import ModbusMemory, ModbusServer, PlcProgram, ResultStamps, Taken
+from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS, ascii_words, words_ascii
 
 log = logging.getLogger("drills.line_simulator")
 
@@ -62,15 +63,6 @@ TRIGGER_REGISTERS: dict[str, int] = {"counter": 100, "unit_id": 101}
 """Where the PLC announces a unit (the trigger sources' default ``modbus`` layout): the unit id as ASCII, then the
 counter + 1. A map with ``order_id`` also writes the order (the station then needs ``registers.order``)."""
 RESULT_CODES: dict[int, str] = {1: "PASS", 2: "FAIL", 3: "REVIEW", 4: "ERROR"}
-
-
-def _ascii_words(text: str, words: int = UNIT_ID_WORDS) -> list[int]:
-    data = text.encode("ascii", "replace")[: 2 * words].ljust(2 * words, b"\0")
-    return [(data[i] << 8) | data[i + 1] for i in range(0, len(data), 2)]
-
-
-def _words_ascii(words: Sequence[int]) -> str:
-    return b"".join((w & 0xFFFF).to_bytes(2, "big") for w in words).rstrip(b"\0").decode("ascii", "replace")
 
 
 # -- the units ------------------------------------------------------------------------------------------
@@ -211,7 +203,8 @@ def _dataset_images(dataset: Path) -> dict[str, list[Path]]:
 
 class SimulatedPlc:
     """The line's PLC: a pymodbus server holding the trigger registers and the station's result registers,
-    and the PLC program that announces units and takes each result through the handshake.
+    the PLC program that takes each result through the handshake (``drills.plc.PlcProgram``), and the writes
+    that announce units.
 
     ``four_step`` (the station's default ``QC_PLC_HANDSHAKE=four-step``): ack = sequence, then ack = 0 once the
     station dropped result_valid. Otherwise (``sequence``) the ack is left in place. Every result taken lands in
@@ -228,118 +221,84 @@ class SimulatedPlc:
         self.four_step = four_step
         self.answers: queue.Queue[LineAnswer] = queue.Queue()
         self.triggered_at: dict[str, float] = {}  # unit id -> monotonic time the counter write was applied
-        self.valid_at: dict[int, float] = {}  # sequence -> monotonic time result_valid = 1 was applied
-        self._last_sequence = 0
+        self.results_seen = ResultStamps(self.results)
+        self.valid_at = self.results_seen.valid_at  # sequence -> monotonic time result_valid = 1 was applied
         self._counter = 0
         self._pending_unit = ""
         self._stamps = threading.Lock()
         self.server = ModbusServer(on_write=self._on_write, registers=max(200, max(triggers.values()) + 20))
-        self._stop = threading.Event()
-        self._program: threading.Thread | None = None
-        self._writer: Any = None
-        self._write_lock = threading.Lock()
-        self.taken = 0
+        self._program: PlcProgram | None = None
+        self._memory: ModbusMemory | None = None
 
     @property
     def port(self) -> int:
         return self.server.port
 
+    @property
+    def taken(self) -> int:
+        return self._program.taken if self._program is not None else 0
+
     # inside the server, as each write is applied (the moment any client can read it)
     def _on_write(self, address: int, values: list[int]) -> None:
         now = time.monotonic()
-        r, t = self.results, self.trigger_map
+        self.results_seen(address, values)
+        counter = self.trigger_map["counter"]
         with self._stamps:
-            if address <= r["sequence"] < address + len(values):
-                self._last_sequence = values[r["sequence"] - address]
-            if address == r["result_valid"] and values and values[0] == 1:
-                self.valid_at.setdefault(self._last_sequence, now)
-            if address <= t["counter"] < address + len(values) and self._pending_unit:
+            if address <= counter < address + len(values) and self._pending_unit:
                 self.triggered_at.setdefault(self._pending_unit, now)
 
     def __enter__(self) -> SimulatedPlc:
-        from pymodbus.client import ModbusTcpClient
-
         self.server.__enter__()
-        self._writer = ModbusTcpClient("127.0.0.1", port=self.port)
-        if not self._writer.connect():
-            raise RuntimeError("the simulated PLC cannot reach its own Modbus server")
-        self._program = threading.Thread(target=self._scan, name="sim-plc-program", daemon=True)
-        self._program.start()
+        self._memory = ModbusMemory(self.port, self.results)
+        self._program = PlcProgram(self.port, self._took, scan_s=self.scan_s, four_step=self.four_step,
+                                   registers=self.results)
+        self._program.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
         if self._program is not None:
-            self._program.join(5)
-        if self._writer is not None:
-            self._writer.close()
+            self._program.__exit__(*exc)
+        if self._memory is not None:
+            self._memory.close()
         self.server.__exit__(*exc)
+
+    def _took(self, taken: Taken) -> None:
+        """A result the PLC program took: with its latency from the moment the same unit's trigger was readable
+        to the moment its result_valid = 1 was."""
+        at = self.results_seen.get(taken.sequence)
+        with self._stamps:
+            since = self.triggered_at.get(taken.unit_id)
+        latency = (at - since) * 1000 if at is not None and since is not None else None
+        self.answers.put(LineAnswer(taken.unit_id, self.codes.get(taken.code, str(taken.code)), latency,
+                                    taken.sequence, taken.code, taken.error, received=at or taken.seen_at))
+
+    def _plc_memory(self) -> ModbusMemory:
+        if self._memory is None:
+            raise RuntimeError("the simulated PLC is not running (use it as a context manager)")
+        return self._memory
 
     def trigger(self, unit_id: str, order_id: str | None = None) -> None:
         """Announce a unit: its id (and order) into the trigger registers, then counter + 1 in its own write."""
-        t = self.trigger_map
-        with self._write_lock:
-            self._check(self._writer.write_registers(t["unit_id"], _ascii_words(unit_id)))
-            if "order_id" in t and order_id:
-                self._check(self._writer.write_registers(t["order_id"], _ascii_words(order_id)))
-            self._counter = self._counter % 65535 + 1
-            with self._stamps:
-                self._pending_unit = unit_id
-            self._check(self._writer.write_register(t["counter"], self._counter))
-
-    @staticmethod
-    def _check(response: Any) -> None:
-        if response.isError():
-            raise RuntimeError(f"the simulated PLC's own write was refused: {response}")
+        t, memory = self.trigger_map, self._plc_memory()
+        memory.write_words(t["unit_id"], ascii_words(unit_id))
+        if "order_id" in t and order_id:
+            memory.write_words(t["order_id"], ascii_words(order_id))
+        self._counter = self._counter % 65535 + 1
+        with self._stamps:
+            self._pending_unit = unit_id
+        memory.write_words(t["counter"], [self._counter])
 
     def read(self, name: str) -> int | str:
         """A register of the PLC's memory by its result or trigger name (``unit_id`` as text)."""
-        address = self.results.get(name, self.trigger_map.get(name))
+        memory = self._plc_memory()
+        if name in memory.registers:
+            return memory.read(name)
+        address = self.trigger_map.get(name)
         if address is None:
             raise KeyError(name)
-        with self._write_lock:
-            if name in ("unit_id", "order_id"):
-                return _words_ascii(self._writer.read_holding_registers(address, count=UNIT_ID_WORDS).registers)
-            return int(self._writer.read_holding_registers(address, count=1).registers[0])
-
-    def _scan(self) -> None:
-        """The PLC program: a result is new when result_valid = 1 and its sequence is not the last taken."""
-        from pymodbus.client import ModbusTcpClient
-
-        r = self.results
-        span = max(r.values()) + UNIT_ID_WORDS
-        client = ModbusTcpClient("127.0.0.1", port=self.port)
-        client.connect()
-        taken = 0
-        try:
-            while not self._stop.is_set():
-                try:
-                    regs = client.read_holding_registers(0, count=span).registers
-                except Exception:  # the server is going away: the program ends with it
-                    if self._stop.is_set():
-                        return
-                    client.connect()
-                    time.sleep(0.05)
-                    continue
-                valid, seq, ack = regs[r["result_valid"]], regs[r["sequence"]], regs[r["ack"]]
-                if valid == 1 and seq != taken:
-                    unit = _words_ascii(regs[r["unit_id"]:r["unit_id"] + UNIT_ID_WORDS])
-                    code = regs[r["result_code"]]
-                    error = regs[r["error"]] if "error" in r else 0
-                    client.write_register(r["ack"], seq)
-                    taken = seq
-                    self.taken += 1
-                    with self._stamps:
-                        at = self.valid_at.get(seq)
-                        since = self.triggered_at.get(unit)
-                    latency = (at - since) * 1000 if at is not None and since is not None else None
-                    self.answers.put(LineAnswer(unit, self.codes.get(code, str(code)), latency, seq, code, error,
-                                                received=at or time.monotonic()))
-                elif self.four_step and valid == 0 and ack != 0:
-                    client.write_register(r["ack"], 0)
-                time.sleep(self.scan_s)
-        finally:
-            client.close()
+        if name == "order_id":
+            return words_ascii(memory.read_words(address, UNIT_ID_WORDS))
+        return memory.read_words(address)[0]
 
 
 # -- the MES ----------------------------------------------------------------------------------------------

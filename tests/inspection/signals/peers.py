@@ -1,6 +1,7 @@
-"""Real peers on loopback for the line-signal tests and ``bench/signals.py``: a pymodbus server, an asyncua
-server, a TCP proxy that can be cut, and a check for the Mosquitto broker. Nothing here is a mock: the
-station talks Modbus TCP, OPC UA and MQTT to real protocol stacks."""
+"""Real peers on loopback for the line-signal tests and ``bench/signals.py``: a TCP proxy that can be cut, a
+Mosquitto broker of our own and a check for the shared one. The simulated PLC (its pymodbus / asyncua server
+and its half of the handshake) is ``drills.plc``. Nothing here is a mock: the station talks Modbus TCP, OPC UA
+and MQTT to real protocol stacks."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
 
-# The PLC's Modbus server and the socket helpers live in the installed ``drills`` package (the line simulator
-# and ``qcline demo --line`` run them from a station install); re-exported here for the tests.
-from drills.peers import ModbusServer, WriteHook, free_port, wait_until
+# The socket helpers live in the installed ``drills`` package (the line simulator and ``qcline demo --line``
+# run the peers from a station install); re-exported here for the tests.
+from drills.peers import free_port, wait_until
 from drills.peers import port_open as _port_open
 
-__all__ = ["BROKER_HOST", "BROKER_PORT", "ModbusServer", "Mosquitto", "OpcUaServer", "TcpProxy", "WriteHook",
-           "broker_reachable", "free_port", "mosquitto_binary", "self_signed_tls", "wait_until"]
+__all__ = ["BROKER_HOST", "BROKER_PORT", "Mosquitto", "TcpProxy", "broker_reachable", "free_port",
+           "mosquitto_binary", "self_signed_tls", "wait_until"]
 
 BROKER_HOST = "127.0.0.1"
 BROKER_PORT = 1883
@@ -31,45 +31,6 @@ def broker_reachable(host: str = BROKER_HOST, port: int = BROKER_PORT) -> bool:
             return True
     except OSError:
         return False
-
-
-OPCUA_SIGNALS = ("heartbeat", "ready", "result_code", "sequence", "result_valid", "ack", "fault")
-
-
-class OpcUaServer:
-    """An asyncua server with the handshake nodes ``ns=2;s=qcline.<name>`` (UInt16; unit_id a String)."""
-
-    def __init__(self, port: int | None = None) -> None:
-        from asyncua import ua
-        from asyncua.sync import Server
-
-        self.port = port or free_port()
-        self.url = f"opc.tcp://127.0.0.1:{self.port}/qcline/"
-        self.server = Server()
-        self.server.set_endpoint(self.url)
-        self.namespace = self.server.register_namespace("urn:qcline:test-plc")
-        folder = self.server.nodes.objects.add_object(self.namespace, "qcline")
-        self.nodes: dict[str, Any] = {}
-        for name in OPCUA_SIGNALS:
-            node = folder.add_variable(ua.NodeId.from_string(f"ns={self.namespace};s=qcline.{name}"), name, 0,
-                                       varianttype=ua.VariantType.UInt16)
-            node.set_writable()
-            self.nodes[name] = node
-        node = folder.add_variable(ua.NodeId.from_string(f"ns={self.namespace};s=qcline.unit_id"), "unit_id", "",
-                                   varianttype=ua.VariantType.String)
-        node.set_writable()
-        self.nodes["unit_id"] = node
-
-    @property
-    def node_prefix(self) -> str:
-        return f"ns={self.namespace};s=qcline."
-
-    def __enter__(self) -> OpcUaServer:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
 
 
 class TcpProxy:

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from drills.peers import free_port, wait_until
+from drills.plc import ModbusServer
 from inspection.errors import ConfigError
 from inspection.settings import load_settings
 from inspection.signals import build_line_signals, close_line_signals
@@ -14,7 +16,6 @@ from inspection.signals.factory import register_line_signal_metrics
 from inspection.signals.handshake import PlcOutput
 from inspection.signals.modbus import ModbusBackend
 from inspection.signals.mqtt import MqttSink
-from tests.inspection.signals.peers import ModbusServer, free_port, wait_until
 from tests.inspection.signals.records import unit_verdict
 
 

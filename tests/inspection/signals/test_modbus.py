@@ -1,4 +1,5 @@
-"""PLC output over Modbus TCP against a real pymodbus server; the test plays the PLC through a Modbus client."""
+"""PLC output over Modbus TCP against a real pymodbus server; the test plays the PLC through a Modbus client
+(``drills.plc``: the PLC's registers on the station's map, its half of the handshake)."""
 
 from __future__ import annotations
 
@@ -6,31 +7,14 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from pymodbus.client import ModbusTcpClient
 
+from drills.peers import free_port, wait_until
+from drills.plc import ModbusMemory, ModbusServer, Taken, take_result
 from inspection.errors import ConfigError
-from inspection.signals.handshake import PlcOutput, ResultCodes
-from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS, ModbusBackend, register_map
+from inspection.signals.handshake import PlcOutput, ResultCodes, ResultError
+from inspection.signals.modbus import ModbusBackend, register_map
 from inspection.types import Verdict
-from tests.inspection.signals.peers import ModbusServer, free_port, wait_until
-from tests.inspection.signals.plc import take_by_sequence, take_result
 from tests.inspection.signals.records import unit_verdict
-
-
-class ModbusPlc:
-    def __init__(self, port: int, registers: dict[str, int]) -> None:
-        self.registers = registers
-        self.client = ModbusTcpClient("127.0.0.1", port=port)
-        assert self.client.connect()
-
-    def read(self, name: str) -> int | str:
-        if name == "unit_id":
-            words = self.client.read_holding_registers(self.registers[name], count=UNIT_ID_WORDS).registers
-            return b"".join(w.to_bytes(2, "big") for w in words).rstrip(b"\0").decode()
-        return int(self.client.read_holding_registers(self.registers[name], count=1).registers[0])
-
-    def write(self, name: str, value: int) -> None:
-        assert not self.client.write_register(self.registers[name], value).isError()
 
 
 @pytest.fixture
@@ -45,7 +29,7 @@ def output(port: int, registers: dict[str, int] | None = None, **options: object
 
 
 def test_results_are_handed_over_in_order_with_the_ack_handshake(server: ModbusServer) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port)
     try:
         assert wait_until(lambda: plc.read("ready") == 1)
@@ -55,12 +39,13 @@ def test_results_are_handed_over_in_order_with_the_ack_handshake(server: ModbusS
         assert wait_until(lambda: out.stats().acknowledged == 3)
     finally:
         out.close()
-    assert taken == [(1, 1, "U-1"), (2, 2, "U-2"), (3, 3, "CABINET-0003-LEFT-DO")]  # 20 ASCII chars
+    assert taken == [Taken(1, 1, "U-1"), Taken(2, 2, "U-2"),  # 20 ASCII chars; the REVIEW says why:
+                     Taken(3, 3, "CABINET-0003-LEFT-DO", int(ResultError.MISSING_VIEWS))]
     assert plc.read("ready") == 0 and plc.read("result_valid") == 0  # a clean stop says so
 
 
 def test_heartbeat_counts_while_idle(server: ModbusServer) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port)
     try:
         assert wait_until(lambda: plc.read("heartbeat") != 0)
@@ -72,15 +57,15 @@ def test_heartbeat_counts_while_idle(server: ModbusServer) -> None:
 
 def test_an_unacknowledged_result_times_out_visibly_and_the_next_follows(
         server: ModbusServer, caplog: pytest.LogCaptureFixture) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port, ack_timeout_s=0.3)
     try:
         with caplog.at_level(logging.ERROR, logger="inspection.signals.handshake"):
             out.submit_unit_verdict(unit_verdict("ignored", Verdict.FAIL))
             out.submit_unit_verdict(unit_verdict("next"))
             assert wait_until(lambda: plc.read("fault") == 1)
-            code, seq, unit = take_result(plc)
-        assert (code, seq, unit) == (1, 2, "next")
+            taken = take_result(plc)
+        assert taken == Taken(1, 2, "next")
         assert wait_until(lambda: plc.read("fault") == 0)  # cleared by the next acknowledgement
         assert out.stats().ack_timeouts == 1
     finally:
@@ -90,7 +75,7 @@ def test_an_unacknowledged_result_times_out_visibly_and_the_next_follows(
 
 def test_a_waiting_queue_is_bounded_and_says_what_it_dropped(
         server: ModbusServer, caplog: pytest.LogCaptureFixture) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port, max_pending=2)
     try:
         out.submit_unit_verdict(unit_verdict("first"))
@@ -98,7 +83,7 @@ def test_a_waiting_queue_is_bounded_and_says_what_it_dropped(
         with caplog.at_level(logging.ERROR, logger="inspection.signals.handshake"):
             for unit in ("a", "b", "c"):
                 out.submit_unit_verdict(unit_verdict(unit))
-        assert [take_result(plc)[2] for _ in range(3)] == ["first", "b", "c"]
+        assert [take_result(plc).unit_id for _ in range(3)] == ["first", "b", "c"]
         assert out.stats().dropped == 1
     finally:
         out.close()
@@ -108,20 +93,20 @@ def test_a_waiting_queue_is_bounded_and_says_what_it_dropped(
 def test_sequence_continues_after_a_restart_and_custom_map_and_codes_apply(server: ModbusServer) -> None:
     registers = {"heartbeat": 100, "ready": 101, "result_code": 102, "sequence": 103, "result_valid": 104,
                  "ack": 105, "fault": -1, "unit_id": 120}
-    plc = ModbusPlc(server.port, registers)
+    plc = ModbusMemory(server.port, registers)
     out = output(server.port, registers, codes=ResultCodes(ok=10, ng=20, review=30))
     try:
         out.submit_unit_verdict(unit_verdict("U-1", Verdict.FAIL))
-        assert take_result(plc) == (20, 1, "U-1")
+        assert take_result(plc) == Taken(20, 1, "U-1")
     finally:
         out.close()
     again = output(server.port, registers, codes=ResultCodes(ok=10, ng=20, review=30))
     try:
         again.submit_unit_verdict(unit_verdict("U-2"))
-        assert take_result(plc) == (10, 2, "U-2")
+        assert take_result(plc) == Taken(10, 2, "U-2")
     finally:
         again.close()
-    assert ModbusPlc(server.port, DEFAULT_REGISTERS).read("result_valid") == 0  # defaults untouched
+    assert ModbusMemory(server.port).read("result_valid") == 0  # defaults untouched
 
 
 def test_the_station_waits_for_an_absent_plc_and_delivers_when_it_appears() -> None:
@@ -131,41 +116,41 @@ def test_the_station_waits_for_an_absent_plc_and_delivers_when_it_appears() -> N
         out.submit_unit_verdict(unit_verdict("early", Verdict.FAIL))
         assert wait_until(lambda: bool(out.stats().last_error), 5) and not out.stats().connected
         with ModbusServer(port=port) as server:
-            plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
-            assert take_result(plc, timeout_s=20) == (2, 1, "early")
+            plc = ModbusMemory(server.port)
+            assert take_result(plc, timeout_s=20) == Taken(2, 1, "early")
     finally:
         out.close()
 
 
 def test_the_sequence_handshake_goes_on_without_the_plc_clearing_ack(server: ModbusServer) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port, mode="sequence")
     try:
         for unit in ("S-1", "S-2", "S-3"):
             out.submit_unit_verdict(unit_verdict(unit, Verdict.FAIL))
-        taken: list[tuple[int, int, str]] = []
+        taken: list[Taken] = []
         for _ in range(3):
-            taken.append(take_by_sequence(plc, taken[-1][1] if taken else 0))
+            taken.append(take_result(plc, four_step=False, last=taken[-1].sequence if taken else 0))
         assert wait_until(lambda: out.stats().acknowledged == 3)
         assert wait_until(lambda: plc.read("result_valid") == 0)
     finally:
         out.close()
-    assert taken == [(2, 1, "S-1"), (2, 2, "S-2"), (2, 3, "S-3")]
+    assert taken == [Taken(2, 1, "S-1"), Taken(2, 2, "S-2"), Taken(2, 3, "S-3")]
     assert plc.read("ack") == 3 and out.stats().ack_timeouts == 0
 
 
 def test_the_sequence_handshake_times_out_like_the_other_and_goes_on(
         server: ModbusServer, caplog: pytest.LogCaptureFixture) -> None:
-    plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+    plc = ModbusMemory(server.port)
     out = output(server.port, mode="sequence", ack_timeout_s=0.3)
     try:
         with caplog.at_level(logging.ERROR, logger="inspection.signals.handshake"):
             out.submit_unit_verdict(unit_verdict("first"))
-            assert take_by_sequence(plc, 0) == (1, 1, "first")  # ack stays 1: this PLC never clears it
+            assert take_result(plc, four_step=False) == Taken(1, 1, "first")  # ack stays 1: this PLC never clears it
             out.submit_unit_verdict(unit_verdict("ignored", Verdict.FAIL))
             out.submit_unit_verdict(unit_verdict("next"))
             assert wait_until(lambda: plc.read("fault") == 1)
-            assert take_by_sequence(plc, 2) == (1, 3, "next")
+            assert take_result(plc, four_step=False, last=2) == Taken(1, 3, "next")
             assert wait_until(lambda: plc.read("fault") == 0)  # cleared by the acknowledgement
         assert out.stats().ack_timeouts == 1 and out.stats().acknowledged == 2
     finally:
@@ -183,17 +168,17 @@ def test_an_unknown_handshake_is_refused() -> None:
 def test_a_result_in_hand_when_the_plc_restarts_is_presented_again_under_its_sequence() -> None:
     port = free_port()
     with ModbusServer(port=port) as server:
-        plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
+        plc = ModbusMemory(server.port)
         out = output(port)
         out.submit_unit_verdict(unit_verdict("U-1"))
-        assert take_result(plc) == (1, 1, "U-1")
+        assert take_result(plc) == Taken(1, 1, "U-1")
         out.submit_unit_verdict(unit_verdict("U-2", Verdict.FAIL))
         assert wait_until(lambda: plc.read("result_valid") == 1)  # presented, then the PLC goes away
     try:
         assert wait_until(lambda: not out.stats().connected, 10)
         with ModbusServer(port=port) as server:  # a PLC that restarted: every register back to 0
-            plc = ModbusPlc(server.port, DEFAULT_REGISTERS)
-            assert take_result(plc, timeout_s=20) == (2, 2, "U-2")
+            plc = ModbusMemory(server.port)
+            assert take_result(plc, timeout_s=20) == Taken(2, 2, "U-2")
             assert wait_until(lambda: out.stats().acknowledged == 2)
     finally:
         out.close()

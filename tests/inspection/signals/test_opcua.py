@@ -1,4 +1,5 @@
-"""PLC output over OPC UA against a real asyncua server; the test plays the PLC through the server's nodes."""
+"""PLC output over OPC UA against a real asyncua server; the test plays the PLC through the server's nodes
+(``drills.plc.OpcUaServer`` is its own PLC memory)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,18 @@ from typing import Any
 
 import pytest
 
+from drills.peers import free_port, wait_until
+from drills.plc import OpcUaServer, Taken, take_result
 from inspection.errors import ConfigError
 from inspection.settings import REPO_ROOT
 from inspection.signals.handshake import PlcError, PlcOutput, ResultCodes
 from inspection.types import Verdict
-from tests.inspection.signals.peers import free_port, wait_until
-from tests.inspection.signals.plc import take_result
 from tests.inspection.signals.records import unit_verdict
 
 pytest.importorskip("asyncua", reason="asyncua is not installed: pip install -e '.[opcua]' (or '.[dev]') to run the "
                     "OPC UA tests")
 
 from inspection.signals.opcua import OpcUaBackend
-from tests.inspection.signals.peers import OpcUaServer
-
-
-class OpcUaPlc:
-    """The PLC side: reads and writes the nodes in the server's own address space."""
-
-    def __init__(self, server: OpcUaServer) -> None:
-        self.server = server
-
-    def read(self, name: str) -> int | str:
-        value: Any = self.server.nodes[name].read_value()
-        return value if isinstance(value, str) else int(value)
-
-    def write(self, name: str, value: int) -> None:
-        from asyncua import ua
-
-        self.server.nodes[name].write_value(ua.Variant(value, ua.VariantType.UInt16))
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +32,10 @@ def server() -> Iterator[OpcUaServer]:
 
 
 @pytest.fixture
-def plc(server: OpcUaServer) -> OpcUaPlc:
-    plc = OpcUaPlc(server)
+def plc(server: OpcUaServer) -> OpcUaServer:
     for name in ("ack", "sequence", "fault", "result_valid"):
-        plc.write(name, 0)
-    return plc
+        server.write(name, 0)
+    return server
 
 
 def output(server: OpcUaServer, **options: Any) -> PlcOutput:
@@ -60,7 +43,7 @@ def output(server: OpcUaServer, **options: Any) -> PlcOutput:
     return PlcOutput(backend, heartbeat_s=0.1, **options)
 
 
-def test_results_are_written_to_the_nodes_with_the_ack_handshake(server: OpcUaServer, plc: OpcUaPlc) -> None:
+def test_results_are_written_to_the_nodes_with_the_ack_handshake(server: OpcUaServer, plc: OpcUaServer) -> None:
     out = output(server, codes=ResultCodes(ok=1, ng=2, review=3))
     try:
         assert wait_until(lambda: plc.read("ready") == 1)
@@ -72,11 +55,11 @@ def test_results_are_written_to_the_nodes_with_the_ack_handshake(server: OpcUaSe
         assert wait_until(lambda: plc.read("heartbeat") != beat)
     finally:
         out.close()
-    assert taken == [(2, 1, "DOOR/17"), (1, 2, "DOOR/18"), (3, 3, "DOOR/19")]
+    assert taken == [Taken(2, 1, "DOOR/17"), Taken(1, 2, "DOOR/18"), Taken(3, 3, "DOOR/19")]
     assert plc.read("ready") == 0 and plc.read("result_valid") == 0
 
 
-def test_an_unacknowledged_result_sets_fault_on_the_node(server: OpcUaServer, plc: OpcUaPlc) -> None:
+def test_an_unacknowledged_result_sets_fault_on_the_node(server: OpcUaServer, plc: OpcUaServer) -> None:
     out = output(server, ack_timeout_s=0.3)
     try:
         out.submit_unit_verdict(unit_verdict("lost", Verdict.FAIL))

@@ -13,15 +13,12 @@ from fastapi.testclient import TestClient
 from api.composition import ServiceContext
 from api.http.app import create_app
 from api.services.auth import Role
+from drills.plc import ModbusMemory, ModbusServer, Taken, take_result
 from inspection.settings import REPO_ROOT
-from inspection.signals.modbus import DEFAULT_REGISTERS
 from tests.api.conftest import jpeg, seed, service_settings
 from tests.builders import Candidate, solid_image, tiny_package, write_image
 from tests.inspection.signals.conftest import Subscriber
-from tests.inspection.signals.peers import ModbusServer
-from tests.inspection.signals.plc import take_result
 from tests.inspection.signals.schemas import validate
-from tests.inspection.signals.test_modbus import ModbusPlc
 
 
 def test_the_service_publishes_verdicts_and_drives_the_plc(tmp_path: Path, broker: tuple[str, int], prefix: str,
@@ -32,7 +29,7 @@ def test_the_service_publishes_verdicts_and_drives_the_plc(tmp_path: Path, broke
             tmp_path / "data", model, station_id="svc-1", mqtt_url=f"mqtt://{broker[0]}:{broker[1]}",
             mqtt_topic_prefix=prefix, modbus_host="127.0.0.1", modbus_port=plc_server.port))
         keys = seed(ctx)
-        plc = ModbusPlc(plc_server.port, DEFAULT_REGISTERS)
+        plc = ModbusMemory(plc_server.port)
         with TestClient(create_app(context=ctx)) as client:
             assert ctx.wait_ready(30), ctx.load_error
             answer = client.post("/v1/frames", headers={"Authorization": f"Bearer {keys[Role.CAMERA]}"},
@@ -40,7 +37,7 @@ def test_the_service_publishes_verdicts_and_drives_the_plc(tmp_path: Path, broke
                                  files={"image": ("frame.jpg", jpeg(255), "image/jpeg")})
             assert answer.status_code == 200, answer.text
             got = dict(subscriber.take(2))  # the FAIL frame event and the unit verdict
-            assert take_result(plc) == (2, 1, "U-1")
+            assert take_result(plc) == Taken(2, 1, "U-1")
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {keys[Role.METRICS]}"}).text
         assert plc.read("ready") == 0  # the service's shutdown closed the PLC output
     unit = got[f"{prefix}/svc-1/units/U-1/verdict"]

@@ -6,12 +6,11 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from pymodbus.client import ModbusTcpClient
-
+from drills.peers import wait_until
+from drills.plc import ModbusMemory, PlcMemory, take_result
 from inspection.line.triggers import Trigger, TriggerAnswer, TriggerOutcome
-from inspection.signals.modbus import DEFAULT_REGISTERS, UNIT_ID_WORDS, ascii_words, words_ascii
+from inspection.signals.modbus import UNIT_ID_WORDS, ascii_words
 from inspection.types import Verdict
-from tests.inspection.signals.peers import wait_until
 from tests.inspection.signals.records import unit_verdict
 
 
@@ -49,47 +48,19 @@ def unjudged(trigger: Trigger, outcome: TriggerOutcome, error: str) -> TriggerAn
 TRIGGER, UNIT, SLOT1 = 100, 101, 111  # the default trigger block: counter, slot 0 unit, slot 1 unit (ASCII x 10)
 
 
-class ModbusPlcPeer:
-    """The PLC program's side: writes triggers into its own registers, takes results by the handshake."""
-
-    def __init__(self, port: int) -> None:
-        self.client = ModbusTcpClient("127.0.0.1", port=port)
-        assert self.client.connect()
-
-    def regs(self, address: int, count: int = 1) -> list[int]:
-        response = self.client.read_holding_registers(address, count=count)
-        assert not response.isError(), response
-        return list(response.registers)
-
-    def put(self, address: int, words: list[int]) -> None:
-        assert not self.client.write_registers(address, words).isError()
+class ModbusPlcPeer(ModbusMemory):
+    """The PLC program's side (``drills.plc``'s registers on the station's map) that also writes triggers into
+    its own registers, in one request with the units."""
 
     def trigger(self, counter: int, *units: str) -> None:
         """One write request: units into slots 0, 1, ... and the counter, so every poll sees all or nothing."""
         words = [counter]
         for unit in units:
             words += ascii_words(unit, UNIT_ID_WORDS)
-        self.put(TRIGGER, words)
-
-    # the PlcView of tests.inspection.signals.plc, on the default result map
-    def read(self, name: str) -> int | str:
-        if name == "unit_id":
-            return words_ascii(self.regs(DEFAULT_REGISTERS[name], UNIT_ID_WORDS))
-        return self.regs(DEFAULT_REGISTERS[name])[0]
-
-    def write(self, name: str, value: int) -> None:
-        self.put(DEFAULT_REGISTERS[name], [value])
-
-    def close(self) -> None:
-        self.client.close()
+        self.write_words(TRIGGER, words)
 
 
-def take(plc: ModbusPlcPeer, timeout_s: float = 10.0) -> tuple[int, int, str]:
+def take(plc: PlcMemory, timeout_s: float = 10.0) -> tuple[int, int, str]:
     """The four-step handshake from the PLC's side: (result_code, error, unit_id) of the next result."""
-    assert wait_until(lambda: plc.read("result_valid") == 1, timeout_s), "result_valid never set"
-    code, error, seq, unit = (int(plc.read("result_code")), int(plc.read("error")), int(plc.read("sequence")),
-                              str(plc.read("unit_id")))
-    plc.write("ack", seq)
-    assert wait_until(lambda: plc.read("result_valid") == 0, timeout_s), "station did not clear result_valid"
-    plc.write("ack", 0)
-    return code, error, unit
+    taken = take_result(plc, timeout_s)
+    return taken.code, taken.error, taken.unit_id

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from drills.peers import free_port, wait_until
+from drills.plc import ModbusServer
 from inspection.line.sources import build_trigger_sources
 from inspection.line.sources.modbus import ModbusTriggerLayout, ModbusTriggerReader
 from inspection.line.sources.plc import PlcTriggerSource
@@ -28,7 +30,7 @@ from tests.inspection.line.sources.helpers import (
     take,
     unjudged,
 )
-from tests.inspection.signals.peers import ModbusServer, TcpProxy, free_port, wait_until
+from tests.inspection.signals.peers import TcpProxy
 
 OK, NG, ERROR = 1, 2, 4
 
@@ -124,7 +126,7 @@ def test_two_triggers_faster_than_one_poll(server: ModbusServer, slots: int, uni
             # counter 0 -> 2 in a single write: whenever the station polls, it sees both steps at once.
             # Slot of trigger n is n % slots: with 2 slots trigger 1 is in slot 1 and trigger 2 in slot 0.
             if slots == 2:
-                plc.put(SLOT1, ascii_words(units[0]))
+                plc.write_words(SLOT1, ascii_words(units[0]))
                 plc.trigger(2, units[1])
             else:
                 plc.trigger(2, units[0])
@@ -151,8 +153,8 @@ def test_a_layout_read_in_two_requests_reads_the_trigger_first(server: ModbusSer
         words = entry["unit_words"]
         for n in (1, 2, 3):
             slot = n % entry.get("slots", 1)
-            plc.put(registers["unit"] + slot * stride, ascii_words(f"L-{n}", words))
-            plc.put(registers["trigger"], [n])
+            plc.write_words(registers["unit"] + slot * stride, ascii_words(f"L-{n}", words))
+            plc.write_words(registers["trigger"], [n])
             got.wait(n)
         assert got.units == ["L-1", "L-2", "L-3"]
     finally:
@@ -165,10 +167,10 @@ def test_a_trigger_bit_is_taken_once_and_cleared(server: ModbusServer) -> None:
                   got)
     try:
         for n, unit in enumerate((70001, 70002), start=1):
-            plc.put(UNIT, [unit >> 16, unit & 0xFFFF])
-            plc.put(TRIGGER, [1])
+            plc.write_words(UNIT, [unit >> 16, unit & 0xFFFF])
+            plc.write_words(TRIGGER, [1])
             got.wait(n)
-            assert wait_until(lambda: plc.regs(TRIGGER)[0] == 0)  # the station cleared it
+            assert wait_until(lambda: plc.read_words(TRIGGER)[0] == 0)  # the station cleared it
         assert wait_until(lambda: src.stats.polls > 10)
         assert got.units == ["70001", "70002"] and src.stats.duplicates == 0
     finally:
@@ -178,12 +180,12 @@ def test_a_trigger_bit_is_taken_once_and_cleared(server: ModbusServer) -> None:
 def test_a_bit_already_set_when_the_station_starts_is_answered_missed_not_judged(server: ModbusServer) -> None:
     """The unit it was set for may be gone: judging frames of whatever is in front now would be wrong."""
     plc, got = ModbusPlcPeer(server.port), Collected()
-    plc.put(TRIGGER, [1, *ascii_words("STALE-1")])
+    plc.write_words(TRIGGER, [1, *ascii_words("STALE-1")])
     src = started(source(server.port, mode="bit"), got)
     try:
         assert take(plc) == (ERROR, int(ResultError.MISSED), "STALE-1")
-        assert plc.regs(TRIGGER)[0] == 0 and src.stats.missed == 1
-        plc.put(TRIGGER, [1, *ascii_words("FRESH-2")])
+        assert plc.read_words(TRIGGER)[0] == 0 and src.stats.missed == 1
+        plc.write_words(TRIGGER, [1, *ascii_words("FRESH-2")])
         assert [t.unit_id for t in got.wait(1)] == ["FRESH-2"]
     finally:
         src.close()
@@ -198,7 +200,7 @@ def test_an_unreadable_unit_number_is_answered_not_handed_on(server: ModbusServe
     plc, got = ModbusPlcPeer(server.port), Collected()
     src = started(source(server.port), got)
     try:
-        plc.put(TRIGGER, [1, *words])
+        plc.write_words(TRIGGER, [1, *words])
         assert take(plc) == (ERROR, int(ResultError.UNREADABLE), "")
         assert src.stats.malformed == 1 and got.triggers == []
     finally:

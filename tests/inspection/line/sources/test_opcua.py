@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from drills.peers import wait_until
+from drills.plc import OpcUaServer, Taken, take_result
 from inspection.settings import REPO_ROOT
 from inspection.signals.handshake import ResultError
 from inspection.types import Verdict
 from tests.inspection.line.sources.helpers import Collected, judged, unjudged
-from tests.inspection.signals.peers import wait_until
-from tests.inspection.signals.plc import take_result
 
 pytest.importorskip("asyncua", reason="asyncua is not installed: pip install -e '.[opcua]' (or '.[dev]') to run the "
                     "OPC UA tests")
@@ -26,7 +26,6 @@ from asyncua import ua
 from inspection.line.sources import build_trigger_sources
 from inspection.line.sources.plc import PlcTriggerSource
 from inspection.line.triggers import TriggerChannel, TriggerOutcome
-from tests.inspection.signals.peers import OpcUaServer
 
 
 class LinePlc(OpcUaServer):
@@ -51,11 +50,7 @@ class LinePlc(OpcUaServer):
         node.set_writable()
         self.nodes["error"] = node
 
-    def read(self, name: str) -> int | str:
-        value: Any = self.nodes[name].read_value()
-        return value if isinstance(value, str) else int(value)
-
-    def write(self, name: str, value: int | str) -> None:
+    def write(self, name: str, value: int | str) -> None:  # also the line's nodes
         if name == "line.bit":
             self.nodes[name].write_value(ua.Variant(bool(value), ua.VariantType.Boolean))
             return
@@ -106,13 +101,13 @@ def test_a_counter_node_triggers_and_the_answer_goes_to_the_result_nodes(plc: Li
         [trigger] = got.wait(1)
         assert (trigger.unit_id, trigger.order_id, trigger.channel) == ("PANEL-12", "O-9", TriggerChannel.OPCUA)
         src.answer(judged(trigger, Verdict.FAIL))
-        assert take_result(plc) == (2, 1, "PANEL-12")
+        assert take_result(plc) == Taken(2, 1, "PANEL-12")
         plc.write("line.unit", "PANEL-13")
         plc.write("line.trigger", 2)
         second = got.wait(2)[1]
         src.answer(unjudged(second, TriggerOutcome.UNKNOWN_UNIT, "no order lists PANEL-13"))
-        code, _, unit = take_result(plc)
-        assert (code, unit, plc.read("error")) == (4, "PANEL-13", int(ResultError.UNKNOWN_UNIT))
+        taken = take_result(plc)
+        assert (taken.code, taken.unit_id, taken.error) == (4, "PANEL-13", int(ResultError.UNKNOWN_UNIT))
         assert wait_until(lambda: src.stats.polls > 20) and got.units == ["PANEL-12", "PANEL-13"]
     finally:
         src.close()
