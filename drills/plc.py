@@ -188,7 +188,7 @@ class ModbusMemory:
     """The PLC's holding registers through a Modbus client of its own (``ModbusLink``, so a refused request is
     a ``PlcError``), on the station's register map (``registers``: the same overrides the station is given).
     ``snapshot`` reads the handshake block in one request, as a PLC program reads its data block each scan.
-    Safe to share between threads."""
+    Connects when made (a server that is not there is a ``PlcError`` at once); safe to share between threads."""
 
     def __init__(self, port: int, registers: Mapping[str, int] | None = None, *, host: str = "127.0.0.1") -> None:
         self.registers = register_map(registers or {})
