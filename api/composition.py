@@ -49,10 +49,13 @@ from inspection.settings import DEFAULT_MODEL_DIR, Settings
 from inspection.signals import build_line_signals
 from inspection.signals.factory import register_line_signal_metrics
 from inspection.sources import FrameSource
+from inspection.store.api_keys import ApiKeyRepository
 from inspection.store.backends import open_evidence_store
+from inspection.store.idempotency import IdempotencyRepository
 from inspection.store.outbox import OUTBOX_FILE, Outbox, StationOrders
 from inspection.store.repository import ResultsStore
 from inspection.store.reviews import ReviewService
+from inspection.store.training_jobs import TrainingJobRepository
 from inspection.store.triggers import TRIGGER_SPOOL, TriggerLog
 from inspection.store.writer import BatchedResultWriter
 from inspection.types import UnitVerdict, Verdict
@@ -309,9 +312,11 @@ class ServiceContext:
         except BaseException:
             core.close()
             raise
-        return cls(settings=settings, core=core, registry=registry, keys=ApiKeyService(engine, local=core.outbox),
-                   reviews=ReviewService(core.store), idempotency=IdempotencyStore(engine, local=core.outbox),
-                   jobs=TrainingJobs(engine, settings), metrics=metrics, line_config=line_config)
+        return cls(settings=settings, core=core, registry=registry,
+                   keys=ApiKeyService(ApiKeyRepository(engine), local=core.outbox), reviews=ReviewService(core.store),
+                   idempotency=IdempotencyStore(IdempotencyRepository(engine), local=core.outbox),
+                   jobs=TrainingJobs(TrainingJobRepository(engine), settings), metrics=metrics,
+                   line_config=line_config)
 
     @property
     def store(self) -> ResultsStore:

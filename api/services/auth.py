@@ -15,16 +15,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-from sqlalchemy import delete, select
-from sqlalchemy.engine import Engine
-
-from inspection.errors import NotFoundError, QCError, StoreError
-from inspection.store.db import Database, open_database
+from inspection.errors import QCError, StoreError
+from inspection.store.api_keys import ApiKeyRecord, ApiKeyRepository
+from inspection.store.db import open_database
 from inspection.store.outbox import Outbox
 from inspection.store.tables.base import utcnow
-from inspection.store.tables.service import ApiKeyRow, WebSessionRow
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +68,8 @@ class Principal:
 
 @dataclass(frozen=True)
 class KeyRecord:
-    """An API key as stored: never its secret, only the first characters to recognise it by."""
+    """An API key as the service shows it (times as ISO text): never its secret, only the first characters to
+    recognise it by."""
 
     id: int
     name: str
@@ -78,6 +77,11 @@ class KeyRecord:
     prefix: str
     created_at: str
     revoked_at: str | None
+
+    @classmethod
+    def of(cls, stored: ApiKeyRecord) -> KeyRecord:
+        return cls(stored.id, stored.name, stored.role, stored.prefix, stored.created_at.isoformat(),
+                   stored.revoked_at.isoformat() if stored.revoked_at else None)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "role": self.role, "prefix": self.prefix,
@@ -88,19 +92,19 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class ApiKeyService(Database):
+class ApiKeyService:
     """Create, list, revoke and check API keys; sign review-page sessions in and out.
 
     Every request checks its key against the database (one indexed lookup, well under a millisecond): a
     key revoked by any process (``qcline keys revoke``, another service worker) stops working at once in
     every process. ``cache_s`` > 0 caches verified keys in this process for that long, trading that
-    guarantee for one query less per request; it is off by default.
+    guarantee for one query less per request; it is off by default. The rows are read and written by
+    ``inspection.store.api_keys.ApiKeyRepository``; this class holds the rules (secrets, hashes, roles,
+    expiry, the caches).
     """
 
-    label = "key store"
-
-    def __init__(self, engine: Engine, *, cache_s: float = 0.0, local: Outbox | None = None) -> None:
-        super().__init__(engine)
+    def __init__(self, repository: ApiKeyRepository, *, cache_s: float = 0.0, local: Outbox | None = None) -> None:
+        self.repository = repository
         self.cache_s = cache_s
         self.local = local
         """The station's outbox file: keys checked centrally are cached there (hashes only), so cameras keep
@@ -111,7 +115,18 @@ class ApiKeyService(Database):
 
     @classmethod
     def open(cls, url: str) -> ApiKeyService:
-        return cls(open_database(url))
+        return cls(ApiKeyRepository(open_database(url)))
+
+    def close(self) -> None:
+        """Release the repository's pooled connections."""
+        self.repository.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- keys -------------------------------------------------------------------------------------------
 
@@ -122,34 +137,16 @@ class ApiKeyService(Database):
         if not 0 < len(name) <= 128:
             raise QCError("a key name must be 1-128 characters")
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._session("creating an API key") as session:
-            row = ApiKeyRow(name=name, role=role.value, key_hash=hash_secret(secret), prefix=secret[:10],
-                            created_at=utcnow(), revoked_at=None)
-            session.add(row)
-            session.flush()
-            record = self._record(row)
+        record = KeyRecord.of(self.repository.add(name, role.value, hash_secret(secret), secret[:10]))
         log.info("API key %d (%s, role %s) created", record.id, name, role.value)
         return secret, record
 
-    @staticmethod
-    def _record(row: ApiKeyRow) -> KeyRecord:
-        return KeyRecord(row.id, row.name, row.role, row.prefix, row.created_at.isoformat(),
-                         row.revoked_at.isoformat() if row.revoked_at else None)
-
     def list(self) -> list[KeyRecord]:
-        with self._session("listing API keys") as session:
-            return [self._record(r) for r in session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.id))]
+        return [KeyRecord.of(r) for r in self.repository.all()]
 
     def revoke(self, key_id: int) -> KeyRecord:
         """Revoke a key and end its review-page sessions. Revoking twice keeps the first time."""
-        with self._session("revoking an API key") as session:
-            row = session.get(ApiKeyRow, key_id)
-            if row is None:
-                raise NotFoundError(f"API key {key_id} does not exist")
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-            session.execute(delete(WebSessionRow).where(WebSessionRow.api_key_id == key_id))
-            record = self._record(row)
+        record = KeyRecord.of(self.repository.revoke(key_id))
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
         log.info("API key %d revoked", key_id)
@@ -166,11 +163,7 @@ class ApiKeyService(Database):
         if cached is not None and self.cache_s > 0 and now - cached[0] < self.cache_s:
             return cached[1]
         try:
-            with self._session("checking an API key") as session:
-                row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
-                if row is None or row.revoked_at is not None:
-                    raise AuthError("invalid or revoked API key")
-                principal = Principal(row.id, row.name, Role(row.role))
+            key = self.repository.by_hash(digest)
         except StoreError:
             if self.local is None:
                 raise
@@ -178,6 +171,9 @@ class ApiKeyService(Database):
             if known is None:
                 raise
             return Principal(known[0], known[1], Role(known[2]))
+        if key is None or key.revoked_at is not None:
+            raise AuthError("invalid or revoked API key")
+        principal = Principal(key.id, key.name, Role(key.role))
         if self.local is not None and digest not in self._cached_locally:  # one local write per key, not per call
             try:
                 self.local.cache_key(digest, principal.key_id, principal.name, principal.role.value)
@@ -198,13 +194,11 @@ class ApiKeyService(Database):
         """Refresh the station's local key cache from the central database: valid keys in, revoked ones out."""
         if self.local is None:
             return 0
-        with self._session("listing valid API keys") as session:
-            rows = session.execute(select(ApiKeyRow.key_hash, ApiKeyRow.id, ApiKeyRow.name, ApiKeyRow.role)
-                                   .where(ApiKeyRow.revoked_at.is_(None))).all()
-        self.local.forget_keys_except([r[0] for r in rows])
-        for key_hash, key_id, name, role in rows:
-            self.local.cache_key(key_hash, key_id, name, role)
-        return len(rows)
+        valid = self.repository.valid()
+        self.local.forget_keys_except([k.key_hash for k in valid])
+        for key in valid:
+            self.local.cache_key(key.key_hash, key.id, key.name, key.role)
+        return len(valid)
 
     # -- review page sessions ---------------------------------------------------------------------------
 
@@ -213,30 +207,21 @@ class ApiKeyService(Database):
         principal = self.authenticate(secret)
         token = secrets.token_urlsafe(32)
         now = utcnow()
-        with self._session("starting a session") as session:
-            session.execute(delete(WebSessionRow).where(WebSessionRow.expires_at < now))
-            session.add(WebSessionRow(token_hash=hash_secret(token), api_key_id=principal.key_id, created_at=now,
-                                      expires_at=now + timedelta(hours=hours)))
+        self.repository.add_session(hash_secret(token), principal.key_id, now, now + timedelta(hours=hours))
         return token, principal
 
     def session_principal(self, token: str) -> Principal:
         if not token or len(token) > 256:
             raise AuthError("not signed in")
-        with self._session("checking a session") as session:
-            found = session.execute(
-                select(WebSessionRow, ApiKeyRow).join(ApiKeyRow, ApiKeyRow.id == WebSessionRow.api_key_id)
-                .where(WebSessionRow.token_hash == hash_secret(token))).first()
-            if found is None:
-                raise AuthError("not signed in (or the session ended)")
-            web, key = found
-            if key.revoked_at is not None or web.expires_at < utcnow():
-                raise AuthError("the session has expired: sign in again")
-            return Principal(key.id, key.name, Role(key.role))
+        found = self.repository.session(hash_secret(token))
+        if found is None:
+            raise AuthError("not signed in (or the session ended)")
+        if found.key.revoked_at is not None or found.expires_at < utcnow():
+            raise AuthError("the session has expired: sign in again")
+        return Principal(found.key.id, found.key.name, Role(found.key.role))
 
     def end_session(self, token: str) -> None:
-        with self._session("ending a session") as session:
-            session.execute(delete(WebSessionRow).where(WebSessionRow.token_hash == hash_secret(token)))
-
+        self.repository.end_session(hash_secret(token))
 
 
 __all__ = ["KEY_PREFIX", "SESSION_COOKIE", "ApiKeyService", "AuthError", "ForbiddenError", "Principal", "Role",

@@ -15,14 +15,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.engine import Engine
-
 from inspection.errors import ConflictError, QCError, StoreError
-from inspection.store.db import Database, insert_ignore
+from inspection.store.idempotency import IdempotencyRepository
 from inspection.store.outbox import Outbox
 from inspection.store.tables.base import utcnow
-from inspection.store.tables.service import IdempotencyRow
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +31,12 @@ class StoredAnswer:
     body: dict[str, Any]
 
 
-class IdempotencyStore(Database):
-    label = "idempotency store"
+class IdempotencyStore:
+    """The replay rules over the kept answers (``inspection.store.idempotency.IdempotencyRepository``), the
+    station's local answers while the central database is away, and the requests still being answered."""
 
-    def __init__(self, engine: Engine, *, local: Outbox | None = None) -> None:
-        super().__init__(engine)
+    def __init__(self, repository: IdempotencyRepository, *, local: Outbox | None = None) -> None:
+        self.repository = repository
         self.local = local
         """The station's outbox file: answers given while the central database was away are kept there."""
         self._inflight: dict[tuple[str, str], tuple[str, asyncio.Future[StoredAnswer]]] = {}
@@ -52,10 +49,10 @@ class IdempotencyStore(Database):
         return key
 
     def lookup(self, scope: str, key: str, request_hash: str) -> StoredAnswer | None:
+        found: tuple[str, int, dict[str, Any]] | None
         try:
-            with self._session("reading an idempotency key") as session:
-                row = session.get(IdempotencyRow, (scope, key))
-                found = None if row is None else (row.request_hash, row.status_code, dict(row.response))
+            kept = self.repository.get(scope, key)
+            found = None if kept is None else (kept.request_hash, kept.status_code, kept.response)
         except StoreError:
             if self.local is None:
                 raise
@@ -72,28 +69,18 @@ class IdempotencyStore(Database):
         """Keep the first answer; called only once the result it answers is committed. Another process that
         answered the same key first (a retry sent elsewhere) wins, atomically."""
         try:
-            self._save(scope, key, request_hash, answer)
+            self.repository.add_first(scope, key, request_hash, answer.status_code, answer.body)
         except StoreError:
             if self.local is None:
                 raise
             self.local.save_answer(scope, key, request_hash, answer.status_code, answer.body)
 
-    def _save(self, scope: str, key: str, request_hash: str, answer: StoredAnswer) -> None:
-        with self._session("storing an idempotency key") as session:
-            session.execute(insert_ignore(self.dialect, IdempotencyRow.__table__,  # type: ignore[arg-type]
-                                           ["scope", "key"]).values(
-                scope=scope, key=key, request_hash=request_hash, status_code=answer.status_code,
-                response=answer.body, created_at=utcnow()))
-
     def purge(self, older_than_hours: float) -> int:
-        cutoff = utcnow() - timedelta(hours=older_than_hours)
-        with self._session("purging idempotency keys") as session:
-            result = session.execute(delete(IdempotencyRow).where(IdempotencyRow.created_at < cutoff))
-            return int(getattr(result, "rowcount", 0) or 0)
+        """Forget the answers kept longer than ``older_than_hours``; how many."""
+        return self.repository.purge(utcnow() - timedelta(hours=older_than_hours))
 
     def count(self) -> int:
-        with self._session("counting idempotency keys") as session:
-            return int(session.scalar(select(func.count()).select_from(IdempotencyRow)) or 0)
+        return self.repository.count()
 
     # -- concurrent retries in this process ---------------------------------------------------------
 

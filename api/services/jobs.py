@@ -23,14 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-
 from inspection.errors import ConflictError, NotFoundError, QCError
 from inspection.settings import Settings
-from inspection.store.db import Database
-from inspection.store.tables.base import utcnow
-from inspection.store.tables.service import TrainingJobRow
+from inspection.store.training_jobs import TrainingJobRecord, TrainingJobRepository
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +57,11 @@ class TrainingJob:
     log_tail: tuple[str, ...] | None = None
 
     @classmethod
-    def of(cls, row: TrainingJobRow) -> TrainingJob:
-        return cls(row.id, row.status, dict(row.params), dict(row.progress), dict(row.result), row.error, row.actor,
-                   row.created_at.isoformat(), row.started_at.isoformat() if row.started_at else None,
-                   row.finished_at.isoformat() if row.finished_at else None)
+    def of(cls, stored: TrainingJobRecord) -> TrainingJob:
+        return cls(stored.id, stored.status, stored.params, stored.progress, stored.result, stored.error,
+                   stored.actor, stored.created_at.isoformat(),
+                   stored.started_at.isoformat() if stored.started_at else None,
+                   stored.finished_at.isoformat() if stored.finished_at else None)
 
     def to_json(self) -> dict[str, Any]:
         body = {"id": self.id, "status": self.status, "params": self.params, "progress": self.progress,
@@ -74,11 +70,12 @@ class TrainingJob:
         return body if self.log_tail is None else {**body, "log_tail": list(self.log_tail)}
 
 
-class TrainingJobs(Database):
-    label = "training jobs"
+class TrainingJobs:
+    """The job state machine (queued / running -> succeeded | failed | cancelled, one active job at a time) and
+    the trainer process; the rows are ``inspection.store.training_jobs.TrainingJobRepository``'s."""
 
-    def __init__(self, engine: Engine, settings: Settings, *, poll_s: float = 1.0) -> None:
-        super().__init__(engine)
+    def __init__(self, repository: TrainingJobRepository, settings: Settings, *, poll_s: float = 1.0) -> None:
+        self.repository = repository
         self.settings = settings
         self.poll_s = poll_s
         self._lock = threading.Lock()
@@ -92,44 +89,32 @@ class TrainingJobs(Database):
     # -- reading ------------------------------------------------------------------------------------
 
     def get(self, job_id: int) -> TrainingJob:
-        with self._session("reading a training job") as session:
-            row = session.get(TrainingJobRow, job_id)
-            if row is None:
-                raise NotFoundError(f"training job {job_id} does not exist")
-            job = TrainingJob.of(row)
-        return replace(job, log_tail=tuple(_tail(self.folder(job_id) / "train.log", 40)))
+        stored = self.repository.get(job_id)
+        if stored is None:
+            raise NotFoundError(f"training job {job_id} does not exist")
+        return replace(TrainingJob.of(stored), log_tail=tuple(_tail(self.folder(job_id) / "train.log", 40)))
 
     def list(self, limit: int = 50) -> builtins.list[TrainingJob]:
-        with self._session("listing training jobs") as session:
-            rows = session.scalars(select(TrainingJobRow).order_by(TrainingJobRow.id.desc()).limit(limit))
-            return [TrainingJob.of(r) for r in rows]
+        return [TrainingJob.of(r) for r in self.repository.latest(limit)]
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     def recover(self) -> None:
         """Jobs left running by a previous process are marked failed; starting the same job again resumes
         its run from the last checkpoint (the run folder is named by the run's inputs)."""
-        with self._session("recovering training jobs") as session:
-            for row in session.scalars(select(TrainingJobRow).where(TrainingJobRow.status.in_(ACTIVE))):
-                row.status = "failed"
-                row.error = "interrupted: the service stopped while it ran; start it again to resume"
-                row.finished_at = utcnow()
+        self.repository.finish_all(ACTIVE, "failed",
+                                   error="interrupted: the service stopped while it ran; start it again to resume")
 
     def start(self, params: dict[str, Any], actor: str) -> TrainingJob:
         """Validate nothing here but the one-job rule; the caller checked the dataset and base exist."""
         if not training_available():
             raise TrainingUnavailableError("this install has no training stack: pip install 'qcline[train]'")
         with self._lock:
-            with self._session("starting a training job") as session:
-                busy = session.scalars(select(TrainingJobRow).where(TrainingJobRow.status.in_(ACTIVE))).first()
-                if busy is not None:
-                    raise ConflictError(f"training job {busy.id} is still {busy.status}: one job at a time "
-                                        "(cancel it or wait for it)")
-                row = TrainingJobRow(status="running", params=params, progress={}, result={}, error="",
-                                     actor=actor, created_at=utcnow(), started_at=utcnow())
-                session.add(row)
-                session.flush()
-                job_id = row.id
+            job, started = self.repository.add_unless(ACTIVE, status="running", params=params, actor=actor)
+            if not started:
+                raise ConflictError(f"training job {job.id} is still {job.status}: one job at a time "
+                                    "(cancel it or wait for it)")
+            job_id = job.id
             try:
                 self._spawn(job_id, params)
             except OSError as e:
@@ -191,24 +176,14 @@ class TrainingJobs(Database):
                                                  + " | ".join(_tail(folder / "train.log", 5)))
 
     def _current_status(self, job_id: int) -> str:
-        with self._session("reading a job status") as session:
-            row = session.get(TrainingJobRow, job_id)
-            return row.status if row else ""
+        stored = self.repository.get(job_id)
+        return stored.status if stored else ""
 
     def _update_progress(self, job_id: int, progress: dict[str, Any]) -> None:
-        with self._session("recording job progress") as session:
-            row = session.get(TrainingJobRow, job_id)
-            if row is not None:
-                row.progress = progress
+        self.repository.set_progress(job_id, progress)
 
     def _finish(self, job_id: int, status: str, *, result: dict[str, Any] | None = None, error: str = "") -> None:
-        with self._session("finishing a training job") as session:
-            row = session.get(TrainingJobRow, job_id)
-            if row is not None:
-                row.status = status
-                row.result = result or {}
-                row.error = error
-                row.finished_at = utcnow()
+        self.repository.finish(job_id, status, result=result or {}, error=error)
         log.info("training job %d %s%s", job_id, status, f": {error}" if error else "")
 
     def cancel(self, job_id: int) -> TrainingJob:

@@ -1,5 +1,6 @@
 """Tables of the service's own state: API keys, web sessions, idempotency keys and training jobs
-(used by ``api/services/auth.py``, ``idempotency.py`` and ``jobs.py``)."""
+(read and written by ``inspection/store/api_keys.py``, ``idempotency.py`` and ``training_jobs.py``; the rules
+over them are ``api/services/auth.py``, ``idempotency.py`` and ``jobs.py``)."""
 
 from __future__ import annotations
 

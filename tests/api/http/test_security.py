@@ -341,7 +341,7 @@ def test_a_revoked_key_stops_at_once_in_another_process(service: Service) -> Non
         r = service.client.post("/v1/units/U-1/close", headers={"Authorization": f"Bearer {secret}"})
         assert r.status_code == 401
     finally:
-        other.engine.dispose()
+        other.close()
 
 
 @pytest.mark.parametrize("unit_id", ["UNIT\u20107", "\uff35\uff2e\uff29\uff34-7", "UNIT\u200b-7", "UN\u0406T-7",
