@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from drills.tcp_proxy import TcpProxy
 from inspection.line.sources import build_trigger_sources
 from inspection.line.sources.modbus import ModbusTriggerLayout, ModbusTriggerReader
 from inspection.line.sources.plc import PlcTriggerSource
@@ -28,7 +29,7 @@ from tests.inspection.line.sources.helpers import (
     take,
     unjudged,
 )
-from tests.inspection.signals.peers import ModbusServer, TcpProxy, free_port, wait_until
+from tests.inspection.signals.peers import ModbusServer, free_port, wait_until
 
 OK, NG, ERROR = 1, 2, 4
 
@@ -266,7 +267,7 @@ def test_a_plc_restart_is_counted_and_its_reset_counter_is_a_new_baseline() -> N
 
 
 def test_triggers_during_a_cut_link_are_answered_as_missed_and_the_line_goes_on(server: ModbusServer) -> None:
-    proxy = TcpProxy(("127.0.0.1", server.port))
+    proxy = TcpProxy("127.0.0.1", server.port)
     plc, got = ModbusPlcPeer(server.port), Collected()
     # the trigger reader goes through the cable that is cut; the results use the PLC's port directly
     output = PlcOutput(ModbusBackend("127.0.0.1", server.port), heartbeat_s=0.1)
