@@ -15,6 +15,9 @@ Cut modes (what a client sees while the proxy is cut):
 * ``"blackhole"`` - open connections are closed; new connections are accepted and never answered
   (a dead switch or a firewall dropping packets: clients hang until their own timeout).
 
+``stall()`` is the half-dead link: open connections stay open, but the bytes sent either way vanish
+(a client's messages are "sent" and never acknowledged) until ``cut()`` or ``restore()``.
+
 Usage::
 
     with TcpProxy("127.0.0.1", 5432) as proxy:
@@ -79,6 +82,7 @@ class TcpProxy:
         self._accept_thread: threading.Thread | None = None
         self._port = 0
         self._cut_mode: CutMode | None = None
+        self._stalled = False
         self._closed = False
         self._pairs: set[tuple[socket.socket, socket.socket]] = set()
         self._held: set[socket.socket] = set()  # blackholed client sockets, never answered
@@ -128,10 +132,17 @@ class TcpProxy:
             _close(b)
         log.info("proxy %s -> %s:%s cut (%s), %d connections closed", self._port, *self.target, mode, len(pairs))
 
+    def stall(self) -> None:
+        """Keep every connection open but deliver nothing either way (bytes read are dropped)."""
+        with self._lock:
+            self._stalled = True
+        log.info("proxy %s -> %s:%s stalled", self._port, *self.target)
+
     def restore(self) -> None:
         """Let connections through again (blackholed clients still waiting are closed, as after a real outage)."""
         with self._lock:
             self._cut_mode = None
+            self._stalled = False
             held = list(self._held)
             self._held.clear()
             if self._listener is None and not self._closed:
@@ -265,6 +276,10 @@ class TcpProxy:
                 data = src.recv(_BUFFER)
                 if not data:
                     break
+                with self._lock:
+                    stalled = self._stalled
+                if stalled:  # a half-dead link: read, never delivered
+                    continue
                 dst.sendall(data)
                 with self._lock:
                     if up:

@@ -102,3 +102,33 @@ def test_unknown_mode_and_closed_proxy(pg_target: tuple[str, str, int]) -> None:
         socket.create_connection(("127.0.0.1", p.port), timeout=1).recv(1)
     with pytest.raises(RuntimeError):
         p.start()
+
+
+def test_stall_keeps_the_connection_but_delivers_nothing_until_restored() -> None:
+    """A half-dead link: the socket stays open, bytes sent vanish (no echo comes back), restore heals."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while data := conn.recv(1024):
+                conn.sendall(data)
+
+    import threading
+
+    threading.Thread(target=echo, daemon=True).start()
+    with TcpProxy("127.0.0.1", port) as p, socket.create_connection(("127.0.0.1", p.port), timeout=5) as client:
+        client.sendall(b"ping")
+        assert client.recv(16) == b"ping"
+        p.stall()
+        client.sendall(b"lost")
+        client.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            client.recv(16)
+        assert p.open_connections() == 1  # still connected: nothing tells the client the link is dead
+        p.restore()
+        client.settimeout(5)
+        client.sendall(b"back")
+        assert client.recv(16) == b"back"
+    server.close()

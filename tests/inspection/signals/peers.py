@@ -5,12 +5,9 @@ and MQTT to real protocol stacks."""
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import select
 import socket
 import subprocess
-import threading
 from pathlib import Path
 
 # The socket helpers live in the installed ``drills`` package (the line simulator and ``qcline demo --line``
@@ -18,7 +15,7 @@ from pathlib import Path
 from drills.peers import free_port, wait_until
 from drills.peers import port_open as _port_open
 
-__all__ = ["BROKER_HOST", "BROKER_PORT", "Mosquitto", "TcpProxy", "broker_reachable", "free_port",
+__all__ = ["BROKER_HOST", "BROKER_PORT", "Mosquitto", "broker_reachable", "free_port",
            "mosquitto_binary", "self_signed_tls", "wait_until"]
 
 BROKER_HOST = "127.0.0.1"
@@ -31,89 +28,6 @@ def broker_reachable(host: str = BROKER_HOST, port: int = BROKER_PORT) -> bool:
             return True
     except OSError:
         return False
-
-
-class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``cut()`` drops every connection and refuses new ones (accepts
-    and closes at once) until ``restore()``: a cable pulled between the station and its peer."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self.port = int(self._listener.getsockname()[1])
-        self._pairs: list[tuple[socket.socket, socket.socket]] = []
-        self._lock = threading.Lock()
-        self._cut = threading.Event()
-        self._stall = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="test-tcp-proxy", daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.1)
-            if not ready:
-                continue
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            if self._cut.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=2)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._pairs.append((client, upstream))
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        sockets = [a, b]
-        try:
-            while not self._stop.is_set() and not self._cut.is_set():
-                ready, _, _ = select.select(sockets, [], [], 0.1)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    if not self._stall.is_set():  # stalled: bytes vanish, as into a dead switch
-                        (b if s is a else a).sendall(data)
-        except OSError:
-            return
-        finally:
-            for s in sockets:
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def cut(self) -> None:
-        self._cut.set()
-        with self._lock:
-            pairs, self._pairs = self._pairs, []
-        for a, b in pairs:
-            for s in (a, b):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-
-    def stall(self) -> None:
-        """Keep the connections open but deliver nothing either way (a half-dead link)."""
-        self._stall.set()
-
-    def restore(self) -> None:
-        self._stall.clear()
-        self._cut.clear()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.cut()
-        self._listener.close()
-        self._thread.join(5)
 
 
 def mosquitto_binary() -> str | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from drills.tcp_proxy import TcpProxy
 from inspection.errors import ConfigError
 from inspection.settings import REPO_ROOT
 from inspection.signals.mqtt import MqttConfig, MqttSink
@@ -22,7 +23,7 @@ from inspection.signals.payloads import topic_level
 from inspection.signals.spool import Spool
 from inspection.types import Verdict
 from tests.inspection.signals.conftest import Subscriber
-from tests.inspection.signals.peers import Mosquitto, TcpProxy, free_port, mosquitto_binary, self_signed_tls, wait_until
+from tests.inspection.signals.peers import Mosquitto, free_port, mosquitto_binary, self_signed_tls, wait_until
 from tests.inspection.signals.records import MODEL, PROFILE, frame_result, unit_verdict
 from tests.inspection.signals.schemas import validate
 
@@ -153,7 +154,7 @@ def test_messages_spooled_while_the_broker_is_away_arrive_after_a_restart(
 
 def test_a_cut_connection_loses_nothing(tmp_path: Path, broker: tuple[str, int], prefix: str,
                                         subscriber: Subscriber) -> None:
-    proxy = TcpProxy(broker)
+    proxy = TcpProxy(*broker)
     sink = make_sink(tmp_path, prefix, proxy.port)
     try:
         sink.submit_unit_verdict(unit_verdict("before"))
@@ -179,7 +180,7 @@ def test_a_cut_connection_loses_nothing(tmp_path: Path, broker: tuple[str, int],
 def test_messages_in_flight_when_the_link_dies_are_sent_again(tmp_path: Path, broker: tuple[str, int],
                                                                prefix: str, subscriber: Subscriber) -> None:
     """Published, never acknowledged (the link swallowed them), then the link drops: they must not be lost."""
-    proxy = TcpProxy(broker)
+    proxy = TcpProxy(*broker)
     sink = make_sink(tmp_path, prefix, proxy.port)
     try:
         assert wait_until(lambda: sink.stats().connected, 10)

@@ -13,6 +13,7 @@ import pytest
 
 from drills.peers import free_port, wait_until
 from drills.plc import ModbusServer
+from drills.tcp_proxy import TcpProxy
 from inspection.line.sources import build_trigger_sources
 from inspection.line.sources.modbus import ModbusTriggerLayout, ModbusTriggerReader
 from inspection.line.sources.plc import PlcTriggerSource
@@ -30,7 +31,6 @@ from tests.inspection.line.sources.helpers import (
     take,
     unjudged,
 )
-from tests.inspection.signals.peers import TcpProxy
 
 OK, NG, ERROR = 1, 2, 4
 

@@ -13,13 +13,14 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from drills.tcp_proxy import TcpProxy
 from inspection.line.sources import build_trigger_sources
 from inspection.line.sources.mqtt import ANSWER_SCHEMA, ERROR_SCHEMA, MqttTriggerSource
 from inspection.line.triggers import TriggerChannel, TriggerOutcome
 from inspection.types import Verdict
 from tests.inspection.line.sources.helpers import Collected, judged, unjudged
 from tests.inspection.signals.conftest import Subscriber
-from tests.inspection.signals.peers import TcpProxy, wait_until
+from tests.inspection.signals.peers import wait_until
 
 STATION = "st-7"
 
@@ -152,7 +153,7 @@ def test_reply_to_can_be_refused_per_station(broker: tuple[str, int], prefix: st
 
 def test_after_a_cut_to_the_broker_the_source_subscribes_again(broker: tuple[str, int], prefix: str,
                                                                mes: Mes) -> None:
-    proxy = TcpProxy(broker)
+    proxy = TcpProxy(*broker)
     [src] = build_trigger_sources([{"kind": "mqtt", "url": f"mqtt://127.0.0.1:{proxy.port}", "topic_prefix": prefix}],
                                   station_id=STATION)
     assert isinstance(src, MqttTriggerSource)
