@@ -268,7 +268,7 @@ def test_a_plc_restart_is_counted_and_its_reset_counter_is_a_new_baseline() -> N
 
 
 def test_triggers_during_a_cut_link_are_answered_as_missed_and_the_line_goes_on(server: ModbusServer) -> None:
-    proxy = TcpProxy(("127.0.0.1", server.port))
+    proxy = TcpProxy("127.0.0.1", server.port)
     plc, got = ModbusPlcPeer(server.port), Collected()
     # the trigger reader goes through the cable that is cut; the results use the PLC's port directly
     output = PlcOutput(ModbusBackend("127.0.0.1", server.port), heartbeat_s=0.1)
