@@ -31,15 +31,13 @@ from inspection.boxes import weighted_box_fusion
 from inspection.engines import Engine, open_engine
 from inspection.errors import InvalidFrameError, ModelPackageError
 from inspection.hashing import sha256_bytes
-from inspection.model_package import TTA, ModelMetadata, ModelPackage
+from inspection.model_package import PACKAGE_TTA, TTA, ModelMetadata, ModelPackage
 from inspection.settings import Settings
 from inspection.types import Detections
 
 log = logging.getLogger(__name__)
 
 Image = npt.NDArray[np.uint8]
-PACKAGE_TTA: Literal["package"] = "package"
-"""``OnnxDetector.from_package(tta=...)``'s default: the package's own ``metadata.tta``."""
 
 
 @dataclass(frozen=True)
@@ -317,12 +315,13 @@ class OnnxDetector:
         return cls(runner, package.metadata, max_batch=max_batch)
 
     @classmethod
-    def from_settings(cls, path: Path | str, settings: Settings, *, max_batch: int | None = None) -> OnnxDetector:
+    def from_settings(cls, path: Path | str, settings: Settings, *, max_batch: int | None = None,
+                      tta: TTA | Literal["package"] | None = PACKAGE_TTA) -> OnnxDetector:
         """The station's detector: engine, precision, threads, batch and compiled-model cache from settings."""
         return cls.from_package(path, threads=settings.threads or None,
                                 max_batch=settings.batch_size if max_batch is None else max_batch,
                                 engine=settings.engine, precision=settings.precision,
-                                cache_dir=settings.engine_cache_dir)
+                                cache_dir=settings.engine_cache_dir, tta=tta)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from inspection.errors import ModelPackageError
 from inspection.hashing import sha256_file
@@ -24,6 +24,8 @@ TTA_FLIPS = ("hflip", "vflip", "hvflip")
 """Flipped views test-time augmentation may add: left-right, top-bottom, both (a 180 degree turn)."""
 TTA_FUSIONS = ("wbf",)
 """How the views' boxes become one set: weighted box fusion (``inspection.boxes.weighted_box_fusion``)."""
+PACKAGE_TTA: Literal["package"] = "package"
+"""``OnnxDetector.from_package(tta=...)``'s default: the package's own ``metadata.tta``."""
 
 
 @dataclass(frozen=True)
