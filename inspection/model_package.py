@@ -61,6 +61,8 @@ class TTA:
     iou: float = 0.55
 
     def __post_init__(self) -> None:
+        if isinstance(self.flips, list):  # TTA(flips=["hflip"]) from Python, as JSON spells it
+            object.__setattr__(self, "flips", tuple(self.flips))
         if not isinstance(self.flips, tuple) or not self.flips:
             raise ModelPackageError(f"tta.flips must be a non-empty list of {', '.join(TTA_FLIPS)}, "
                                     f"got {self.flips!r}")

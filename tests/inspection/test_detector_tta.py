@@ -66,6 +66,10 @@ def test_a_command_lines_spec(spec: str, flips: tuple[str, ...] | None) -> None:
     assert (tta.flips if tta else None) == flips
 
 
+def test_flips_given_as_a_list_are_held_as_a_tuple() -> None:
+    assert TTA(flips=["vflip"]) == TTA(flips=("vflip",))  # type: ignore[arg-type]
+
+
 def test_a_bad_spec_names_the_flip() -> None:
     with pytest.raises(ModelPackageError, match="unknown flip 'rot'"):
         TTA.from_spec("hflip,rot")
