@@ -13,8 +13,9 @@ is live here, and every record that holds one (``Detections``, ``DefectFinding``
 * whether it lies inside an image is a question about that image (``Box.inside``), asked by who knows it.
 
 ``check_xyxy`` applies the same rules to a detector's ``(N, 4)`` array at once; the conversions to and from
-COCO ``xywh`` and YOLO's normalised centre form, and IoU (``box_iou``, vectorised), live here too, so no
-module writes that arithmetic again.
+COCO ``xywh`` and YOLO's normalised centre form, IoU (``box_iou``, vectorised) and weighted box fusion
+(``weighted_box_fusion``, test-time augmentation's merge of views) live here too, so no module writes that
+arithmetic again.
 """
 
 from __future__ import annotations
@@ -191,3 +192,61 @@ def box_iou(a: npt.NDArray[np.floating], b: npt.NDArray[np.floating]) -> npt.NDA
     area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
     area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
     return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9), dtype=np.float64)
+
+
+def weighted_box_fusion(xyxy: npt.NDArray[np.floating], scores: npt.NDArray[np.floating],
+                        groups: npt.NDArray[np.integer], *, iou: float, views: int,
+                        ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Weighted box fusion of boxes that ``views`` predictions of the same images made, every group at once.
+
+    Solovyev, Wang and Gabruseva, "Weighted boxes fusion: Ensembling boxes from different object detection
+    models" (2019, arXiv:1910.13302; Image and Vision Computing 107, 2021), as ``ensemble-boxes`` implements it
+    with ``conf_type="avg"`` and equal weights (that library needs numba and pandas, too heavy for a station):
+    boxes are taken in descending score; each joins the cluster of its ``group`` (image x class) whose *fused*
+    box it overlaps most, if that IoU is > ``iou``, else starts one. A cluster's box is the score-weighted
+    mean of its members' coordinates; its score the members' mean score times ``min(members, views) / views``,
+    i.e. ``sum / max(members, views)``: an object only one of two views saw keeps half its score.
+
+    Unlike NMS nothing is thrown away: boxes are averaged, which is why it suits views of one image. The loop
+    runs once per box over the whole batch (groups sorted together), IoU against the group's clusters in numpy.
+    Returns the fused boxes, their scores and their groups, grouped by ``groups`` ascending.
+    """
+    if views < 1:
+        raise ValueError(f"views must be >= 1, got {views}")
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    conf = np.asarray(scores, np.float64).reshape(-1)
+    group_of = np.asarray(groups, np.int64).reshape(-1)
+    if not len(boxes) == len(conf) == len(group_of):
+        raise ValueError(f"{len(boxes)} boxes, {len(conf)} scores and {len(group_of)} groups")
+    total = len(boxes)
+    weighted = np.zeros((total, 4))  # per cluster: sum of score * coordinates
+    weight = np.zeros(total)  # sum of scores
+    members = np.zeros(total, np.int64)
+    fused = np.zeros((total, 4))
+    fused_group = np.zeros(total, np.int64)
+    count = first = 0
+    current: int | None = None
+    for j in np.lexsort((-conf, group_of)):  # group ascending, score descending inside: a group's clusters adjoin
+        box, score, group = boxes[j], conf[j], int(group_of[j])
+        if group != current:
+            current, first = group, count
+        if count > first:
+            candidates = fused[first:count]
+            wide = np.clip(np.minimum(candidates[:, 2:], box[2:]) - np.maximum(candidates[:, :2], box[:2]), 0, None)
+            inter = wide[:, 0] * wide[:, 1]
+            union = ((candidates[:, 2:] - candidates[:, :2]).prod(axis=1) + (box[2:] - box[:2]).prod() - inter)
+            overlap = inter / np.maximum(union, 1e-9)
+            best = int(overlap.argmax())
+            if overlap[best] > iou:
+                k = first + best
+                weighted[k] += score * box
+                weight[k] += score
+                members[k] += 1
+                if weight[k] > 0:
+                    fused[k] = weighted[k] / weight[k]
+                continue
+        weighted[count], weight[count], members[count] = score * box, score, 1
+        fused[count], fused_group[count] = box, group
+        count += 1
+    fused_scores = weight[:count] / np.maximum(members[:count], views)
+    return fused[:count].astype(np.float32), fused_scores.astype(np.float32), fused_group[:count]

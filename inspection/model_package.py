@@ -1,8 +1,9 @@
 """The model package: the one contract between training and the stations (read by the runtime, so it lives here).
 
 A package is a folder with ``model.onnx`` and ``metadata.json``. Everything the runtime needs to use
-the model (class names, input size, letterbox padding, thresholds) travels in the metadata, and the
-metadata's ``sha256`` pins the exact ONNX bytes, checked before any session is created.
+the model (class names, input size, letterbox padding, thresholds, and optionally test-time augmentation)
+travels in the metadata, and the metadata's ``sha256`` pins the exact ONNX bytes, checked before any session
+is created.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from inspection.errors import ModelPackageError
 from inspection.hashing import sha256_file
@@ -19,6 +20,12 @@ MODEL_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 PACKAGE_FORMAT = "qcline-model/1"
 SUPPORTED_HEADS = ("yolov8",)
+TTA_FLIPS = ("hflip", "vflip", "hvflip")
+"""Flipped views test-time augmentation may add: left-right, top-bottom, both (a 180 degree turn)."""
+TTA_FUSIONS = ("wbf",)
+"""How the views' boxes become one set: weighted box fusion (``inspection.boxes.weighted_box_fusion``)."""
+PACKAGE_TTA: Literal["package"] = "package"
+"""``OnnxDetector.from_package(tta=...)``'s default: the package's own ``metadata.tta``."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,73 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class TTA:
+    """Test-time augmentation, a runtime option of a package (``metadata.tta``; absent = off).
+
+    The detector adds each ``flips`` view of every letterboxed frame to the same engine batch, maps the views'
+    boxes back and fuses them per class by ``fusion`` (weighted box fusion), boxes of different views being
+    one object when their IoU exceeds ``iou``. It costs ``1 + len(flips)`` forward images per frame, so it is
+    a choice a package states (and ``qcline models measure --tta`` prices), never a code default.
+    In ``metadata.json``: ``"tta": {"flips": ["hflip"], "fusion": "wbf", "iou": 0.55}``.
+    """
+
+    flips: tuple[str, ...] = ("hflip",)
+    fusion: str = "wbf"
+    iou: float = 0.55
+
+    def __post_init__(self) -> None:
+        if isinstance(self.flips, list):  # TTA(flips=["hflip"]) from Python, as JSON spells it
+            object.__setattr__(self, "flips", tuple(self.flips))
+        if not isinstance(self.flips, tuple) or not self.flips:
+            raise ModelPackageError(f"tta.flips must be a non-empty list of {', '.join(TTA_FLIPS)}, "
+                                    f"got {self.flips!r}")
+        unknown = [f for f in self.flips if f not in TTA_FLIPS]
+        if unknown:
+            raise ModelPackageError(f"tta.flips: unknown flip {unknown[0]!r} (one of {', '.join(TTA_FLIPS)})")
+        if len(set(self.flips)) != len(self.flips):
+            raise ModelPackageError(f"tta.flips has duplicates: {list(self.flips)}")
+        if self.fusion not in TTA_FUSIONS:
+            raise ModelPackageError(f"tta.fusion {self.fusion!r} is not one of {', '.join(TTA_FUSIONS)}")
+        if isinstance(self.iou, bool) or not isinstance(self.iou, int | float) or not 0.0 < self.iou <= 1.0:
+            raise ModelPackageError(f"tta.iou must be a number in (0, 1], got {self.iou!r}")
+
+    @property
+    def views(self) -> int:
+        """Forward images per frame: the frame itself and each flip."""
+        return 1 + len(self.flips)
+
+    @property
+    def label(self) -> str:
+        """``hflip+vflip wbf@0.55``: how a measurement names the setting."""
+        return f"{'+'.join(self.flips)} {self.fusion}@{self.iou:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"flips": list(self.flips), "fusion": self.fusion, "iou": self.iou}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TTA:
+        """``metadata.tta`` as stored; an unknown key is refused (a misspelt option must not pass as off)."""
+        if not isinstance(raw, dict):
+            raise ModelPackageError(f"metadata.tta must be an object like {{\"flips\": [\"hflip\"]}}, got {raw!r}")
+        unknown = sorted(set(raw) - {"flips", "fusion", "iou"})
+        if unknown:
+            raise ModelPackageError(f"metadata.tta has unknown field {unknown[0]!r} (flips, fusion, iou)")
+        flips = raw.get("flips", ["hflip"])
+        if not isinstance(flips, list) or not all(isinstance(f, str) for f in flips):
+            raise ModelPackageError(f"tta.flips must be a list of {', '.join(TTA_FLIPS)}, got {flips!r}")
+        return cls(flips=tuple(cast(list[str], flips)), fusion=str(raw.get("fusion", "wbf")),
+                   iou=raw.get("iou", 0.55))
+
+    @classmethod
+    def from_spec(cls, spec: str, *, iou: float = 0.55) -> TTA | None:
+        """A command line's ``hflip[,vflip]`` (``off`` / ``none``: no augmentation) -> the option."""
+        text = spec.strip().lower()
+        if text in ("off", "none", ""):
+            return None
+        return cls(flips=tuple(part.strip() for part in text.split(",")), iou=iou)
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     name: str
     classes: tuple[str, ...]
@@ -53,6 +127,7 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     format: str = PACKAGE_FORMAT
+    tta: TTA | None = None
 
     def __post_init__(self) -> None:
         if not self.classes or any(not isinstance(c, str) or not c for c in self.classes):
@@ -68,10 +143,16 @@ class ModelMetadata:
             raise ModelPackageError(f"metadata.head {self.head!r} is not one of {SUPPORTED_HEADS}")
         if self.format != PACKAGE_FORMAT:
             raise ModelPackageError(f"metadata.format {self.format!r} is not {PACKAGE_FORMAT!r}")
+        if self.tta is not None and not isinstance(self.tta, TTA):
+            raise ModelPackageError(f"metadata.tta must be a TTA option, got {type(self.tta).__name__}")
 
     def to_json(self) -> dict[str, Any]:
+        """The metadata as stored; ``tta`` only when set, so a package without it writes what it always did."""
         data = asdict(self)
         data["classes"] = list(self.classes)
+        del data["tta"]
+        if self.tta is not None:
+            data["tta"] = self.tta.to_json()
         return data
 
     @classmethod
@@ -94,6 +175,7 @@ class ModelMetadata:
                 training=dict(raw.get("training", {})),
                 created_at=str(raw.get("created_at", "")),
                 format=str(raw.get("format", PACKAGE_FORMAT)),
+                tta=None if raw.get("tta") is None else TTA.from_json(raw["tta"]),
             )
         except KeyError as exc:
             raise ModelPackageError(f"metadata.json is missing the field {exc.args[0]!r}") from exc

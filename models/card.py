@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import cv2
 import numpy as np
@@ -31,7 +31,7 @@ from inspection.blobs import write_atomic
 from inspection.detector import OnnxDetector
 from inspection.errors import DatasetError, QCError
 from inspection.hashing import sha256_file
-from inspection.model_package import MODEL_FILE
+from inspection.model_package import MODEL_FILE, PACKAGE_TTA, TTA
 from models.evaluation import evaluate_package, training_overlap
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,20 @@ def config_text(config: dict[str, Any]) -> str:
         parts.append(f"batch {config['batch']}")
     if config.get("device") not in (None, "", "None"):
         parts.append(str(config["device"]))
+    if config.get("tta"):
+        parts.append(f"TTA {config['tta']}")
     return ", ".join(parts)
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (``platform.processor()`` is empty on Linux)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def time_forward(detector: OnnxDetector, images: Sequence[npt.NDArray[np.uint8]], *, rounds: int = 3,
@@ -96,18 +109,20 @@ def time_forward(detector: OnnxDetector, images: Sequence[npt.NDArray[np.uint8]]
 
 def measure_package(package_dir: Path, snapshot: Snapshot, *, trained_on: Snapshot | None = None,
                     engine: str = "auto", precision: str = "auto", threads: int | None = None,
-                    label: str = "") -> dict[str, Any]:
+                    label: str = "", tta: TTA | Literal["package"] | None = PACKAGE_TTA) -> dict[str, Any]:
     """Evaluate ``package_dir`` on ``snapshot``'s test split, time it at batch 8, weigh it: one record.
 
     ``trained_on`` (the snapshot named in the package's metadata, when at hand) lets the record say how
     many test images the model trained on (``seen_in_training``): a row with any is marked contaminated.
+    ``tta`` runs it with test-time augmentation (default: as its metadata says), named in the record's
+    ``tta`` and ``config.tta`` so its row says so; frames/s then counts frames, each ``tta.views`` forward images.
     """
     if not snapshot.has_test:
         raise DatasetError(f"snapshot {snapshot.id[:12]} has no test split: a card row is measured on test only "
                            "(import with --test-fraction)")
     detector = OnnxDetector.from_package(package_dir, engine=engine, precision=precision, threads=threads,
-                                         max_batch=SPEED_BATCH)
-    meta = detector.metadata
+                                         max_batch=SPEED_BATCH, tta=tta)
+    meta, augmented = detector.metadata, detector.tta
     test = evaluate_package(detector, snapshot, split="test")
     sample = []
     entries = snapshot.split("test")
@@ -121,16 +136,20 @@ def measure_package(package_dir: Path, snapshot: Snapshot, *, trained_on: Snapsh
     speed = time_forward(detector, sample)
     overlap = training_overlap(trained_on, snapshot, "test") if trained_on is not None else None
     return {
-        "kind": RECORD_KIND, "version": RECORD_VERSION, "label": label or meta.name, "model": meta.name,
+        "kind": RECORD_KIND, "version": RECORD_VERSION,
+        "label": label or (f"{meta.name} + TTA {augmented.label}" if augmented else meta.name), "model": meta.name,
         "model_sha256": detector.model_sha256, "package": str(package_dir),
         "package_mb": round(package_megabytes(package_dir), 2),
-        "config": training_config(dict(meta.training), meta.input_width),
+        "config": {**training_config(dict(meta.training), meta.input_width),
+                   "tta": augmented.label if augmented else None},
+        "tta": augmented.to_json() if augmented else None,
         "trained_on": str(meta.dataset.get("snapshot") or ""), "seen_in_training": overlap,
         "snapshot": snapshot.id, "split": "test", "test": test.to_json(),
         "speed": {**speed, "engine": detector.engine_name, "precision": detector.precision,
                   "threads": threads or 0, "load_avg_1min_before": round(load_before, 2)},
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
+        "host": {"machine": platform.machine(), "processor": platform.processor(), "cpu_model": cpu_model(),
+                 "cpus": os.cpu_count()},
     }
 
 

@@ -9,13 +9,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from inspection.errors import QCError
+from inspection.model_package import PACKAGE_TTA, TTA
 from inspection.settings import Settings, load_settings
 
 TRAIN_EXTRA_HINT = ("training needs the [train] extra (torch, ultralytics, matplotlib): "
@@ -56,6 +57,16 @@ EngineOption = Annotated[str | None, typer.Option(
 PrecisionOption = Annotated[str | None, typer.Option(
     "--precision", callback=_one_of("auto", "fp32", "bf16", "int8"),
     help="auto, fp32, bf16, int8 (default: $QC_PRECISION or auto: bf16 where the CPU has it, else fp32).")]
+TtaOption = Annotated[str | None, typer.Option(
+    "--tta", help="Test-time augmentation for this run, without editing the package: hflip, vflip, hvflip, "
+                  "comma-separated (each flipped view of a frame runs in the same batch; the views' boxes are "
+                  "fused by weighted box fusion, IoU 0.55); off: without the package's own metadata.tta. "
+                  "Default: as the package says.")]
+
+
+def tta_of(value: str | None) -> TTA | Literal["package"] | None:
+    """``--tta``'s text -> what ``OnnxDetector.from_package(tta=...)`` takes (a bad flip: one-line error)."""
+    return PACKAGE_TTA if value is None else TTA.from_spec(value)
 
 
 def data_dir_source(settings: Settings) -> str:

@@ -23,11 +23,13 @@ from api.cli.common import (
     DataDirOption,
     JsonOption,
     ModelOption,
+    TtaOption,
     default_actor,
     out,
     print_json,
     require_train_extra,
     settings_for,
+    tta_of,
 )
 from api.composition import station_model
 from api.services.engineering import promote_on_holdout, station_evaluator
@@ -320,10 +322,13 @@ def models_measure(
     record: Annotated[Path, typer.Option("--record", help="Write the measurement record (JSON) here.")],
     label: Annotated[str, typer.Option("--label", help="Row label (default: the package's name).")] = "",
     threads: Annotated[int, typer.Option(help="Engine threads (0: the engine's default, as a station).")] = 0,
+    tta: TtaOption = None,
     data_dir: DataDirOption = None, as_json: JsonOption = False,
 ) -> None:
     """Measure a package for the model card: test mAP (overall, per class), frames/s at batch 8 on the
-    station's default engine, package MB; one JSON record (``qcline models table`` renders rows from them)."""
+    station's default engine, package MB; one JSON record (``qcline models table`` renders rows from them).
+    With ``--tta`` both figures are the augmented run's (frames/s counts frames, not engine images), and the
+    record's config names the setting."""
     from inspection.model_package import ModelPackage
     from models.card import measure_package, write_record
 
@@ -332,7 +337,7 @@ def models_measure(
         snapshot = resolve_snapshot(dataset, settings, registry)[0]
         trained_on = training_snapshot(ModelPackage.load(package).metadata, settings, registry)
     result = measure_package(package, snapshot, trained_on=trained_on, engine=settings.engine,
-                             precision=settings.precision, threads=threads or None, label=label)
+                             precision=settings.precision, threads=threads or None, label=label, tta=tta_of(tta))
     write_record(result, record)
     if as_json:
         print_json(result)
@@ -342,7 +347,9 @@ def models_measure(
                f"{result['test']['map50_95']:.3f} ({result['test']['images']} images"
                + (f"; trained on {seen['train']} of them" if seen else "; training snapshot not at hand")
                + f"), {result['speed']['fps']:.1f} frames/s at batch 8 ({result['speed']['engine']} "
-               f"{result['speed']['precision']}), {result['package_mb']:.1f} MB -> {record}")
+               f"{result['speed']['precision']}"
+               + (f", TTA {result['config']['tta']}" if result["config"].get("tta") else "")
+               + f"), {result['package_mb']:.1f} MB -> {record}")
 
 
 @registry_app.command("table")

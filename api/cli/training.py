@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from api.cli.common import DataDirOption, EngineOption, PrecisionOption, require_train_extra
+from api.cli.common import DataDirOption, EngineOption, PrecisionOption, TtaOption, require_train_extra, tta_of
 from api.cli.models import open_registry, resolve_snapshot, training_snapshot
 from inspection.errors import NotFoundError, QCError
 from inspection.settings import Settings, load_settings
@@ -129,6 +129,7 @@ def evaluate(
     unseen_only: Annotated[bool, typer.Option(
         "--unseen-only", help="Leave out the images the model trained on (the train split of the snapshot named in "
                               "its metadata, which must be in this data dir).")] = False,
+    tta: TtaOption = None,
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, per-class AP, precision / recall, through the stations' own runtime.
 
@@ -149,7 +150,7 @@ def evaluate(
     with open_registry(settings) as registry:
         snapshot = resolve_snapshot(dataset, settings, registry)[0]
         package_path, model_id = _model_path(registry, model)
-        detector = OnnxDetector.from_settings(package_path, settings)
+        detector = OnnxDetector.from_settings(package_path, settings, tta=tta_of(tta))
         trained_on = training_snapshot(detector.metadata, settings, registry)
     if unseen_only and trained_on is None:
         raise NotFoundError(f"--unseen-only: the model's training snapshot "
@@ -161,14 +162,15 @@ def evaluate(
     confidence = detector.metadata.thresholds.confidence
     classes = evaluation_classes(detector, snapshot)
     metrics = evaluate_detections(images, classes, confidence)
-    subset = "-unseen" if unseen_only else ""
+    subset = ("-unseen" if unseen_only else "") + (f"-tta-{'-'.join(detector.tta.flips)}" if detector.tta else "")
     out_dir = out or settings.data_dir / "evaluations" / (f"{detector.model_sha256[:12]}-{snapshot.id[:12]}-"
                                                          f"{split}{subset}")
     report = write_evaluation_report(images, classes, out_dir, confidence=confidence,
                                      title=detector.metadata.name)
     result = {**metrics.to_json(), "model": detector.metadata.name, "model_id": model_id,
               "model_sha256": detector.model_sha256, "engine": detector.engine_name,
-              "engine_precision": detector.precision, "snapshot": snapshot.id, "split": split,
+              "engine_precision": detector.precision, "tta": detector.tta.to_json() if detector.tta else None,
+              "snapshot": snapshot.id, "split": split,
               "trained_on": trained_on.id if trained_on else detector.metadata.dataset.get("snapshot"),
               "seen_in_training": overlap, "unseen_only": unseen_only, "excluded_images": len(
                   {e.image.sha256 for e in snapshot.split(chosen)} & exclude),
@@ -176,7 +178,8 @@ def evaluate(
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    typer.echo(f"{detector.metadata.name} ({detector.engine_name} {detector.precision}) on "
+    typer.echo(f"{detector.metadata.name} ({detector.engine_name} {detector.precision}"
+               f"{f', TTA {detector.tta.label}' if detector.tta else ''}) on "
                f"{snapshot.id[:12]}/{split}{' (unseen only)' if unseen_only else ''}, {metrics.images} images: "
                f"mAP@0.5 {metrics.map50:.3f}, mAP@0.5:0.95 {metrics.map50_95:.3f}, P {metrics.precision:.3f}, "
                f"R {metrics.recall:.3f}")

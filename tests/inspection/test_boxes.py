@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from datasets.records import LabeledBox
-from inspection.boxes import Box, BoxError, box_iou, check_xyxy
+from inspection.boxes import Box, BoxError, box_iou, check_xyxy, weighted_box_fusion
 from inspection.errors import QCError
 from inspection.reviews import ReviewedBox, ReviewError
 from inspection.types import Detections
@@ -97,3 +97,47 @@ def test_detections_from_and_to_boxes() -> None:
     assert dets.boxes() == boxes and dets.class_name(0) == "dent"
     assert Detections.from_boxes((), (), (), ("scratch",)).boxes() == ()
     assert dets.scaled(2).boxes() == tuple(b.scaled(2) for b in boxes)
+
+
+# -- weighted box fusion (test-time augmentation's merge of views) ------------------------------------------
+
+def _wbf(boxes: list[tuple[float, float, float, float]], scores: list[float], groups: list[int] | None = None,
+         *, views: int = 2, iou: float = 0.55) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return weighted_box_fusion(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32),
+                               np.array(groups if groups is not None else [0] * len(scores), np.int64),
+                               iou=iou, views=views)
+
+
+def test_wbf_of_two_identical_boxes_is_that_box_with_its_score() -> None:
+    xyxy, scores, groups = _wbf([(10, 20, 30, 40), (10, 20, 30, 40)], [0.8, 0.8])
+    np.testing.assert_allclose(xyxy, [[10, 20, 30, 40]])
+    np.testing.assert_allclose(scores, [0.8], rtol=1e-6)
+    assert list(groups) == [0]
+
+
+def test_wbf_of_disjoint_boxes_keeps_both_each_seen_by_one_view_of_two() -> None:
+    xyxy, scores, _ = _wbf([(0, 0, 10, 10), (50, 50, 60, 60)], [0.9, 0.6])
+    np.testing.assert_allclose(xyxy, [[0, 0, 10, 10], [50, 50, 60, 60]])
+    np.testing.assert_allclose(scores, [0.45, 0.3], rtol=1e-6)  # mean score x (1 of 2 views)
+
+
+def test_wbf_averages_overlapping_boxes_by_score() -> None:
+    # IoU 90/110 = 0.82 > 0.55: one object, coordinates weighted 0.9 : 0.3, score (0.9 + 0.3) / 2
+    xyxy, scores, _ = _wbf([(0, 0, 10, 10), (1, 0, 11, 10)], [0.9, 0.3])
+    np.testing.assert_allclose(xyxy, [[0.25, 0, 10.25, 10]], rtol=1e-6)
+    np.testing.assert_allclose(scores, [0.6], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("boxes", "groups", "clusters"), [
+    ([(0, 0, 10, 10), (0, 0, 10, 10)], [0, 1], 2),  # another image or class: never one object
+    ([(0, 0, 10, 10), (4, 0, 14, 10)], [0, 0], 2),  # IoU 60/140 = 0.43 <= 0.55
+    ([(0, 0, 10, 10), (1, 0, 11, 10), (0, 1, 10, 11)], [0, 0, 0], 1),
+], ids=["other-group", "low-iou", "three-views"])
+def test_wbf_clusters(boxes: list[tuple[float, float, float, float]], groups: list[int], clusters: int) -> None:
+    xyxy, scores, _ = _wbf(boxes, [0.5] * len(boxes), groups, views=3)
+    assert len(xyxy) == len(scores) == clusters
+
+
+def test_wbf_of_nothing_is_nothing() -> None:
+    xyxy, scores, groups = _wbf([], [])
+    assert xyxy.shape == (0, 4) and scores.shape == (0,) and groups.shape == (0,)

@@ -11,6 +11,7 @@ import pytest
 from datasets.formats.voc import import_voc
 from datasets.snapshot import build_snapshot
 from inspection.errors import DatasetError
+from inspection.model_package import TTA
 from models.card import (
     RECORD_KIND,
     MeasurementError,
@@ -55,6 +56,18 @@ def test_the_table_renders_measured_rows(record: dict[str, Any], tmp_path: Path)
            f"| {record['speed']['fps']:.1f} | onnxruntime fp32 | {record['package_mb']:.1f} |" in text
     scratch = record["test"]["per_class"]["scratch"]
     assert f"| tiny | {scratch['ap50']:.2f} / {scratch['ap50_95']:.2f} |" in text  # per class AP@0.5 / AP@0.5:0.95
+
+
+def test_a_tta_measurement_names_its_setting_in_its_row(record: dict[str, Any], tmp_path: Path) -> None:
+    snapshot = three_way(tmp_path / "again")
+    augmented = measure_package(tmp_path / "pkg", snapshot, engine="onnxruntime", tta=TTA(flips=("hflip",)))
+    assert augmented["tta"] == {"flips": ["hflip"], "fusion": "wbf", "iou": 0.55}
+    assert augmented["config"]["tta"] == "hflip wbf@0.55" and augmented["label"] == "pkg + TTA hflip wbf@0.55"
+    assert augmented["test"]["images"] == 5 and augmented["speed"]["batch"] == 8  # frames, each two forward images
+    assert record["tta"] is None and record["config"]["tta"] is None
+    assert augmented["host"]["cpu_model"] == record["host"]["cpu_model"]
+    text = render_table([row_of(record), row_of(augmented)])
+    assert "| pkg + TTA hflip wbf@0.55 | ? 64 px, TTA hflip wbf@0.55 | 5 (training snapshot unknown) |" in text
 
 
 def _without(record: dict[str, Any], *keys: str) -> dict[str, Any]:

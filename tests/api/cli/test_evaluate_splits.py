@@ -61,6 +61,27 @@ def test_evaluate_on_test_reads_the_test_split(setup: dict[str, Any]) -> None:
     assert refused.exit_code != 0 and "--split must be one of train, val, test" in said(refused)
 
 
+def test_evaluate_and_measure_with_tta_without_editing_the_package(setup: dict[str, Any]) -> None:
+    package, snapshot = setup["package"], setup["three"]["snapshot"]
+    written = (package / "metadata.json").read_text()
+    common = ["--dataset", snapshot, "--split", "test", "--engine", "onnxruntime", "--json", *setup["data"]]
+    plain = json.loads(invoke("evaluate", str(package), *common).stdout)
+    augmented = invoke("evaluate", str(package), "--tta", "hflip,vflip", *common)
+    assert augmented.exit_code == 0, augmented.output
+    answer = json.loads(augmented.stdout)
+    assert plain["tta"] is None and answer["tta"] == {"flips": ["hflip", "vflip"], "fusion": "wbf", "iou": 0.55}
+    assert answer["images"] == 5 and answer["confusion_matrix"].endswith("-tta-hflip-vflip/confusion_matrix.png")
+    refused = invoke("evaluate", str(package), "--tta", "hflip,rot90", *common)
+    assert refused.exit_code == 1 and "unknown flip 'rot90'" in said(refused)
+    record = setup["tmp"] / "records" / "tta.json"
+    measured = invoke("models", "measure", str(package), "--dataset", snapshot, "--record", str(record), "--tta",
+                      "hflip", *setup["data"])
+    assert measured.exit_code == 0, measured.output
+    assert "TTA hflip wbf@0.55" in measured.stdout
+    assert json.loads(record.read_text())["config"]["tta"] == "hflip wbf@0.55"
+    assert (package / "metadata.json").read_text() == written
+
+
 def test_evaluate_says_what_the_model_trained_on_and_can_leave_it_out(setup: dict[str, Any]) -> None:
     package = setup["package"]
     meta = json.loads((package / "metadata.json").read_text())
