@@ -185,10 +185,15 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def first_broken(self) -> str | None:
+        """The first problem found, in words (``None`` when the chain is intact)."""
+        return str(self.problems[0]) if self.problems else None
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "stations": self.stations, "units_checked": self.units_checked,
                 "pending": self.pending, "unsealed": self.unsealed, "legacy": self.legacy,
-                "first_broken": str(self.problems[0]) if self.problems else None,
+                "first_broken": self.first_broken,
                 "problems": [{"station_id": p.station_id, "seq": p.seq, "unit_id": p.unit_id, "what": p.what,
                               "message": str(p)} for p in self.problems]}
 

@@ -36,6 +36,15 @@ from inspection.rules import roll_up
 from inspection.store import audit
 from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
+from inspection.store.records import (
+    UNIT_CLOSED,
+    UNIT_OPEN,
+    FrameRecord,
+    InspectionRecord,
+    ProfileRef,
+    UnitRecord,
+    iso_time,
+)
 from inspection.store.tables.audit import AuditChainRow
 from inspection.store.tables.base import utcnow
 from inspection.store.tables.results import (
@@ -65,8 +74,6 @@ log = logging.getLogger(__name__)
 FAILURE_KEY_PREFIX = "failure:"
 """Prefix of the ``frame_sha256`` key of a frame that could not be read (it has no content to hash)."""
 
-UNIT_OPEN, UNIT_CLOSED = "open", "closed"
-
 
 def frame_key(result: FrameResult) -> str:
     """The value of ``inspections.frame_sha256`` for ``result``.
@@ -85,10 +92,6 @@ def frame_key(result: FrameResult) -> str:
     return FAILURE_KEY_PREFIX + sha256_bytes(text.encode())[: 64 - len(FAILURE_KEY_PREFIX)]
 
 
-def iso_time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _order_from_row(row: OrderRow) -> Order:
     return Order(id=row.id, customer_ref=row.customer_ref, product=row.product,
                  attributes=dict(row.attributes or {}), due_date=row.due_date, profile=row.profile_name)
@@ -99,11 +102,6 @@ def _profile_from_row(row: ProfileRow) -> InspectionProfile:
         return InspectionProfile.model_validate(row.body)
     except ValueError as e:
         raise StoreError(f"stored profile {row.hash} ({row.name}) no longer validates: {e}") from e
-
-
-def finding_json(d: DetectionRow) -> dict[str, Any]:
-    return {"class": d.class_name, "confidence": d.confidence, "box": [d.x1, d.y1, d.x2, d.y2],
-            "outcome": d.outcome, "rule": d.rule}
 
 
 def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
@@ -163,11 +161,6 @@ class UnitSummary:
         return {"unit_id": self.unit_id, "order_id": self.order_id, "status": self.status, "verdict": self.verdict,
                 "complete": self.complete, "missing_views": list(self.missing_views), "frames": self.frames,
                 "created_at": self.created_at, "closed_at": self.closed_at}
-
-
-def conformance_json(c: ConformanceResultRow) -> dict[str, Any]:
-    return {"kind": c.kind, "name": c.name, "outcome": c.outcome, "measured": c.measured, "expected": c.expected,
-            "tolerance": c.tolerance, "deviation": c.deviation, "reason": c.reason, "values": dict(c.values or {})}
 
 
 def conformance_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[ConformanceResultRow]]:
@@ -617,9 +610,9 @@ class ResultsStore(Database):
                 engine=r.engine, precision=r.precision))
         return histories
 
-    def unit_record(self, unit_id: str) -> dict[str, Any]:
-        """Everything about one unit, JSON-ready: its order, the profile, each frame with its findings,
-        verdict, evidence path and the model that judged it. The answer to "why did unit X fail?"."""
+    def unit_record(self, unit_id: str) -> UnitRecord:
+        """Everything about one unit: its order, the profile, each frame with its findings, verdict, evidence
+        path and the model that judged it. The answer to "why did unit X fail?"."""
         with self._session("reading a unit") as session:
             unit = session.get(UnitRow, unit_id)
             if unit is None:
@@ -630,27 +623,16 @@ class ResultsStore(Database):
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = findings_of(session, [r.id for r in rows])
             measured = conformance_of(session, [r.id for r in rows])
-            frames = [{
-                "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
-                "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
-                "findings": [finding_json(d) for d in findings.get(r.id, [])],
-                "conformance": [conformance_json(c) for c in measured.get(r.id, [])],
-                "model_sha256": r.model_sha256, "engine": r.engine, "precision": r.precision,
-                "profile_hash": r.profile_hash, "error": r.error,
-                "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
-            } for r in rows]
-            return {
-                "unit_id": unit.id, "order_id": unit.order_id, "status": unit.status, "verdict": unit.verdict,
-                "reasons": list(unit.reasons or ()), "missing_views": list(unit.missing_views or ()),
-                "complete": unit.complete, "created_at": iso_time(unit.created_at),
-                "closed_at": iso_time(unit.closed_at), "updated_at": iso_time(unit.updated_at),
-                "order": _order_from_row(order).model_dump(mode="json"),
-                "profile": {"name": order.profile_name, "hash": order.profile_hash},
-                "model_sha256s": sorted({r.model_sha256 for r in rows if r.model_sha256}),
-                "frames": frames,
-            }
+            return UnitRecord(
+                unit_id=unit.id, order_id=unit.order_id, status=unit.status, verdict=unit.verdict,
+                reasons=tuple(unit.reasons or ()), missing_views=tuple(unit.missing_views or ()),
+                complete=unit.complete, created_at=iso_time(unit.created_at), closed_at=iso_time(unit.closed_at),
+                updated_at=iso_time(unit.updated_at), order=_order_from_row(order),
+                profile=ProfileRef(order.profile_name, order.profile_hash),
+                model_sha256s=tuple(sorted({r.model_sha256 for r in rows if r.model_sha256})),
+                frames=tuple(FrameRecord.of(r, findings.get(r.id, []), measured.get(r.id, [])) for r in rows))
 
-    def find_inspection(self, unit_id: str, camera_id: str, frame_sha256: str) -> dict[str, Any] | None:
+    def find_inspection(self, unit_id: str, camera_id: str, frame_sha256: str) -> InspectionRecord | None:
         """The recorded judgement of one frame of a unit (the answer to a frame sent twice), or ``None``."""
         with self._session("reading an inspection") as session:
             row = session.scalars(select(InspectionRow).where(
@@ -658,14 +640,8 @@ class ResultsStore(Database):
                 InspectionRow.frame_sha256 == frame_sha256)).first()
             if row is None:
                 return None
-            findings = findings_of(session, [row.id]).get(row.id, [])
-            measured = conformance_of(session, [row.id]).get(row.id, [])
-            return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
-                    "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
-                    "verdict": row.verdict, "reasons": list(row.reasons or ()),
-                    "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
-                    "conformance": [conformance_json(c) for c in measured],
-                    "engine": row.engine, "precision": row.precision, "profile_hash": row.profile_hash}
+            return InspectionRecord.of(row, findings_of(session, [row.id]).get(row.id, []),
+                                       conformance_of(session, [row.id]).get(row.id, []))
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
         """The most recently stored version of the profile called ``name``: (hash, profile)."""

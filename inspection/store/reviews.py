@@ -23,7 +23,8 @@ from sqlalchemy import case, exists, func, select, update
 from inspection.errors import InvalidFrameError, NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
 from inspection.store.evidence import EvidenceInfo, EvidenceReader
-from inspection.store.repository import ResultsStore, finding_json, findings_of, iso_time
+from inspection.store.records import StoredFinding, iso_time
+from inspection.store.repository import ResultsStore, findings_of
 from inspection.store.tables.base import utcnow
 from inspection.store.tables.results import InspectionRow, OrderRow, UnitRow
 from inspection.store.tables.reviews import ReviewRow, UnitDispositionRow
@@ -294,7 +295,7 @@ class ReviewService:
                 "verdict": insp.verdict, "model_sha256": insp.model_sha256,
                 "evidence_path": found.ref if found else insp.evidence_path,
                 "evidence_sha256": insp.evidence_sha256, "evidence_exists": found is not None,
-                "findings": [finding_json(d) for d in findings.get(insp.id, [])],
+                "findings": [StoredFinding.of(d).to_json() for d in findings.get(insp.id, [])],
             })
         return out
 

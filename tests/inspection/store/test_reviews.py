@@ -44,7 +44,7 @@ def add_inspection(store: ResultsStore, unit: str = "U1", order_id: str = "ORD-1
         _sha, path = store.evidence.put_file(evidence_png(seq), ".png")
         paths = {0: str(path)}
     assert store.record_frame_results([res], paths) == 1
-    frames = store.unit_record(unit)["frames"]
+    frames = store.unit_record(unit).to_json()["frames"]
     return int(next(f["id"] for f in frames if f["frame_sha256"] == res.verdict.frame_sha256))
 
 
@@ -151,7 +151,7 @@ def test_a_box_on_the_frame_border_is_inside(service: ReviewService) -> None:
 
 def test_a_frame_without_readable_evidence_cannot_be_labeled(service: ReviewService, tmp_path: Path) -> None:
     gone = add_inspection(service.store, seq=1)
-    path = Path(service.store.unit_record("U1")["frames"][0]["evidence_path"])
+    path = Path(service.store.unit_record("U1").frames[0].evidence_path)
     path.unlink()
     with pytest.raises(ReviewError, match="gone"):
         service.record(ReviewDecision(gone, Decision.FALSE_ALARM, actor="ana"))
@@ -159,7 +159,7 @@ def test_a_frame_without_readable_evidence_cannot_be_labeled(service: ReviewServ
     with pytest.raises(ReviewError, match="gone"):
         service.record(ReviewDecision(never, Decision.CONFIRM, actor="ana"))
     broken = add_inspection(service.store, "U2", "ORD-2", seq=3)
-    broken_path = Path(service.store.unit_record("U2")["frames"][0]["evidence_path"])
+    broken_path = Path(service.store.unit_record("U2").frames[0].evidence_path)
     broken_path.write_bytes(b"not an image")
     with pytest.raises(ReviewError, match="does not decode"):
         service.record(ReviewDecision(broken, Decision.CONFIRM, actor="ana"))
