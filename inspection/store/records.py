@@ -213,5 +213,50 @@ class UnitRecord:
                 "model_sha256s": list(self.model_sha256s), "frames": [f.to_json() for f in self.frames]}
 
 
-__all__ = ["UNIT_CLOSED", "UNIT_OPEN", "FrameRecord", "InspectionRecord", "ProfileRef", "StoredConformance",
-           "StoredFinding", "UnitRecord", "iso_time"]
+@dataclass(frozen=True)
+class SourceStats:
+    """The latest snapshot of one source's counters (``ResultsStore.source_stats``)."""
+
+    source: str
+    camera_id: str
+    frames_read: int
+    frames_failed: int
+    frames_dropped: int
+    reconnects: int
+    last_error: str
+    recorded_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "camera_id": self.camera_id, "frames_read": self.frames_read,
+                "frames_failed": self.frames_failed, "frames_dropped": self.frames_dropped,
+                "reconnects": self.reconnects, "last_error": self.last_error, "recorded_at": self.recorded_at}
+
+
+CALIBRATION_KINDS = ("colour", "scale", "label")
+
+
+@dataclass(frozen=True)
+class CalibrationRecord:
+    """One camera calibration as recorded: ``values`` by kind (``colour``: ``gains``; ``scale``: ``px_per_mm``,
+    ``method``; ``label``: the ``LabelSettings``), checked when it was recorded."""
+
+    id: int
+    camera_id: str
+    kind: str
+    values: Mapping[str, Any]
+    actor: str
+    note: str
+    created_at: str | None
+
+    def __post_init__(self) -> None:
+        if self.kind not in CALIBRATION_KINDS:
+            raise StoreError(f"calibration {self.id} of camera {self.camera_id!r} has kind {self.kind!r}, not one "
+                             f"of {CALIBRATION_KINDS}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "camera_id": self.camera_id, "kind": self.kind, "values": dict(self.values),
+                "actor": self.actor, "note": self.note, "created_at": self.created_at}
+
+
+__all__ = ["CALIBRATION_KINDS", "UNIT_CLOSED", "UNIT_OPEN", "CalibrationRecord", "FrameRecord", "InspectionRecord",
+           "ProfileRef", "SourceStats", "StoredConformance", "StoredFinding", "UnitRecord", "iso_time"]

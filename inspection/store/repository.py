@@ -37,11 +37,14 @@ from inspection.store import audit
 from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
 from inspection.store.records import (
+    CALIBRATION_KINDS,
     UNIT_CLOSED,
     UNIT_OPEN,
+    CalibrationRecord,
     FrameRecord,
     InspectionRecord,
     ProfileRef,
+    SourceStats,
     UnitRecord,
     iso_time,
 )
@@ -179,9 +182,6 @@ def _conformance_from_row(c: ConformanceResultRow) -> ConformanceResult:
     return ConformanceResult(kind=c.kind, name=c.name, outcome=Verdict(c.outcome), measured=c.measured,
                              expected=c.expected, tolerance=c.tolerance, deviation=c.deviation, reason=c.reason,
                              values=tuple((k, float(v)) for k, v in (c.values or {}).items()))
-
-
-CALIBRATION_KINDS = ("colour", "scale", "label")
 
 
 class ResultsStore(Database):
@@ -710,17 +710,15 @@ class ResultsStore(Database):
                 frames_dropped=frames_dropped, reconnects=reconnects, last_error=last_error,
                 recorded_at=recorded_at or utcnow()))
 
-    def source_stats(self) -> list[dict[str, Any]]:
+    def source_stats(self) -> list[SourceStats]:
         """The latest snapshot of each (source, camera)."""
         with self._session("reading source stats") as session:
             latest = (select(func.max(SourceStatsRow.id))
                       .group_by(SourceStatsRow.source, SourceStatsRow.camera_id).scalar_subquery())
             rows = session.scalars(select(SourceStatsRow).where(SourceStatsRow.id.in_(latest))
                                    .order_by(SourceStatsRow.source, SourceStatsRow.camera_id))
-            return [{"source": r.source, "camera_id": r.camera_id, "frames_read": r.frames_read,
-                     "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
-                     "reconnects": r.reconnects, "last_error": r.last_error,
-                     "recorded_at": iso_time(r.recorded_at)} for r in rows]
+            return [SourceStats(r.source, r.camera_id, r.frames_read, r.frames_failed, r.frames_dropped,
+                                r.reconnects, r.last_error, iso_time(r.recorded_at)) for r in rows]
 
     # -- analytics ------------------------------------------------------------------------------------
 
@@ -771,7 +769,7 @@ class ResultsStore(Database):
     # -- camera calibration -----------------------------------------------------------------------------
 
     def record_calibration(self, camera_id: str, kind: str, values: Mapping[str, Any], *, actor: str = "",
-                           note: str = "") -> dict[str, Any]:
+                           note: str = "") -> CalibrationRecord:
         """Append a camera calibration (``colour``: ``{"gains": [r, g, b]}``; ``scale``: ``{"px_per_mm": x}``).
 
         Values are checked here, so a bad calibration is refused instead of failing every frame later.
@@ -791,10 +789,9 @@ class ResultsStore(Database):
                                        created_at=utcnow())
             session.add(row)
             session.flush()
-            return {"id": row.id, "camera_id": camera_id, "kind": kind, "values": dict(values),
-                    "actor": actor, "note": note, "created_at": iso_time(row.created_at)}
+            return CalibrationRecord(row.id, camera_id, kind, dict(values), actor, note, iso_time(row.created_at))
 
-    def calibrations(self, camera_id: str | None = None) -> list[dict[str, Any]]:
+    def calibrations(self, camera_id: str | None = None) -> list[CalibrationRecord]:
         """The latest calibration of each (camera, kind), optionally of one camera."""
         with self._session("reading camera calibrations") as session:
             latest = (select(func.max(CameraCalibrationRow.id))
@@ -803,21 +800,21 @@ class ResultsStore(Database):
             if camera_id is not None:
                 query = query.where(CameraCalibrationRow.camera_id == camera_id)
             rows = session.scalars(query.order_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind))
-            return [{"id": r.id, "camera_id": r.camera_id, "kind": r.kind, "values": dict(r.values or {}),
-                     "actor": r.actor, "note": r.note, "created_at": iso_time(r.created_at)} for r in rows]
+            return [CalibrationRecord(r.id, r.camera_id, r.kind, dict(r.values or {}), r.actor, r.note,
+                                      iso_time(r.created_at)) for r in rows]
 
     def camera_calibration(self, camera_id: str) -> CameraCalibration | None:
         """The camera's current white balance and scale, or ``None`` when it was never calibrated."""
-        latest = {c["kind"]: c for c in self.calibrations(camera_id)}
+        latest = {c.kind: c for c in self.calibrations(camera_id)}
         if not latest:
             return None
         colour, scale, label = latest.get("colour"), latest.get("scale"), latest.get("label")
         return CameraCalibration(
             camera_id=camera_id,
-            white_balance=WhiteBalance(tuple(colour["values"]["gains"])) if colour else None,
-            scale=Scale(float(scale["values"]["px_per_mm"]), scale["values"].get("method", "")) if scale else None,
-            label=LabelSettings.model_validate(label["values"]) if label else None,
-            details={k: v["id"] for k, v in latest.items()})
+            white_balance=WhiteBalance(tuple(colour.values["gains"])) if colour else None,
+            scale=Scale(float(scale.values["px_per_mm"]), scale.values.get("method", "")) if scale else None,
+            label=LabelSettings.model_validate(dict(label.values)) if label else None,
+            details={k: v.id for k, v in latest.items()})
 
     # -- evidence ---------------------------------------------------------------------------------------
 

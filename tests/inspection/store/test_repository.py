@@ -240,7 +240,7 @@ def test_source_stats_keep_history_and_show_the_latest(store: ResultsStore) -> N
                               last_error="timeout")
     store.record_source_stats("folder:/in", "side", frames_read=5, frames_failed=1)
     latest = store.source_stats()
-    assert [(s["source"], s["frames_read"], s["last_error"]) for s in latest] == \
+    assert [(s.source, s.frames_read, s.last_error) for s in latest] == \
         [("folder:/in", 5, ""), ("rtsp://cam1", 20, "timeout")]
 
 
