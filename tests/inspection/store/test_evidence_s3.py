@@ -318,7 +318,7 @@ def test_the_writer_keeps_failing_units_frames_in_s3_and_releases_pass_ones(
         assert reader.read_all() == failed.frame.data
     service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))  # reads the frame size from S3
     [row] = service.latest_reviews()
-    assert row["evidence_exists"] and row["evidence_path"].startswith("s3://")
+    assert row.evidence_exists and row.evidence_path is not None and row.evidence_path.startswith("s3://")
     library = DatasetLibrary(tmp_path / "datasets")
     built = build_from_reviews_report(s3_results, library, model_classes=("scratch",))
     [entry] = built.snapshot.entries
