@@ -12,7 +12,6 @@ import base64
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import cv2
 import jinja2
@@ -20,7 +19,7 @@ import numpy as np
 
 from inspection.errors import QCError
 from inspection.profiles import Order
-from inspection.store.audit import VerifyReport
+from inspection.store.audit import ChainLink, VerifyReport
 from inspection.store.evidence import EvidenceStore
 from inspection.store.records import FrameRecord, ProfileRef, UnitRecord
 from inspection.store.repository import ResultsStore
@@ -61,7 +60,7 @@ class CertificateUnit:
 
     record: UnitRecord
     frames: tuple[CertificateFrame, ...]
-    link: dict[str, Any] | None
+    link: ChainLink | None
     dispositions: tuple[DispositionRecord, ...]
 
 

@@ -367,7 +367,7 @@ class ResultsStore(Database):
                 self.seal(session, units, "sealed")
         return units
 
-    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, audit.ChainLink]:
         """Each unit's latest link in the chain (station, seq, entry hash): what a certificate cites."""
         with self._session("reading chain links") as session:
             return audit.chain_hash(session, unit_ids)

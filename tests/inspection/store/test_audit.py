@@ -59,8 +59,8 @@ def test_an_untouched_line_verifies(line: tuple[ResultsStore, str]) -> None:
     assert report.stations == {"S1": 5} and report.units_checked == 3
     assert store.audit_verify("ORD-2").units_checked == 2
     links = store.chain_links(["U1", "U2"])
-    assert links["U1"]["event"] == "disposition" and links["U1"]["seq"] == 5
-    assert len(links["U2"]["entry_hash"]) == 64
+    assert links["U1"].event == "disposition" and links["U1"].seq == 5
+    assert len(links["U2"].entry_hash) == 64
 
 
 def test_the_chain_records_the_unit_count_failure_on_its_findings(line: tuple[ResultsStore, str]) -> None:
