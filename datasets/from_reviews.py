@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 
@@ -36,7 +35,7 @@ from inspection.hashing import sha256_file
 from inspection.reviews import Decision
 from inspection.store.evidence import SUFFIXES, EvidenceStore, sha_of_path
 from inspection.store.repository import ResultsStore
-from inspection.store.reviews import ReviewService
+from inspection.store.reviews import LatestReview, ReviewService
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +50,15 @@ class ReviewBuild:
     reviews_read: int
 
 
-def _boxes(review: Mapping[str, Any], width: int, height: int) -> tuple[LabeledBox, ...]:
-    decision = Decision.parse(str(review["decision"]))
+def _boxes(review: LatestReview, width: int, height: int) -> tuple[LabeledBox, ...]:
+    decision = Decision.parse(review.review.decision)
     if decision is Decision.FALSE_ALARM:
         return ()
+    raw: list[tuple[str | float, ...]]
     if decision is Decision.CONFIRM:
-        raw = [(f["class"], *f["box"]) for f in review.get("findings") or ()]
+        raw = [(f.class_name, *f.box) for f in review.findings]
     else:
-        raw = [tuple(b) for b in review.get("boxes") or ()]
+        raw = [tuple(b) for b in review.review.boxes]
     boxes = []
     for item in raw:
         try:  # clipped to the frame: detectors may report a box a pixel past the border
@@ -86,20 +86,20 @@ def _staged(ref: str, sha: str | None, evidence: EvidenceStore | None, staging: 
     return path
 
 
-def _samples(reviews: Sequence[Mapping[str, Any]], model_classes: Sequence[str], *,
+def _samples(reviews: Sequence[LatestReview], model_classes: Sequence[str], *,
              evidence: EvidenceStore | None = None,
              staging: Path | None = None) -> tuple[ImportResult, tuple[int, ...]]:
     by_sha: dict[str, tuple[int, LabeledImage]] = {}
     skipped: list[ImportIssue] = []
-    for review in sorted(reviews, key=lambda r: int(r["id"])):
-        review_id, inspection_id = int(review["id"]), review.get("inspection_id")
+    for review in sorted(reviews, key=lambda r: r.review.id):
+        review_id, inspection_id = review.review.id, review.review.inspection_id
         where = f"review {review_id} (inspection {inspection_id})"
-        raw_path = review.get("evidence_path")
+        raw_path = review.evidence_path
         if not raw_path:
             skipped.append(ImportIssue(f"inspection {inspection_id}", f"{where}: no evidence frame was recorded"))
             continue
         if "://" in str(raw_path):  # an object in the shared evidence store
-            sha = review.get("evidence_sha256") or sha_of_path(str(raw_path))
+            sha = review.evidence_sha256 or sha_of_path(str(raw_path))
             staged = _staged(str(raw_path), sha, evidence, staging)
             if isinstance(staged, str):
                 skipped.append(ImportIssue(str(raw_path), f"{where}: {staged}"))
@@ -133,7 +133,7 @@ def _samples(reviews: Sequence[Mapping[str, Any]], model_classes: Sequence[str],
     return result, tuple(sorted(rid for rid, _ in by_sha.values()))
 
 
-def labeled_samples(reviews: Sequence[Mapping[str, Any]], *, model_classes: Sequence[str] = (),
+def labeled_samples(reviews: Sequence[LatestReview], *, model_classes: Sequence[str] = (),
                     evidence: EvidenceStore | None = None, staging: Path | None = None) -> ImportResult:
     """Labeled images from ``ReviewService.latest_reviews()`` rows (see the module docstring for the rules).
 

@@ -20,6 +20,7 @@ from inspection.conformance.dimensions import scale_from_checkerboard, scale_fro
 from inspection.errors import QCError
 from inspection.imageio import decode_image
 from inspection.settings import load_settings
+from inspection.store.records import CalibrationRecord
 
 calibrate_app = typer.Typer(help="Camera calibration for conformance (colour, px/mm).", no_args_is_help=True)
 out = Console()
@@ -59,12 +60,12 @@ def _store(data_dir: Path | None) -> Any:
     return open_store(load_settings(data_dir=data_dir))
 
 
-def _show(record: dict[str, Any], as_json: bool) -> None:
+def _show(record: CalibrationRecord, as_json: bool) -> None:
     if as_json:
-        print_json(record)
+        print_json(record.to_json())
     else:
-        out.print(f"camera {record['camera_id']}: {record['kind']} calibration {record['values']} "
-                  f"recorded by {record['actor']}")
+        out.print(f"camera {record.camera_id}: {record.kind} calibration {dict(record.values)} "
+                  f"recorded by {record.actor}")
 
 
 @calibrate_app.command("colour")
@@ -122,15 +123,15 @@ def calibrate_show(camera: Annotated[str | None, typer.Option(help="Only this ca
     with _store(data_dir) as store:
         rows = store.calibrations(camera)
     if as_json:
-        print_json(rows)
+        print_json([r.to_json() for r in rows])
         return
     table = Table("camera", "kind", "values", "by", "at")
     for r in rows:
-        values = r["values"]
-        shown = (f"gains {', '.join(f'{g:.3f}' for g in values['gains'])}" if r["kind"] == "colour"
-                 else f"{values['px_per_mm']:.4f} px/mm ({values.get('method', '')})" if r["kind"] == "scale"
+        values = r.values
+        shown = (f"gains {', '.join(f'{g:.3f}' for g in values['gains'])}" if r.kind == "colour"
+                 else f"{values['px_per_mm']:.4f} px/mm ({values.get('method', '')})" if r.kind == "scale"
                  else f"{','.join(values['formats'])} in {values['roi']}, pattern {values['pattern']}")
-        table.add_row(r["camera_id"], r["kind"], shown, r["actor"], str(r["created_at"]))
+        table.add_row(r.camera_id, r.kind, shown, r.actor, str(r.created_at))
     out.print(table)
 
 

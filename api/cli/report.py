@@ -133,5 +133,5 @@ def report_order(order: Annotated[str, typer.Argument(help="Order id.")],
         html.write_text(render_certificate(data), encoding="utf-8")
     except OSError as e:
         raise QCError(f"cannot write the certificate to {html}: {e}") from e
-    state = "chain intact" if data["verification"]["ok"] else f"CHAIN BROKEN: {data['verification']['first_broken']}"
-    out.print(f"certificate of {order} ({len(data['units'])} units) written to {html}; {state}")
+    state = "chain intact" if data.verification.ok else f"CHAIN BROKEN: {data.verification.first_broken}"
+    out.print(f"certificate of {order} ({len(data.units)} units) written to {html}; {state}")

@@ -146,13 +146,14 @@ def list_cmd(
     with _service(data_dir) as service:
         rows = service.latest_reviews(since)
     if as_json:
-        print_json(rows)
+        print_json([row.to_json() for row in rows])
         return
     if not rows:
         typer.echo("no reviews yet")
     for row in rows:
-        evidence = "" if row["evidence_exists"] else "  (evidence gone)"
-        typer.echo(f"{_describe(row)}  {row['created_at']}  findings {len(row['findings'])}{evidence}")
+        evidence = "" if row.evidence_exists else "  (evidence gone)"
+        typer.echo(f"{_describe(row.review.to_json())}  {row.review.created_at}  findings {len(row.findings)}"
+                   f"{evidence}")
 
 
 @review_app.command("history")

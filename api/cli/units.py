@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import typer
@@ -18,6 +19,8 @@ from api.cli.common import (
     zone_of,
 )
 from api.cli.inspect import unit_json, verdict_table
+from inspection.store.records import UnitRecord
+from inspection.store.reviews import DispositionRecord, ReviewRecord, ReviewService
 from inspection.types import Verdict
 
 units_app = typer.Typer(help="Units on the line and their verdicts.", no_args_is_help=True)
@@ -28,54 +31,55 @@ def units_show(unit: str, data_dir: DataDirOption = None, as_json: JsonOption = 
     """Everything recorded for a unit: verdict and why, frames and findings, reviews, dispositions, the model
     and profile versions that judged it (a table; --json for the full record)."""
     from api.composition import open_store
-    from inspection.store.reviews import ReviewService
 
     settings = settings_for(data_dir)
     require_database(settings)
     with open_store(settings) as store:
         record = store.unit_record(unit)
         reviews = ReviewService(store)
-        record["dispositions"] = [d.to_json() for d in reviews.dispositions(unit)]
-        histories = reviews.histories([f["id"] for f in record["frames"]])
-        for frame in record["frames"]:
-            frame["reviews"] = histories.get(frame["id"], [])
+        dispositions = reviews.dispositions(unit)
+        histories = reviews.histories([f.id for f in record.frames])
     if as_json:
-        print_json(record)
+        data = record.to_json()
+        data["dispositions"] = [d.to_json() for d in dispositions]
+        for frame, shown in zip(record.frames, data["frames"], strict=True):
+            shown["reviews"] = [r.to_json() for r in histories.get(frame.id, [])]
+        print_json(data)
         return
-    out.print(_unit_card(record, zone_of(settings)))
+    out.print(_unit_card(record, dispositions, histories, zone_of(settings)))
 
 
-def _unit_card(record: dict[str, Any], zone: Any) -> Any:
+def _unit_card(record: UnitRecord, dispositions: Sequence[DispositionRecord],
+               reviews: Mapping[int, Sequence[ReviewRecord]], zone: Any) -> Any:
     from rich.console import Group
 
     from api.composition import VERDICT_STYLE
 
-    verdict = record["verdict"]
+    verdict = record.verdict
     style = VERDICT_STYLE.get(Verdict(verdict), "") if verdict else "dim"
-    order = record["order"]
+    order = record.order
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    head.add_row("unit", f"{record['unit_id']}  [{style}]{verdict or 'not judged yet'}[/]  ({record['status']})")
-    head.add_row("order", f"{order['id']}  {order.get('customer_ref', '')}  {order.get('product', '')}"
-                 + (f"  due {order['due_date']}" if order.get("due_date") else ""))
-    head.add_row("profile", f"{record['profile']['name']} ({record['profile']['hash'][:12]})")
-    head.add_row("why", "\n".join(record["reasons"]) or "no defect beyond the order's tolerance")
-    if record["missing_views"]:
-        head.add_row("missing views", ", ".join(record["missing_views"]))
-    head.add_row("model", ", ".join(sha[:12] for sha in record["model_sha256s"]) or "-")
-    disp = record.get("dispositions") or []
-    head.add_row("disposition", "\n".join(f"{d['disposition']} by {d['actor']} at {local_time(d['at'], zone)}"
-                                          + (f" ({d['note']})" if d["note"] else "") for d in disp)
+    head.add_row("unit", f"{record.unit_id}  [{style}]{verdict or 'not judged yet'}[/]  ({record.status})")
+    head.add_row("order", f"{order.id}  {order.customer_ref}  {order.product}"
+                 + (f"  due {order.due_date.isoformat()}" if order.due_date else ""))
+    head.add_row("profile", f"{record.profile.name} ({record.profile.hash[:12]})")
+    head.add_row("why", "\n".join(record.reasons) or "no defect beyond the order's tolerance")
+    if record.missing_views:
+        head.add_row("missing views", ", ".join(record.missing_views))
+    head.add_row("model", ", ".join(sha[:12] for sha in record.model_sha256s) or "-")
+    head.add_row("disposition", "\n".join(f"{d.disposition} by {d.actor} at {local_time(d.at, zone)}"
+                                          + (f" ({d.note})" if d.note else "") for d in dispositions)
                  or ("awaiting an operator" if verdict in ("REVIEW", "FAIL") else "-"))
     frames = Table("frame", "camera", "captured", "verdict", "findings", "why", "reviews", show_lines=True,
                    title="frames")
-    for f in record["frames"]:
-        fstyle = VERDICT_STYLE.get(Verdict(f["verdict"]), "") if f["verdict"] else ""
-        findings = "\n".join(f"{d['class']} {d['confidence']:.2f} {d['outcome']}" for d in f["findings"]) or "-"
-        reviews = "\n".join(f"{r['decision']} by {r['actor']}" for r in f.get("reviews", [])) or "-"
-        frames.add_row(str(f["id"]), f["camera_id"], local_time(f["captured_at"], zone), f"[{fstyle}]{f['verdict']}[/]",
-                       findings, "\n".join(f["reasons"]) or (f["error"] or "-"), reviews)
+    for f in record.frames:
+        fstyle = VERDICT_STYLE.get(Verdict(f.verdict), "") if f.verdict else ""
+        findings = "\n".join(f"{d.class_name} {d.confidence:.2f} {d.outcome}" for d in f.findings) or "-"
+        shown = "\n".join(f"{r.decision} by {r.actor}" for r in reviews.get(f.id, [])) or "-"
+        frames.add_row(str(f.id), f.camera_id, local_time(f.captured_at, zone), f"[{fstyle}]{f.verdict}[/]",
+                       findings, "\n".join(f.reasons) or (f.error or "-"), shown)
     return Group(head, frames)
 
 

@@ -3,6 +3,7 @@ what crosses the network, documented in the OpenAPI schema."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -11,6 +12,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from inspection.ids import IdentifierError, check_identifier
 from inspection.profiles import InspectionProfile
+from inspection.store.records import FrameRecord, UnitRecord
+from inspection.store.reviews import DispositionRecord, ReviewRecord
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -366,6 +369,8 @@ class QueueItemOut(BaseModel):
 
 
 class UnitFrameOut(BaseModel):
+    model_config = _READ
+
     id: int
     camera_id: str
     captured_at: str | None
@@ -384,14 +389,26 @@ class UnitFrameOut(BaseModel):
     reviews: list[ReviewOut]
     evidence_url: str | None = Field(description="Where to fetch the frame, while its evidence is kept.")
 
+    @classmethod
+    def of(cls, frame: FrameRecord, reviews: Sequence[ReviewRecord]) -> UnitFrameOut:
+        """The recorded frame with its reviews, and the URL of its evidence instead of the server's path."""
+        recorded = {name: getattr(frame, name) for name in cls.model_fields.keys() - {"reviews", "evidence_url"}}
+        return cls.model_validate({**recorded, "reviews": reviews,
+                                   "evidence_url": f"/v1/inspections/{frame.id}/image" if frame.evidence_path
+                                   else None})
+
 
 class UnitProfileOut(BaseModel):
+    model_config = _READ
+
     name: str
     hash: str
     spec: dict[str, Any] | None = Field(description="The profile's canonical JSON (null if it is gone).")
 
 
 class UnitRecordOut(BaseModel):
+    model_config = _READ
+
     unit_id: str
     order_id: str
     status: str
@@ -407,6 +424,18 @@ class UnitRecordOut(BaseModel):
     model_sha256s: list[str]
     frames: list[UnitFrameOut]
     dispositions: list[DispositionOut]
+
+    @classmethod
+    def of(cls, record: UnitRecord, reviews: Mapping[int, Sequence[ReviewRecord]],
+           dispositions: Sequence[DispositionRecord], spec: dict[str, Any] | None) -> UnitRecordOut:
+        """The unit's record with each frame's reviews (by inspection id), the unit's dispositions and its
+        profile's canonical JSON (``None`` when that version is no longer stored)."""
+        recorded = {name: getattr(record, name) for name in cls.model_fields.keys() - {"profile", "frames",
+                                                                                       "dispositions"}}
+        return cls.model_validate({
+            **recorded, "profile": UnitProfileOut(name=record.profile.name, hash=record.profile.hash, spec=spec),
+            "frames": [UnitFrameOut.of(f, reviews.get(f.id, ())) for f in record.frames],
+            "dispositions": dispositions})
 
 
 class ModelOut(BaseModel):

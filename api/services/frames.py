@@ -227,11 +227,11 @@ class FrameService:
         if row is None:
             raise NotRecordedError(f"this frame of unit {frame.unit_id} was judged moments ago but its record is "
                                    "not committed (yet): retry shortly")
-        findings = row["findings"]
-        return {**{k: row[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256", "verdict",
-                                       "reasons", "model_sha256", "profile_hash", "conformance")},
-                "detections": [{"class": f["class"], "confidence": f["confidence"], "box": f["box"]}
-                               for f in findings],
-                "findings": findings, "duplicate": True, "unit_verdict": None}
+        recorded = row.to_json()
+        return {**{k: recorded[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256",
+                                            "verdict", "reasons", "model_sha256", "profile_hash", "conformance")},
+                "detections": [{"class": f.class_name, "confidence": f.confidence, "box": list(f.box)}
+                               for f in row.findings],
+                "findings": recorded["findings"], "duplicate": True, "unit_verdict": None}
 
 

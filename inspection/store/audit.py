@@ -185,10 +185,15 @@ class VerifyReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def first_broken(self) -> str | None:
+        """The first problem found, in words (``None`` when the chain is intact)."""
+        return str(self.problems[0]) if self.problems else None
+
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "stations": self.stations, "units_checked": self.units_checked,
                 "pending": self.pending, "unsealed": self.unsealed, "legacy": self.legacy,
-                "first_broken": str(self.problems[0]) if self.problems else None,
+                "first_broken": self.first_broken,
                 "problems": [{"station_id": p.station_id, "seq": p.seq, "unit_id": p.unit_id, "what": p.what,
                               "message": str(p)} for p in self.problems]}
 
@@ -309,12 +314,22 @@ def unlinked_units(session: Session) -> list[str]:
                                 .order_by(UnitRow.id)))
 
 
-def chain_hash(session: Session, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+@dataclass(frozen=True)
+class ChainLink:
+    """A unit's latest link in its station's chain: what a certificate cites."""
+
+    station_id: str
+    seq: int
+    entry_hash: str
+    event: str
+    at: str | None
+
+
+def chain_hash(session: Session, unit_ids: Sequence[str]) -> dict[str, ChainLink]:
     """The latest link of each unit: station, sequence number and entry hash (for certificates)."""
     if not unit_ids:
         return {}
     newest = (select(AuditChainRow.unit_id, func.max(AuditChainRow.id).label("id"))
               .where(AuditChainRow.unit_id.in_(list(unit_ids))).group_by(AuditChainRow.unit_id).subquery())
     rows = session.scalars(select(AuditChainRow).join(newest, newest.c.id == AuditChainRow.id))
-    return {r.unit_id: {"station_id": r.station_id, "seq": r.seq, "entry_hash": r.entry_hash,
-                        "event": r.event, "at": _time(r.created_at)} for r in rows}
+    return {r.unit_id: ChainLink(r.station_id, r.seq, r.entry_hash, r.event, _time(r.created_at)) for r in rows}

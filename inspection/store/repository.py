@@ -36,6 +36,18 @@ from inspection.rules import roll_up
 from inspection.store import audit
 from inspection.store.db import Database, describe, insert_ignore, open_database
 from inspection.store.evidence import EvidenceStore, LocalEvidenceStore, sha_of_path
+from inspection.store.records import (
+    CALIBRATION_KINDS,
+    UNIT_CLOSED,
+    UNIT_OPEN,
+    CalibrationRecord,
+    FrameRecord,
+    InspectionRecord,
+    ProfileRef,
+    SourceStats,
+    UnitRecord,
+    iso_time,
+)
 from inspection.store.tables.audit import AuditChainRow
 from inspection.store.tables.base import utcnow
 from inspection.store.tables.results import (
@@ -65,8 +77,6 @@ log = logging.getLogger(__name__)
 FAILURE_KEY_PREFIX = "failure:"
 """Prefix of the ``frame_sha256`` key of a frame that could not be read (it has no content to hash)."""
 
-UNIT_OPEN, UNIT_CLOSED = "open", "closed"
-
 
 def frame_key(result: FrameResult) -> str:
     """The value of ``inspections.frame_sha256`` for ``result``.
@@ -85,10 +95,6 @@ def frame_key(result: FrameResult) -> str:
     return FAILURE_KEY_PREFIX + sha256_bytes(text.encode())[: 64 - len(FAILURE_KEY_PREFIX)]
 
 
-def iso_time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def _order_from_row(row: OrderRow) -> Order:
     return Order(id=row.id, customer_ref=row.customer_ref, product=row.product,
                  attributes=dict(row.attributes or {}), due_date=row.due_date, profile=row.profile_name)
@@ -99,11 +105,6 @@ def _profile_from_row(row: ProfileRow) -> InspectionProfile:
         return InspectionProfile.model_validate(row.body)
     except ValueError as e:
         raise StoreError(f"stored profile {row.hash} ({row.name}) no longer validates: {e}") from e
-
-
-def finding_json(d: DetectionRow) -> dict[str, Any]:
-    return {"class": d.class_name, "confidence": d.confidence, "box": [d.x1, d.y1, d.x2, d.y2],
-            "outcome": d.outcome, "rule": d.rule}
 
 
 def findings_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[DetectionRow]]:
@@ -165,11 +166,6 @@ class UnitSummary:
                 "created_at": self.created_at, "closed_at": self.closed_at}
 
 
-def conformance_json(c: ConformanceResultRow) -> dict[str, Any]:
-    return {"kind": c.kind, "name": c.name, "outcome": c.outcome, "measured": c.measured, "expected": c.expected,
-            "tolerance": c.tolerance, "deviation": c.deviation, "reason": c.reason, "values": dict(c.values or {})}
-
-
 def conformance_of(session: Session, inspection_ids: Sequence[int]) -> dict[int, list[ConformanceResultRow]]:
     """The conformance results of many inspections, grouped by inspection id, in rule order."""
     grouped: dict[int, list[ConformanceResultRow]] = defaultdict(list)
@@ -186,9 +182,6 @@ def _conformance_from_row(c: ConformanceResultRow) -> ConformanceResult:
     return ConformanceResult(kind=c.kind, name=c.name, outcome=Verdict(c.outcome), measured=c.measured,
                              expected=c.expected, tolerance=c.tolerance, deviation=c.deviation, reason=c.reason,
                              values=tuple((k, float(v)) for k, v in (c.values or {}).items()))
-
-
-CALIBRATION_KINDS = ("colour", "scale", "label")
 
 
 class ResultsStore(Database):
@@ -374,7 +367,7 @@ class ResultsStore(Database):
                 self.seal(session, units, "sealed")
         return units
 
-    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def chain_links(self, unit_ids: Sequence[str]) -> dict[str, audit.ChainLink]:
         """Each unit's latest link in the chain (station, seq, entry hash): what a certificate cites."""
         with self._session("reading chain links") as session:
             return audit.chain_hash(session, unit_ids)
@@ -617,9 +610,9 @@ class ResultsStore(Database):
                 engine=r.engine, precision=r.precision))
         return histories
 
-    def unit_record(self, unit_id: str) -> dict[str, Any]:
-        """Everything about one unit, JSON-ready: its order, the profile, each frame with its findings,
-        verdict, evidence path and the model that judged it. The answer to "why did unit X fail?"."""
+    def unit_record(self, unit_id: str) -> UnitRecord:
+        """Everything about one unit: its order, the profile, each frame with its findings, verdict, evidence
+        path and the model that judged it. The answer to "why did unit X fail?"."""
         with self._session("reading a unit") as session:
             unit = session.get(UnitRow, unit_id)
             if unit is None:
@@ -630,27 +623,16 @@ class ResultsStore(Database):
                                         .order_by(InspectionRow.captured_at, InspectionRow.id)))
             findings = findings_of(session, [r.id for r in rows])
             measured = conformance_of(session, [r.id for r in rows])
-            frames = [{
-                "id": r.id, "camera_id": r.camera_id, "captured_at": iso_time(r.captured_at),
-                "frame_sha256": r.frame_sha256, "verdict": r.verdict, "reasons": list(r.reasons or ()),
-                "findings": [finding_json(d) for d in findings.get(r.id, [])],
-                "conformance": [conformance_json(c) for c in measured.get(r.id, [])],
-                "model_sha256": r.model_sha256, "engine": r.engine, "precision": r.precision,
-                "profile_hash": r.profile_hash, "error": r.error,
-                "source": r.source, "evidence_path": r.evidence_path, "recorded_at": iso_time(r.created_at),
-            } for r in rows]
-            return {
-                "unit_id": unit.id, "order_id": unit.order_id, "status": unit.status, "verdict": unit.verdict,
-                "reasons": list(unit.reasons or ()), "missing_views": list(unit.missing_views or ()),
-                "complete": unit.complete, "created_at": iso_time(unit.created_at),
-                "closed_at": iso_time(unit.closed_at), "updated_at": iso_time(unit.updated_at),
-                "order": _order_from_row(order).model_dump(mode="json"),
-                "profile": {"name": order.profile_name, "hash": order.profile_hash},
-                "model_sha256s": sorted({r.model_sha256 for r in rows if r.model_sha256}),
-                "frames": frames,
-            }
+            return UnitRecord(
+                unit_id=unit.id, order_id=unit.order_id, status=unit.status, verdict=unit.verdict,
+                reasons=tuple(unit.reasons or ()), missing_views=tuple(unit.missing_views or ()),
+                complete=unit.complete, created_at=iso_time(unit.created_at), closed_at=iso_time(unit.closed_at),
+                updated_at=iso_time(unit.updated_at), order=_order_from_row(order),
+                profile=ProfileRef(order.profile_name, order.profile_hash),
+                model_sha256s=tuple(sorted({r.model_sha256 for r in rows if r.model_sha256})),
+                frames=tuple(FrameRecord.of(r, findings.get(r.id, []), measured.get(r.id, [])) for r in rows))
 
-    def find_inspection(self, unit_id: str, camera_id: str, frame_sha256: str) -> dict[str, Any] | None:
+    def find_inspection(self, unit_id: str, camera_id: str, frame_sha256: str) -> InspectionRecord | None:
         """The recorded judgement of one frame of a unit (the answer to a frame sent twice), or ``None``."""
         with self._session("reading an inspection") as session:
             row = session.scalars(select(InspectionRow).where(
@@ -658,14 +640,8 @@ class ResultsStore(Database):
                 InspectionRow.frame_sha256 == frame_sha256)).first()
             if row is None:
                 return None
-            findings = findings_of(session, [row.id]).get(row.id, [])
-            measured = conformance_of(session, [row.id]).get(row.id, [])
-            return {"id": row.id, "unit_id": row.unit_id, "order_id": row.order_id, "camera_id": row.camera_id,
-                    "captured_at": iso_time(row.captured_at), "frame_sha256": row.frame_sha256,
-                    "verdict": row.verdict, "reasons": list(row.reasons or ()),
-                    "findings": [finding_json(d) for d in findings], "model_sha256": row.model_sha256,
-                    "conformance": [conformance_json(c) for c in measured],
-                    "engine": row.engine, "precision": row.precision, "profile_hash": row.profile_hash}
+            return InspectionRecord.of(row, findings_of(session, [row.id]).get(row.id, []),
+                                       conformance_of(session, [row.id]).get(row.id, []))
 
     def latest_profile(self, name: str) -> tuple[str, InspectionProfile]:
         """The most recently stored version of the profile called ``name``: (hash, profile)."""
@@ -734,17 +710,15 @@ class ResultsStore(Database):
                 frames_dropped=frames_dropped, reconnects=reconnects, last_error=last_error,
                 recorded_at=recorded_at or utcnow()))
 
-    def source_stats(self) -> list[dict[str, Any]]:
+    def source_stats(self) -> list[SourceStats]:
         """The latest snapshot of each (source, camera)."""
         with self._session("reading source stats") as session:
             latest = (select(func.max(SourceStatsRow.id))
                       .group_by(SourceStatsRow.source, SourceStatsRow.camera_id).scalar_subquery())
             rows = session.scalars(select(SourceStatsRow).where(SourceStatsRow.id.in_(latest))
                                    .order_by(SourceStatsRow.source, SourceStatsRow.camera_id))
-            return [{"source": r.source, "camera_id": r.camera_id, "frames_read": r.frames_read,
-                     "frames_failed": r.frames_failed, "frames_dropped": r.frames_dropped,
-                     "reconnects": r.reconnects, "last_error": r.last_error,
-                     "recorded_at": iso_time(r.recorded_at)} for r in rows]
+            return [SourceStats(r.source, r.camera_id, r.frames_read, r.frames_failed, r.frames_dropped,
+                                r.reconnects, r.last_error, iso_time(r.recorded_at)) for r in rows]
 
     # -- analytics ------------------------------------------------------------------------------------
 
@@ -795,7 +769,7 @@ class ResultsStore(Database):
     # -- camera calibration -----------------------------------------------------------------------------
 
     def record_calibration(self, camera_id: str, kind: str, values: Mapping[str, Any], *, actor: str = "",
-                           note: str = "") -> dict[str, Any]:
+                           note: str = "") -> CalibrationRecord:
         """Append a camera calibration (``colour``: ``{"gains": [r, g, b]}``; ``scale``: ``{"px_per_mm": x}``).
 
         Values are checked here, so a bad calibration is refused instead of failing every frame later.
@@ -815,10 +789,9 @@ class ResultsStore(Database):
                                        created_at=utcnow())
             session.add(row)
             session.flush()
-            return {"id": row.id, "camera_id": camera_id, "kind": kind, "values": dict(values),
-                    "actor": actor, "note": note, "created_at": iso_time(row.created_at)}
+            return CalibrationRecord(row.id, camera_id, kind, dict(values), actor, note, iso_time(row.created_at))
 
-    def calibrations(self, camera_id: str | None = None) -> list[dict[str, Any]]:
+    def calibrations(self, camera_id: str | None = None) -> list[CalibrationRecord]:
         """The latest calibration of each (camera, kind), optionally of one camera."""
         with self._session("reading camera calibrations") as session:
             latest = (select(func.max(CameraCalibrationRow.id))
@@ -827,21 +800,21 @@ class ResultsStore(Database):
             if camera_id is not None:
                 query = query.where(CameraCalibrationRow.camera_id == camera_id)
             rows = session.scalars(query.order_by(CameraCalibrationRow.camera_id, CameraCalibrationRow.kind))
-            return [{"id": r.id, "camera_id": r.camera_id, "kind": r.kind, "values": dict(r.values or {}),
-                     "actor": r.actor, "note": r.note, "created_at": iso_time(r.created_at)} for r in rows]
+            return [CalibrationRecord(r.id, r.camera_id, r.kind, dict(r.values or {}), r.actor, r.note,
+                                      iso_time(r.created_at)) for r in rows]
 
     def camera_calibration(self, camera_id: str) -> CameraCalibration | None:
         """The camera's current white balance and scale, or ``None`` when it was never calibrated."""
-        latest = {c["kind"]: c for c in self.calibrations(camera_id)}
+        latest = {c.kind: c for c in self.calibrations(camera_id)}
         if not latest:
             return None
         colour, scale, label = latest.get("colour"), latest.get("scale"), latest.get("label")
         return CameraCalibration(
             camera_id=camera_id,
-            white_balance=WhiteBalance(tuple(colour["values"]["gains"])) if colour else None,
-            scale=Scale(float(scale["values"]["px_per_mm"]), scale["values"].get("method", "")) if scale else None,
-            label=LabelSettings.model_validate(label["values"]) if label else None,
-            details={k: v["id"] for k, v in latest.items()})
+            white_balance=WhiteBalance(tuple(colour.values["gains"])) if colour else None,
+            scale=Scale(float(scale.values["px_per_mm"]), scale.values.get("method", "")) if scale else None,
+            label=LabelSettings.model_validate(dict(label.values)) if label else None,
+            details={k: v.id for k, v in latest.items()})
 
     # -- evidence ---------------------------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ from sqlalchemy import case, exists, func, select, update
 from inspection.errors import InvalidFrameError, NotFoundError
 from inspection.reviews import Disposition, ReviewDecision, ReviewError
 from inspection.store.evidence import EvidenceInfo, EvidenceReader
-from inspection.store.repository import ResultsStore, finding_json, findings_of, iso_time
+from inspection.store.records import StoredFinding, iso_time
+from inspection.store.repository import ResultsStore, findings_of
 from inspection.store.tables.base import utcnow
 from inspection.store.tables.results import InspectionRow, OrderRow, UnitRow
 from inspection.store.tables.reviews import ReviewRow, UnitDispositionRow
@@ -93,6 +94,31 @@ class DispositionRecorded(DispositionRecord):
 
     def to_json(self) -> dict[str, Any]:
         return {**super().to_json(), "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class LatestReview:
+    """The latest review of one inspection with what a dataset build needs of that inspection
+    (``ReviewService.latest_reviews``): its findings, its evidence, unit, order, camera and judging model."""
+
+    review: ReviewRecord
+    order_id: str
+    camera_id: str
+    captured_at: str | None
+    verdict: str
+    model_sha256: str
+    evidence_path: str | None
+    """Where the evidence frame is now when it still exists, else where it was recorded."""
+    evidence_sha256: str | None
+    evidence_exists: bool
+    findings: tuple[StoredFinding, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.review.to_json() | {
+            "order_id": self.order_id, "camera_id": self.camera_id, "captured_at": self.captured_at,
+            "verdict": self.verdict, "model_sha256": self.model_sha256, "evidence_path": self.evidence_path,
+            "evidence_sha256": self.evidence_sha256, "evidence_exists": self.evidence_exists,
+            "findings": [f.to_json() for f in self.findings]}
 
 
 def _check_actor(actor: str) -> str:
@@ -270,7 +296,7 @@ class ReviewService:
                 grouped[row.inspection_id].append(ReviewRecord.of(row))
         return grouped
 
-    def latest_reviews(self, since_id: int = 0) -> list[dict[str, Any]]:
+    def latest_reviews(self, since_id: int = 0) -> list[LatestReview]:
         """The latest decision per inspection, for inspections whose latest review id is above ``since_id``.
 
         Only the latest counts because an operator who changes their mind means the new label. Each row
@@ -289,13 +315,12 @@ class ReviewService:
         out = []
         for review, insp in pairs:
             found = self.evidence_info(insp.evidence_path, insp.evidence_sha256)
-            out.append(ReviewRecord.of(review).to_json() | {
-                "order_id": insp.order_id, "camera_id": insp.camera_id, "captured_at": iso_time(insp.captured_at),
-                "verdict": insp.verdict, "model_sha256": insp.model_sha256,
-                "evidence_path": found.ref if found else insp.evidence_path,
-                "evidence_sha256": insp.evidence_sha256, "evidence_exists": found is not None,
-                "findings": [finding_json(d) for d in findings.get(insp.id, [])],
-            })
+            out.append(LatestReview(
+                ReviewRecord.of(review), order_id=insp.order_id, camera_id=insp.camera_id,
+                captured_at=iso_time(insp.captured_at), verdict=insp.verdict, model_sha256=insp.model_sha256,
+                evidence_path=found.ref if found else insp.evidence_path, evidence_sha256=insp.evidence_sha256,
+                evidence_exists=found is not None,
+                findings=tuple(StoredFinding.of(d) for d in findings.get(insp.id, []))))
         return out
 
     # -- dispositions -----------------------------------------------------------------------------------
@@ -412,4 +437,4 @@ class ReviewService:
         return info
 
 
-__all__ = ["QUEUE_VERDICTS", "ReviewService"]
+__all__ = ["QUEUE_VERDICTS", "LatestReview", "ReviewService"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def review(store: ResultsStore, decision: Decision, *, seq: int, boxes: tuple[Re
 
 
 def by_review(store: ResultsStore, result: ImportResult) -> dict[int, LabeledImage]:
-    rows = {Path(r["evidence_path"]).resolve(): r["id"] for r in ReviewService(store).latest_reviews()}
+    rows = {Path(str(r.evidence_path)).resolve(): r.review.id for r in ReviewService(store).latest_reviews()}
     return {rows[im.path.resolve()]: im for im in result.images}
 
 
@@ -71,14 +72,14 @@ def test_missing_evidence_is_skipped_with_a_reason(store: ResultsStore) -> None:
     kept = review(store, Decision.FALSE_ALARM, seq=1)
     lost = review(store, Decision.CONFIRM, seq=2)
     rows = ReviewService(store).latest_reviews()
-    lost_path = Path(next(r["evidence_path"] for r in rows if r["id"] == lost))
+    lost_path = Path(str(next(r.evidence_path for r in rows if r.review.id == lost)))
     lost_path.unlink()
     result = labeled_samples(ReviewService(store).latest_reviews(), model_classes=())
     assert list(by_review(store, result)) == [kept]
     assert len(result.skipped) == 1
     assert result.skipped[0].path == str(lost_path)
     assert f"review {lost}" in result.skipped[0].reason and "gone" in result.skipped[0].reason
-    unreadable = labeled_samples([{**rows[0], "evidence_path": None}], model_classes=())
+    unreadable = labeled_samples([dataclasses.replace(rows[0], evidence_path=None)], model_classes=())
     assert unreadable.images == () and "no evidence" in unreadable.skipped[0].reason
 
 
@@ -122,7 +123,7 @@ def test_a_changed_mind_replaces_the_label_in_the_child(store: ResultsStore, lib
 def test_nothing_usable_is_an_error_naming_why(store: ResultsStore, library: DatasetLibrary) -> None:
     review(store, Decision.CONFIRM, seq=1)
     for row in ReviewService(store).latest_reviews():
-        Path(row["evidence_path"]).unlink()
+        Path(str(row.evidence_path)).unlink()
     with pytest.raises(DatasetError, match="gone"):
         build_from_reviews(store, library)
     assert library.list() == []

@@ -159,25 +159,21 @@ async def get_profile(profile_hash: str, request: Request,
     return {"hash": profile.content_hash, **profile.canonical()}
 
 
-def unit_full_record(request: Request, unit_id: str) -> dict[str, Any]:
+def unit_full_record(request: Request, unit_id: str) -> UnitRecordOut:
     ctx = context(request)
     ctx.writer.flush(timeout=5)  # frames judged a moment ago are part of the record
     record = ctx.store.unit_record(unit_id)
-    reviews = ctx.reviews.histories([frame["id"] for frame in record["frames"]])
-    for frame in record["frames"]:
-        frame["reviews"] = [r.to_json() for r in reviews[frame["id"]]]
-        frame["evidence_url"] = f"/v1/inspections/{frame['id']}/image" if frame.pop("evidence_path") else None
-    record["dispositions"] = [d.to_json() for d in ctx.reviews.dispositions(unit_id)]
     try:
-        record["profile"]["spec"] = ctx.store.get_profile(record["profile"]["hash"]).canonical()
+        spec: dict[str, Any] | None = ctx.store.get_profile(record.profile.hash).canonical()
     except NotFoundError:
-        record["profile"]["spec"] = None
-    return record
+        spec = None
+    return UnitRecordOut.of(record, ctx.reviews.histories([frame.id for frame in record.frames]),
+                            ctx.reviews.dispositions(unit_id), spec)
 
 
 @router.get("/units/{unit_id:path}", response_model=UnitRecordOut, summary="A unit's full record", responses=ERRORS)
 async def get_unit(unit_id: str, request: Request, _: Annotated[Principal, Depends(READER)],
-                   ) -> dict[str, Any]:
+                   ) -> UnitRecordOut:
     """Every frame with its detections, verdict, reviews, model and profile version; the unit's verdict and
     dispositions."""
     return await run_in_threadpool(unit_full_record, request, unit_id)

@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.http.deps import context, principal_of
 from api.http.routes.orders import unit_full_record
 from api.http.routes.reviews import fresh_queue
+from api.http.schemas import UnitRecordOut
 from api.http.security import CSRF_FIELD, LOGIN_COOKIE, LOGIN_FIELD, csrf_token_for, tokens_match
 from api.services.auth import SESSION_COOKIE, AuthError, Principal, Role
 from inspection.errors import NotFoundError
@@ -264,13 +265,13 @@ async def queue_page(request: Request) -> Response:
 # -- one unit --------------------------------------------------------------------------------------------------
 
 
-def known_classes(request: Request, record: dict[str, Any]) -> list[str]:
+def known_classes(request: Request, record: UnitRecordOut) -> list[str]:
     """The class picker: the model's classes, then any other class seen on this unit (findings, reviews)."""
     batcher = context(request).batcher
     names: list[str] = list(batcher.inspector.detector.class_names) if batcher is not None else []
-    for frame in record["frames"]:
-        seen = [f["class"] for f in frame["findings"]]
-        seen += [str(b[0]) for r in frame["reviews"] for b in r["boxes"] if b]
+    for frame in record.frames:
+        seen = [f.class_ for f in frame.findings]
+        seen += [str(b[0]) for r in frame.reviews for b in r.boxes if b]
         names += seen
     unique: list[str] = []
     for name in names:
@@ -284,28 +285,28 @@ def named_classes(classes: set[str], reasons: list[str]) -> list[str]:
     return sorted(c for c in classes if any(re.search(rf"(?<![\w-]){re.escape(c)}(?![\w-])", r) for r in reasons))
 
 
-def unit_level_classes(record: dict[str, Any]) -> list[str]:
+def unit_level_classes(record: UnitRecordOut) -> list[str]:
     """Classes a unit-level reason names: their boxes are what failed the unit, even where each frame
     passed alone."""
-    found = {f["class"] for frame in record["frames"] for f in frame["findings"]}
-    return named_classes(found, [r for r in record["reasons"] if " on the unit" in r])
+    found = {f.class_ for frame in record.frames for f in frame.findings}
+    return named_classes(found, [r for r in record.reasons if " on the unit" in r])
 
 
-def page_data(record: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+def page_data(record: UnitRecordOut, classes: list[str]) -> dict[str, Any]:
     """What the page's JavaScript needs, and nothing else (no file paths, no hashes)."""
     return {
-        "unit_id": record["unit_id"],
-        "verdict": record["verdict"],
+        "unit_id": record.unit_id,
+        "verdict": record.verdict,
         "unit_level_classes": unit_level_classes(record),
-        "disposition_url": "/v1/units/" + quote(record["unit_id"], safe="") + "/disposition",
+        "disposition_url": "/v1/units/" + quote(record.unit_id, safe="") + "/disposition",
         "classes": classes,
-        "dispositions": record["dispositions"],
-        "frames": [{"id": f["id"], "camera_id": f["camera_id"], "verdict": f["verdict"],
-                    "reasons": f["reasons"], "findings": f["findings"], "evidence_url": f["evidence_url"],
-                    "reviews": f["reviews"],
+        "dispositions": [d.model_dump(mode="json") for d in record.dispositions],
+        "frames": [{"id": f.id, "camera_id": f.camera_id, "verdict": f.verdict, "reasons": f.reasons,
+                    "findings": [x.model_dump(mode="json", by_alias=True) for x in f.findings],
+                    "evidence_url": f.evidence_url, "reviews": [r.model_dump(mode="json") for r in f.reviews],
                     # a count rule can fail a frame whose findings each passed: the classes its reasons name
-                    "reason_classes": named_classes({x["class"] for x in f["findings"]}, f["reasons"])}
-                   for f in record["frames"]],
+                    "reason_classes": named_classes({x.class_ for x in f.findings}, f.reasons)}
+                   for f in record.frames],
     }
 
 
@@ -328,12 +329,12 @@ async def unit_page(unit_id: str, request: Request) -> Response:
     except NotFoundError as e:
         return _page(request, "not_found.html", 404, principal=principal, message=str(e))
     classes = known_classes(request, record)
-    spec = record["profile"].get("spec")
-    flagged = [f for f in record["frames"] if f["verdict"] != "PASS"]
-    unit_level = record["verdict"] in ("FAIL", "REVIEW") and not flagged and bool(record["frames"])
+    spec = record.profile.spec
+    flagged = [f for f in record.frames if f.verdict != "PASS"]
+    unit_level = record.verdict in ("FAIL", "REVIEW") and not flagged and bool(record.frames)
     zone = page_zone(request)
-    due = _day(str(record["order"].get("due_date") or ""))
+    due = record.order.due_date
     overdue = (_today(zone) - due).days if due and due < _today(zone) else 0
-    return _page(request, "unit.html", principal=principal, unit=record, order=record["order"], spec=spec,
+    return _page(request, "unit.html", principal=principal, unit=record, order=record.order, spec=spec,
                  rules=rule_rows(spec), data=page_data(record, classes), classes=classes, zone=zone,
                  unit_level=unit_level, overdue=overdue)

@@ -63,7 +63,7 @@ def test_a_line_survives_a_flaky_database(tmp_path: Path, monkeypatch: pytest.Mo
     assert sorted(v.unit_id for v in verdicts) == sorted(f"U{n}" for n in range(UNITS))
     with ResultsStore.open(settings.resolved_database_url, settings.evidence_dir) as store:
         for n in range(UNITS):
-            record = store.unit_record(f"U{n}")
+            record = store.unit_record(f"U{n}").to_json()
             assert len(record["frames"]) == 2 and record["complete"]
             assert record["verdict"] == ("FAIL" if n % 3 == 0 else "PASS")
 

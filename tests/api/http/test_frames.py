@@ -275,7 +275,7 @@ def test_a_200_means_the_frame_is_already_committed(service: Service) -> None:
         assert answer.status_code == 200
         body = answer.json()
         assert service.ctx.store.find_inspection(body["unit_id"], "top", body["frame_sha256"]) is not None
-        assert service.ctx.store.unit_record(f"U-dur{n}")["verdict"] == body["unit_verdict"]["verdict"]
+        assert service.ctx.store.unit_record(f"U-dur{n}").verdict == body["unit_verdict"]["verdict"]
 
 
 def test_a_failed_commit_is_503_and_its_retry_is_stored_exactly_once(service: Service,

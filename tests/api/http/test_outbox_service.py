@@ -87,10 +87,10 @@ def test_cameras_keep_working_through_a_database_cut(cut_service: tuple[Service,
     assert wait_for(lambda: outbox.backlog() == 0 and not service.ctx.writer.stats.offline), "never replayed"
     assert service.client.get("/readyz").json()["status"] == "ok"
     store = service.ctx.store
-    assert len(store.unit_record("U-cut-1")["frames"]) == 1
-    cut2 = store.unit_record("U-cut-2")
+    assert len(store.unit_record("U-cut-1").frames) == 1
+    cut2 = store.unit_record("U-cut-2").to_json()
     assert len(cut2["frames"]) == 2 and cut2["complete"] and cut2["verdict"] == "PASS"  # re-checked centrally
     again = service.post_frame(jpeg(255, noise=2), unit_id="U-cut-1", key="k-1")
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
-    assert len(store.unit_record("U-cut-1")["frames"]) == 1
+    assert len(store.unit_record("U-cut-1").frames) == 1
     assert service.client.get("/v1/units/U-cut-1", headers=service.auth(Role.OPERATOR)).status_code == 200

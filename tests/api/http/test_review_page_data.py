@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from api.http.routes.web import named_classes, page_data, unit_level_classes
+from api.http.schemas import UnitRecordOut
 
 
-def record(unit_reasons: list[str], frame_reasons: list[str], verdict: str = "FAIL") -> dict[str, Any]:
+def record(unit_reasons: list[str], frame_reasons: list[str], verdict: str = "FAIL") -> UnitRecordOut:
     findings = [{"class": c, "confidence": 0.7, "box": [0, 0, 5, 5], "outcome": "PASS", "rule": ""}
                 for c in ("pitted_surface", "pit", "scratches")]
-    frame = {"id": 1, "camera_id": "top", "verdict": "FAIL" if frame_reasons else "PASS", "reasons": frame_reasons,
-             "findings": findings, "evidence_url": None, "reviews": []}
-    return {"unit_id": "U", "verdict": verdict, "reasons": unit_reasons, "dispositions": [], "frames": [frame]}
+    frame = {"id": 1, "camera_id": "top", "captured_at": None, "frame_sha256": "f" * 64,
+             "verdict": "FAIL" if frame_reasons else "PASS", "reasons": frame_reasons, "findings": findings,
+             "conformance": [], "model_sha256": "", "engine": "", "precision": "", "profile_hash": "", "error": "",
+             "source": "", "recorded_at": None, "evidence_url": None, "reviews": []}
+    order = {"id": "ORD", "customer_ref": "", "product": "", "attributes": {}, "due_date": None, "profile": "p"}
+    return UnitRecordOut.model_validate({
+        "unit_id": "U", "order_id": "ORD", "status": "closed", "verdict": verdict, "reasons": unit_reasons,
+        "missing_views": [], "complete": True, "created_at": None, "closed_at": None, "updated_at": None,
+        "order": order, "profile": {"name": "p", "hash": "h", "spec": None}, "model_sha256s": [],
+        "dispositions": [], "frames": [frame]})
 
 
 @pytest.mark.parametrize(

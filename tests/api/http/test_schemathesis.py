@@ -88,7 +88,7 @@ def test_real_answers_match_the_schema(live_service: LiveService) -> None:
         judged = client.post("/v1/frames", data={"unit_id": "U-1", "order_id": "ORD-1", "camera_id": "top"},
                              files={"image": ("frame.jpg", jpeg(), "image/jpeg")})
         assert judged.status_code == 200, judged.text
-        inspection_id = ctx.store.unit_record("U-1")["frames"][0]["id"]
+        inspection_id = ctx.store.unit_record("U-1").frames[0].id
         profile_hash = ctx.store.get_order("ORD-1")[1].content_hash
     answered: list[tuple[str, str, int]] = []
 

@@ -198,7 +198,7 @@ def test_trigger_edge_cases(name: str, tmp_path: Path) -> None:
         if name == "late frame":
             assert rig.hub.stats()[0].frames_claimed == 0  # the late frame went to no unit
         if name == "double trigger":
-            assert len(rig.store.unit_record("U-dbl")["frames"]) == 1  # judged once
+            assert len(rig.store.unit_record("U-dbl").frames) == 1  # judged once
         if name == "camera reconnect mid-unit":
             side = next(c for c in rig.hub.stats() if c.name == "side")
             assert side.reconnects >= 1 and side.frames_claimed == 1

@@ -32,7 +32,7 @@ def line(db_url: str, tmp_path: Path) -> Iterator[tuple[ResultsStore, str]]:
     closed = store.commit_group([], close_units=["U1", "U2", "U3"]).unit_verdicts  # rolled up, sealed
     assert [closed[u].verdict for u in ("U1", "U2", "U3")] == [Verdict.FAIL, Verdict.FAIL, Verdict.PASS]
     reviews = ReviewService(store)
-    inspection_id = store.unit_record("U1")["frames"][0]["id"]
+    inspection_id = store.unit_record("U1").frames[0].id
     reviews.record(ReviewDecision(inspection_id, Decision.CONFIRM, (), "olga", "real scratch"))
     reviews.set_disposition("U1", "scrap", "olga")
     try:
@@ -59,8 +59,8 @@ def test_an_untouched_line_verifies(line: tuple[ResultsStore, str]) -> None:
     assert report.stations == {"S1": 5} and report.units_checked == 3
     assert store.audit_verify("ORD-2").units_checked == 2
     links = store.chain_links(["U1", "U2"])
-    assert links["U1"]["event"] == "disposition" and links["U1"]["seq"] == 5
-    assert len(links["U2"]["entry_hash"]) == 64
+    assert links["U1"].event == "disposition" and links["U1"].seq == 5
+    assert len(links["U2"].entry_hash) == 64
 
 
 def test_the_chain_records_the_unit_count_failure_on_its_findings(line: tuple[ResultsStore, str]) -> None:
@@ -133,7 +133,7 @@ def test_an_open_unit_with_newer_frames_is_pending_not_broken(line: tuple[Result
     first = result("U5", "ORD-1", "top", seq=30)
     _sha, evidence = store.evidence.put_image(first.frame.image)  # type: ignore[union-attr]
     store.commit_group([first], {0: str(evidence)})  # gloss needs the side view too: open, no verdict yet
-    inspection_id = store.unit_record("U5")["frames"][0]["id"]
+    inspection_id = store.unit_record("U5").frames[0].id
     ReviewService(store).record(ReviewDecision(inspection_id, Decision.CONFIRM, (), "olga"))  # sealed while open
     store.record_frame_results([result("U5", "ORD-1", "side", seq=31)])  # its verdict: on the way
     report = store.audit_verify()

@@ -304,13 +304,13 @@ def test_the_writer_keeps_failing_units_frames_in_s3_and_releases_pass_ones(
     stats = writer.stats
     assert (stats.written, stats.evidence_written, stats.evidence_failures) == (4, 4, 0)
     assert stats.evidence_released >= 1
-    assert s3_results.unit_record("U1")["verdict"] == "FAIL" and s3_results.unit_record("U2")["verdict"] == "PASS"
-    frames = {f["camera_id"]: f for f in s3_results.unit_record("U1")["frames"]}
+    assert s3_results.unit_record("U1").verdict == "FAIL" and s3_results.unit_record("U2").verdict == "PASS"
+    frames = {f["camera_id"]: f for f in s3_results.unit_record("U1").to_json()["frames"]}
     assert isinstance(failed.frame, Frame)
     sha = failed.frame.sha256
     assert frames["top"]["evidence_path"] == f"s3://{s3_bucket}/line-1/{sha[:2]}/{sha}"
     assert len(object_keys(s3_server, s3_bucket)) == 2  # U1's two views; U2 (PASS) released
-    assert s3_results.unit_record("U2")["frames"][0]["evidence_path"] is None
+    assert s3_results.unit_record("U2").frames[0].evidence_path is None
 
     service = ReviewService(s3_results)
     inspection = int(frames["top"]["id"])
@@ -318,7 +318,7 @@ def test_the_writer_keeps_failing_units_frames_in_s3_and_releases_pass_ones(
         assert reader.read_all() == failed.frame.data
     service.record(ReviewDecision(inspection, Decision.CONFIRM, actor="ana"))  # reads the frame size from S3
     [row] = service.latest_reviews()
-    assert row["evidence_exists"] and row["evidence_path"].startswith("s3://")
+    assert row.evidence_exists and row.evidence_path is not None and row.evidence_path.startswith("s3://")
     library = DatasetLibrary(tmp_path / "datasets")
     built = build_from_reviews_report(s3_results, library, model_classes=("scratch",))
     [entry] = built.snapshot.entries

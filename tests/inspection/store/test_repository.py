@@ -130,7 +130,7 @@ def test_distinct_failures_are_kept_and_replayed_ones_are_not(store: ResultsStor
     verdicts = store.frame_verdicts("U1")
     assert [v.error for v in verdicts] == ["truncated JPEG"] * 2
     assert all(v.frame_sha256 == "" for v in verdicts)
-    assert all(f["frame_sha256"].startswith(FAILURE_KEY_PREFIX) for f in store.unit_record("U1")["frames"])
+    assert all(f["frame_sha256"].startswith(FAILURE_KEY_PREFIX) for f in store.unit_record("U1").to_json()["frames"])
 
 
 def test_unknown_order_or_conflicting_unit_writes_nothing(store: ResultsStore) -> None:
@@ -165,7 +165,7 @@ def test_unit_record_round_trip(store: ResultsStore) -> None:
               result("U1", camera="side", seq=2)]
     store.record_frame_results(frames, {0: "/evidence/ab/" + "ab" * 32 + ".jpg"})
     store.commit_group([], close_units=["U1"])  # rolled up from the frames, under the unit's lock
-    record = store.unit_record("U1")
+    record = store.unit_record("U1").to_json()
     assert (record["unit_id"], record["order_id"], record["status"], record["verdict"]) == \
         ("U1", "ORD-1", "closed", "FAIL")
     assert record["reasons"] == ["scratch -> FAIL"] and record["complete"] is True
@@ -186,13 +186,13 @@ def test_unit_record_round_trip(store: ResultsStore) -> None:
 def test_a_late_view_rolls_a_closed_unit_up_again_and_never_reopens_it(store: ResultsStore) -> None:
     store.import_order_book(standard_book())
     store.record_frame_results([result("U1", camera="top", seq=1)])
-    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("open", None)
+    assert (store.unit_record("U1").status, store.unit_record("U1").verdict) == ("open", None)
     closed = store.commit_group([], close_units=["U1"]).unit_verdicts["U1"]
     assert (closed.verdict, closed.missing_views, closed.complete) == (Verdict.REVIEW, ("side",), False)
-    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("closed", "REVIEW")
+    assert (store.unit_record("U1").status, store.unit_record("U1").verdict) == ("closed", "REVIEW")
     late = store.commit_group([result("U1", camera="side", seq=2)]).unit_verdicts["U1"]
     assert (late.verdict, late.complete) == (Verdict.PASS, True)
-    assert (store.unit_record("U1")["status"], store.unit_record("U1")["verdict"]) == ("closed", "PASS")
+    assert (store.unit_record("U1").status, store.unit_record("U1").verdict) == ("closed", "PASS")
     with pytest.raises(ConflictError):
         store.commit_group([result("U1", "ORD-2", camera="top", seq=3, profile=RUSTIC)])
 
@@ -240,7 +240,7 @@ def test_source_stats_keep_history_and_show_the_latest(store: ResultsStore) -> N
                               last_error="timeout")
     store.record_source_stats("folder:/in", "side", frames_read=5, frames_failed=1)
     latest = store.source_stats()
-    assert [(s["source"], s["frames_read"], s["last_error"]) for s in latest] == \
+    assert [(s.source, s.frames_read, s.last_error) for s in latest] == \
         [("folder:/in", 5, ""), ("rtsp://cam1", 20, "timeout")]
 
 
@@ -269,7 +269,7 @@ def test_a_unit_count_failure_is_stored_on_its_findings(store: ResultsStore) -> 
               for i, cam in enumerate(("top", "side"))]
     uv = store.commit_group(frames).unit_verdicts["U7"]  # rolled up in the same transaction
     assert uv.verdict is Verdict.FAIL
-    record = store.unit_record("U7")
+    record = store.unit_record("U7").to_json()
     outcomes = [f["outcome"] for fr in record["frames"] for f in fr["findings"]]
     assert outcomes == ["FAIL"] * 4
     assert all("4 dent on the unit, 3 tolerated" in f["rule"] for fr in record["frames"] for f in fr["findings"])
@@ -289,7 +289,7 @@ def test_conformance_results_and_calibrations_round_trip(store: ResultsStore) ->
     r = type(r)(r.frame, r.detections, replace(r.verdict, verdict=Verdict.FAIL, reasons=(measured.reason,),
                                                conformance=(measured,)))
     store.record_frame_results([r])
-    stored = store.unit_record("U9")["frames"][0]["conformance"]
+    stored = store.unit_record("U9").to_json()["frames"][0]["conformance"]
     assert stored == [measured.to_json()]
     assert store.frame_verdicts("U9")[0].conformance == (measured,)
     assert store.camera_calibration("top") is None

@@ -44,7 +44,7 @@ def add_inspection(store: ResultsStore, unit: str = "U1", order_id: str = "ORD-1
         _sha, path = store.evidence.put_file(evidence_png(seq), ".png")
         paths = {0: str(path)}
     assert store.record_frame_results([res], paths) == 1
-    frames = store.unit_record(unit)["frames"]
+    frames = store.unit_record(unit).to_json()["frames"]
     return int(next(f["id"] for f in frames if f["frame_sha256"] == res.verdict.frame_sha256))
 
 
@@ -87,7 +87,7 @@ def test_every_changed_decision_is_kept(service: ReviewService) -> None:
     assert len(set(ids)) == 6
     assert [r.id for r in service.history(inspection)] == ids
     latest = service.latest_reviews()
-    assert [(r["id"], r["decision"], r["actor"]) for r in latest] == [(ids[-1], "confirm", "ana")]
+    assert [(r.review.id, r.review.decision, r.review.actor) for r in latest] == [(ids[-1], "confirm", "ana")]
 
 
 def test_concurrent_identical_clicks_insert_one_row(service: ReviewService) -> None:
@@ -151,7 +151,7 @@ def test_a_box_on_the_frame_border_is_inside(service: ReviewService) -> None:
 
 def test_a_frame_without_readable_evidence_cannot_be_labeled(service: ReviewService, tmp_path: Path) -> None:
     gone = add_inspection(service.store, seq=1)
-    path = Path(service.store.unit_record("U1")["frames"][0]["evidence_path"])
+    path = Path(service.store.unit_record("U1").frames[0].evidence_path)
     path.unlink()
     with pytest.raises(ReviewError, match="gone"):
         service.record(ReviewDecision(gone, Decision.FALSE_ALARM, actor="ana"))
@@ -159,7 +159,7 @@ def test_a_frame_without_readable_evidence_cannot_be_labeled(service: ReviewServ
     with pytest.raises(ReviewError, match="gone"):
         service.record(ReviewDecision(never, Decision.CONFIRM, actor="ana"))
     broken = add_inspection(service.store, "U2", "ORD-2", seq=3)
-    broken_path = Path(service.store.unit_record("U2")["frames"][0]["evidence_path"])
+    broken_path = Path(service.store.unit_record("U2").frames[0].evidence_path)
     broken_path.write_bytes(b"not an image")
     with pytest.raises(ReviewError, match="does not decode"):
         service.record(ReviewDecision(broken, Decision.CONFIRM, actor="ana"))
@@ -172,15 +172,15 @@ def test_latest_reviews_carry_what_a_dataset_needs(service: ReviewService) -> No
     r1 = service.record(ReviewDecision(first, Decision.CONFIRM, actor="ana"))
     r2 = service.record(ReviewDecision(second, Decision.FALSE_ALARM, actor="ana"))
     rows = service.latest_reviews()
-    assert [r["id"] for r in rows] == [r1.id, r2.id]
-    row = rows[0]
+    assert [r.review.id for r in rows] == [r1.id, r2.id]
+    row = rows[0].to_json()
     assert (row["unit_id"], row["order_id"], row["camera_id"], row["verdict"]) == ("U1", "ORD-1", "top", "FAIL")
     assert row["model_sha256"] == "m" * 64
     assert row["evidence_exists"] and Path(row["evidence_path"]).is_file()
     assert [(f["class"], f["outcome"]) for f in row["findings"]] == [("scratch", "FAIL"), ("dent", "REVIEW")]
     assert service.latest_reviews(since_id=r1.id) == rows[1:]
     r3 = service.record(ReviewDecision(first, Decision.FALSE_ALARM, actor="bob"))  # a changed mind moves it on
-    assert [r["id"] for r in service.latest_reviews(since_id=r2.id)] == [r3.id]
+    assert [r.review.id for r in service.latest_reviews(since_id=r2.id)] == [r3.id]
     with pytest.raises(ReviewError):
         service.latest_reviews(since_id=-1)
 

@@ -121,7 +121,7 @@ def test_unit_verdicts_are_rolled_up_in_the_store_and_told_after_commit(ready: R
         side = writer.submit(result("U1", camera="side", seq=2)).result(timeout=10)
     assert side.unit_verdict is not None and side.unit_verdict.verdict is Verdict.FAIL
     assert side.unit_verdict.complete and len(side.unit_verdict.frames) == 2
-    record = ready.unit_record("U1")
+    record = ready.unit_record("U1").to_json()
     assert (record["verdict"], record["status"], record["complete"]) == ("FAIL", "closed", True)
     assert [u.verdict for u in sink.units] == [Verdict.FAIL]
     assert len(sink.frames) == 2 and all(sink.recorded_when_told)
@@ -146,7 +146,7 @@ def test_close_unit_names_missing_views(ready: ResultsStore) -> None:
         with pytest.raises(Exception, match="no record"):
             unknown.result(timeout=10)
     assert verdict.missing_views == ("side",) and not verdict.complete and verdict.verdict is not Verdict.PASS
-    assert ready.unit_record("U1")["status"] == "closed"
+    assert ready.unit_record("U1").status == "closed"
 
 
 def test_flush_and_close(ready: ResultsStore) -> None:
@@ -175,7 +175,7 @@ def test_every_frame_of_a_unit_that_is_not_pass_is_kept(ready: ResultsStore, wit
             writer.submit(item)
     files = evidence_files(ready)
     assert sorted(p.suffix for p in files) == [".png" if with_bytes else ".jpg"] * 2
-    frames = {f["camera_id"]: f for f in ready.unit_record("U1")["frames"]}
+    frames = {f["camera_id"]: f for f in ready.unit_record("U1").to_json()["frames"]}
     fail_path = Path(frames["top"]["evidence_path"])
     assert fail_path in files and Path(frames["side"]["evidence_path"]) in files
     if with_bytes:
@@ -192,8 +192,8 @@ def test_pass_units_release_their_frames(ready: ResultsStore, keep_pass: bool, f
         writer.submit(result("U1", camera="top", seq=1))
         writer.submit(result("U1", camera="side", seq=2))
     assert len(evidence_files(ready)) == files_left
-    assert ready.unit_record("U1")["verdict"] == "PASS"
-    assert all((f["evidence_path"] is not None) is keep_pass for f in ready.unit_record("U1")["frames"])
+    assert ready.unit_record("U1").verdict == "PASS"
+    assert all((f["evidence_path"] is not None) is keep_pass for f in ready.unit_record("U1").to_json()["frames"])
 
 
 def test_a_file_shared_with_a_failing_unit_survives_a_pass_release(ready: ResultsStore) -> None:
@@ -201,7 +201,7 @@ def test_a_file_shared_with_a_failing_unit_survives_a_pass_release(ready: Result
         writer.submit(result("U1", camera="top", seq=1, verdict=Verdict.FAIL, findings=[finding()], with_bytes=True))
         writer.submit(result("U2", camera="top", seq=1, with_bytes=True))  # same bytes, PASS unit
         writer.submit(result("U2", camera="side", seq=2, with_bytes=True))
-    assert ready.unit_record("U2")["verdict"] == "PASS"
+    assert ready.unit_record("U2").verdict == "PASS"
     assert len(evidence_files(ready)) == 1
 
 
