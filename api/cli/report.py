@@ -42,7 +42,7 @@ def report(
     and a shift (hours in QC_TIMEZONE, else the machine's zone). With --plot/--csv: the QC analytics (Pareto,
     first-pass yield, p-charts per line/camera/shift, rates, REVIEW overturn rate) of the window."""
     from api.composition import open_store
-    from inspection.store.shift_report import ReportFilter, parse_shift, shift_report
+    from inspection.store.shift_report import COUNT_COLUMNS, ReportFilter, parse_shift, shift_report
 
     if ctx.invoked_subcommand is not None:
         return
@@ -59,29 +59,28 @@ def report(
     with open_store(settings) as store:
         data = shift_report(store, filt)
     if as_json:
-        print_json(data)
+        print_json(data.to_json())
         return
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
-    columns = ("units", "PASS", "REVIEW", "FAIL", "open", "release", "rework", "scrap", "awaiting_disposition")
-    per_order = Table("order", "customer", *(c.replace("awaiting_disposition", "to decide") for c in columns),
+    per_order = Table("order", "customer", *(c.replace("awaiting_disposition", "to decide") for c in COUNT_COLUMNS),
                       "first-pass yield", "final yield", title="per order")
-    for r in data["per_order"]:
-        per_order.add_row(r["order_id"], r.get("customer_ref", ""), *(str(r[k]) for k in columns),
-                          pct(r["first_pass_yield"]), pct(r["final_yield"]))
-    t = data["total"]
-    per_order.add_row("[bold]total[/]", "", *(f"[bold]{t[k]}[/]" for k in columns),
-                      f"[bold]{pct(t['first_pass_yield'])}[/]", f"[bold]{pct(t['final_yield'])}[/]")
+    for r in data.per_order:
+        per_order.add_row(r.order_id, r.customer_ref, *(str(n) for n in r.counts.counts),
+                          pct(r.counts.first_pass_yield), pct(r.counts.final_yield))
+    t = data.total
+    per_order.add_row("[bold]total[/]", "", *(f"[bold]{n}[/]" for n in t.counts),
+                      f"[bold]{pct(t.first_pass_yield)}[/]", f"[bold]{pct(t.final_yield)}[/]")
     per_class = Table("defect class", "counted", "uncertain", "frames", "units", title="per defect class")
-    for r in data["per_class"]:
-        per_class.add_row(r["class"], *(str(r[k]) for k in ("counted", "uncertain", "frames", "units")))
-    f = data["filter"]
-    scope = ", ".join(x for x in (f"since {f['since']}" if f["since"] else "",
-                                  f"until {f['until']}" if f["until"] else "",
-                                  f"cameras {', '.join(f['cameras'])}" if f["cameras"] else "",
-                                  f"shift {f['shift']} ({f['timezone']})" if f["shift"] else "") if x)
+    for c in data.per_class:
+        per_class.add_row(c.class_name, *(str(n) for n in (c.counted, c.uncertain, c.frames, c.units)))
+    f = data.filter
+    scope = ", ".join(x for x in (f"since {f.since.isoformat()}" if f.since else "",
+                                  f"until {f.until.isoformat()}" if f.until else "",
+                                  f"cameras {', '.join(f.cameras)}" if f.cameras else "",
+                                  f"shift {f.shift_hours} ({f.tz})" if f.shift else "") if x)
     out.print(f"report: {scope or 'everything recorded'}")
     out.print(per_order, per_class)
 

@@ -26,9 +26,10 @@ from inspection.identity import identify
 from inspection.ids import check_identifier
 from inspection.imageio import DEFAULT_LONG_SIDE, decode
 from inspection.pipeline import FrameOutcome, FrameStatus
+from inspection.store.records import InspectionRecord, StoredConformance, StoredFinding
 from inspection.store.repository import ResultsStore
 from inspection.store.writer import BatchedResultWriter, NotRecordedError
-from inspection.types import Frame, UnitVerdict
+from inspection.types import ConformanceResult, DefectFinding, Detections, Frame, UnitVerdict
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +99,89 @@ def unit_verdict_json(uv: UnitVerdict) -> dict[str, Any]:
             "missing_views": list(uv.missing_views), "complete": uv.complete, "frames": len(uv.frames)}
 
 
-def outcome_json(outcome: FrameOutcome, unit_verdict: UnitVerdict | None) -> dict[str, Any]:
-    """The answer to a judged, committed frame; ``unit_verdict`` is the store's roll-up if this frame changed it."""
-    assert outcome.result is not None and outcome.result.detections is not None
-    v = outcome.result.verdict
-    return {
-        "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
-        "captured_at": v.captured_at.isoformat(), "frame_sha256": v.frame_sha256, "verdict": v.verdict.value,
-        "reasons": list(v.reasons), "detections": outcome.result.detections.to_list(),
-        "findings": [f.to_json() for f in v.findings],
-        "conformance": [c.to_json() for c in v.conformance],
-        "model_sha256": v.model_sha256, "profile_hash": v.profile_hash, "duplicate": False,
-        "unit_verdict": unit_verdict_json(unit_verdict) if unit_verdict else None,
-    }
+@dataclass(frozen=True)
+class AnsweredDetection:
+    """One thing the model saw, as the answer carries it."""
+
+    class_name: str
+    confidence: float
+    box: tuple[float, float, float, float]
+    """``(x1, y1, x2, y2)`` in pixels of the uploaded image."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.class_name, "confidence": self.confidence, "box": list(self.box)}
+
+
+def answered_detections(detections: Detections) -> tuple[AnsweredDetection, ...]:
+    """The model's rows as ``Detections.to_list`` rounds them (confidence to 4 places, the box to 0.1 px)."""
+    rows = []
+    for i in range(len(detections)):
+        x1, y1, x2, y2 = (round(float(v), 1) for v in detections.xyxy[i])
+        rows.append(AnsweredDetection(detections.class_name(i), round(float(detections.confidence[i]), 4),
+                                      (x1, y1, x2, y2)))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class FrameAnswer:
+    """The answer to one frame: judged now (``duplicate`` false: the verdict just committed, with the unit's
+    roll-up when this frame changed it, and ``queued`` when it went to the outbox), or judged before
+    (``duplicate``: read back from its record, values as stored, no roll-up)."""
+
+    unit_id: str
+    order_id: str
+    camera_id: str
+    captured_at: str | None
+    """As recorded (ISO text); a judged frame always has it."""
+    frame_sha256: str
+    verdict: str
+    reasons: tuple[str, ...]
+    detections: tuple[AnsweredDetection, ...]
+    findings: tuple[DefectFinding | StoredFinding, ...]
+    conformance: tuple[ConformanceResult | StoredConformance, ...]
+    model_sha256: str
+    profile_hash: str
+    duplicate: bool = False
+    unit_verdict: UnitVerdict | None = None
+    queued: bool = False
+
+    def __post_init__(self) -> None:
+        if self.duplicate and (self.unit_verdict is not None or self.queued):
+            raise ValueError("a duplicate frame's answer is its record: no unit roll-up, never queued")
+
+    @classmethod
+    def judged(cls, outcome: FrameOutcome, unit_verdict: UnitVerdict | None, *, queued: bool = False) -> FrameAnswer:
+        """A judged, committed frame; ``unit_verdict`` is the store's roll-up if this frame changed it."""
+        assert outcome.result is not None and outcome.result.detections is not None
+        v = outcome.result.verdict
+        return cls(v.unit_id, v.order_id, v.camera_id, v.captured_at.isoformat(), v.frame_sha256, v.verdict.value,
+                   tuple(v.reasons), answered_detections(outcome.result.detections), tuple(v.findings),
+                   tuple(v.conformance), v.model_sha256, v.profile_hash, unit_verdict=unit_verdict, queued=queued)
+
+    @classmethod
+    def recorded(cls, row: InspectionRecord) -> FrameAnswer:
+        """A frame judged before, as its record has it (the detections are its findings' boxes)."""
+        return cls(row.unit_id, row.order_id, row.camera_id, row.captured_at, row.frame_sha256, row.verdict,
+                   row.reasons, tuple(AnsweredDetection(f.class_name, f.confidence, f.box) for f in row.findings),
+                   row.findings, row.conformance, row.model_sha256, row.profile_hash, duplicate=True)
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer's body, in the key order each kind of answer has always had (a duplicate's follows its
+        record)."""
+        head = {"unit_id": self.unit_id, "order_id": self.order_id, "camera_id": self.camera_id,
+                "captured_at": self.captured_at, "frame_sha256": self.frame_sha256, "verdict": self.verdict,
+                "reasons": list(self.reasons)}
+        detections = [d.to_json() for d in self.detections]
+        findings = [f.to_json() for f in self.findings]
+        conformance = [c.to_json() for c in self.conformance]
+        if self.duplicate:
+            return {**head, "model_sha256": self.model_sha256, "profile_hash": self.profile_hash,
+                    "conformance": conformance, "detections": detections, "findings": findings, "duplicate": True,
+                    "unit_verdict": None}
+        body = {**head, "detections": detections, "findings": findings, "conformance": conformance,
+                "model_sha256": self.model_sha256, "profile_hash": self.profile_hash, "duplicate": False,
+                "unit_verdict": unit_verdict_json(self.unit_verdict) if self.unit_verdict else None}
+        return {**body, "queued": True} if self.queued else body
 
 
 def decode_long_side(detector: object) -> int:
@@ -148,7 +219,7 @@ class FrameService:
                      idempotency_key: str | None) -> tuple[StoredAnswer, bool]:
         """Judge the frame; returns the answer and whether it was replayed from an earlier request."""
         if idempotency_key is None:
-            return StoredAnswer(200, await self._judge(request, principal)), False
+            return StoredAnswer(200, (await self._judge(request, principal)).to_json()), False
         store: IdempotencyStore = self.ctx.idempotency
         key = IdempotencyStore.check_key(idempotency_key)
         scope = f"key:{principal.key_id}"
@@ -165,7 +236,7 @@ class FrameService:
         future = store.begin(scope, key, fingerprint)  # no await between this check and this claim
         try:
             try:
-                answer = StoredAnswer(200, await self._judge(request, principal))
+                answer = StoredAnswer(200, (await self._judge(request, principal)).to_json())
             except QCError as exc:
                 future.set_exception(exc)
                 future.exception()  # retrieved: no "never retrieved" warning when nobody raced this request
@@ -176,7 +247,7 @@ class FrameService:
         finally:
             store.end(scope, key)
 
-    async def _judge(self, request: FrameRequest, principal: Principal) -> dict[str, Any]:
+    async def _judge(self, request: FrameRequest, principal: Principal) -> FrameAnswer:
         batcher = self.ctx.require_batcher()
         with batcher.arriving():
             limits = self.ctx.settings
@@ -206,10 +277,10 @@ class FrameService:
         # camera's retry (same Idempotency-Key) is judged and stored exactly once.
         committed = await asyncio.wrap_future(outcome.committed)
         if committed.queued:  # in the outbox: what this station knows now, re-checked centrally on replay
-            return {**outcome_json(outcome, committed.unit_verdict), "queued": True}
+            return FrameAnswer.judged(outcome, committed.unit_verdict, queued=True)
         if not committed.inserted:  # another process (or an earlier try) recorded this very frame first
             return await anyio.to_thread.run_sync(self._recorded, frame)
-        return outcome_json(outcome, committed.unit_verdict)
+        return FrameAnswer.judged(outcome, committed.unit_verdict)
 
     def _identify(self, image: Any, camera_id: str, order_id: str) -> tuple[str, str]:
         """Unit from the label; order as sent, else from the label, else from the order book. A label whose
@@ -221,17 +292,12 @@ class FrameService:
         # a label is client input like a form field: the same look-alike and length checks apply
         return check_identifier("unit_id", unit_id), check_identifier("order_id", resolved)
 
-    def _recorded(self, frame: Frame) -> dict[str, Any]:
+    def _recorded(self, frame: Frame) -> FrameAnswer:
         self.ctx.writer.flush(timeout=10)  # the first copy of this frame may still be in a group commit
         row = self.ctx.store.find_inspection(frame.unit_id, frame.camera_id, frame.sha256)
         if row is None:
             raise NotRecordedError(f"this frame of unit {frame.unit_id} was judged moments ago but its record is "
                                    "not committed (yet): retry shortly")
-        recorded = row.to_json()
-        return {**{k: recorded[k] for k in ("unit_id", "order_id", "camera_id", "captured_at", "frame_sha256",
-                                            "verdict", "reasons", "model_sha256", "profile_hash", "conformance")},
-                "detections": [{"class": f.class_name, "confidence": f.confidence, "box": list(f.box)}
-                               for f in row.findings],
-                "findings": recorded["findings"], "duplicate": True, "unit_verdict": None}
+        return FrameAnswer.recorded(row)
 
 

@@ -232,6 +232,71 @@ class SourceStats:
                 "reconnects": self.reconnects, "last_error": self.last_error, "recorded_at": self.recorded_at}
 
 
+def check_counts(what: str, **counts: int) -> None:
+    """A count read back below zero means the query, not the line, is wrong."""
+    negative = {name: n for name, n in counts.items() if n < 0}
+    if negative:
+        raise StoreError(f"{what} has negative counts {negative}")
+
+
+@dataclass(frozen=True)
+class ClassFindings:
+    """Findings of one defect class in a report: those the order's rule decided (``counted``: outcome PASS or
+    FAIL), those in its review band (``uncertain``: outcome REVIEW), and how many frames and units they were
+    found on."""
+
+    class_name: str
+    counted: int
+    uncertain: int
+    frames: int
+    units: int
+
+    def __post_init__(self) -> None:
+        check_counts(f"the findings of class {self.class_name!r}", counted=self.counted, uncertain=self.uncertain,
+                     frames=self.frames, units=self.units)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"class": self.class_name, "counted": self.counted, "uncertain": self.uncertain,
+                "frames": self.frames, "units": self.units}
+
+
+@dataclass(frozen=True)
+class OrderVerdicts:
+    """One order's units and their verdicts (``ResultsStore.report``)."""
+
+    order_id: str
+    customer_ref: str
+    units: int
+    passed: int
+    """Units whose verdict is PASS."""
+    review: int
+    """Units whose verdict is REVIEW."""
+    failed: int
+    """Units whose verdict is FAIL."""
+    open: int
+    """Units still open (with or without a verdict so far)."""
+
+    def __post_init__(self) -> None:
+        check_counts(f"order {self.order_id!r}", units=self.units, passed=self.passed, review=self.review,
+                     failed=self.failed, open=self.open)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "customer_ref": self.customer_ref, "units": self.units,
+                "PASS": self.passed, "REVIEW": self.review, "FAIL": self.failed, "open": self.open}
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """Counts over everything recorded (``ResultsStore.report``): per order by id, per defect class by name.
+    The shift report with filters, dispositions and yields is ``inspection.store.shift_report``."""
+
+    per_order: tuple[OrderVerdicts, ...]
+    per_class: tuple[ClassFindings, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"per_order": [r.to_json() for r in self.per_order], "per_class": [r.to_json() for r in self.per_class]}
+
+
 CALIBRATION_KINDS = ("colour", "scale", "label")
 
 
@@ -258,5 +323,6 @@ class CalibrationRecord:
                 "actor": self.actor, "note": self.note, "created_at": self.created_at}
 
 
-__all__ = ["CALIBRATION_KINDS", "UNIT_CLOSED", "UNIT_OPEN", "CalibrationRecord", "FrameRecord", "InspectionRecord",
-           "ProfileRef", "SourceStats", "StoredConformance", "StoredFinding", "UnitRecord", "iso_time"]
+__all__ = ["CALIBRATION_KINDS", "UNIT_CLOSED", "UNIT_OPEN", "CalibrationRecord", "ClassFindings", "FrameRecord",
+           "InspectionRecord", "OrderVerdicts", "ProfileRef", "SourceStats", "StoreReport", "StoredConformance",
+           "StoredFinding", "UnitRecord", "check_counts", "iso_time"]

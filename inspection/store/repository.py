@@ -41,10 +41,13 @@ from inspection.store.records import (
     UNIT_CLOSED,
     UNIT_OPEN,
     CalibrationRecord,
+    ClassFindings,
     FrameRecord,
     InspectionRecord,
+    OrderVerdicts,
     ProfileRef,
     SourceStats,
+    StoreReport,
     UnitRecord,
     iso_time,
 )
@@ -668,8 +671,8 @@ class ResultsStore(Database):
 
     # -- reporting --------------------------------------------------------------------------------------
 
-    def report(self) -> dict[str, list[dict[str, Any]]]:
-        """Counts for the shift report.
+    def report(self) -> StoreReport:
+        """Counts over everything recorded.
 
         ``per_order``: order id, customer_ref, units, PASS/REVIEW/FAIL unit verdicts, open units.
         ``per_class``: per defect class, findings that counted (``counted``) or were uncertain
@@ -693,12 +696,10 @@ class ResultsStore(Database):
                        func.count(distinct(InspectionRow.unit_id)))
                 .join(InspectionRow, InspectionRow.id == DetectionRow.inspection_id)
                 .group_by(DetectionRow.class_name).order_by(DetectionRow.class_name)).all()
-        return {
-            "per_order": [{"order_id": r[0], "customer_ref": r[1], "units": int(r[2]), "PASS": int(r[3]),
-                           "REVIEW": int(r[4]), "FAIL": int(r[5]), "open": int(r[6])} for r in per_order],
-            "per_class": [{"class": r[0], "counted": int(r[1]), "uncertain": int(r[2]), "frames": int(r[3]),
-                           "units": int(r[4])} for r in per_class],
-        }
+        return StoreReport(
+            per_order=tuple(OrderVerdicts(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]))
+                            for r in per_order),
+            per_class=tuple(ClassFindings(r[0], int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in per_class))
 
     def record_source_stats(self, source: str, camera_id: str, *, frames_read: int = 0,
                             frames_failed: int = 0, frames_dropped: int = 0, reconnects: int = 0,

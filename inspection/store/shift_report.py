@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from inspection.errors import QCError
+from inspection.store.records import ClassFindings, check_counts
 from inspection.store.repository import UNIT_OPEN, ResultsStore
 from inspection.store.tables.results import DetectionRow, InspectionRow, OrderRow, UnitRow
 from inspection.store.tables.reviews import UnitDispositionRow
@@ -57,10 +58,15 @@ class ReportFilter:
     def active(self) -> bool:
         return bool(self.since or self.until or self.cameras or self.shift)
 
-    def describe(self) -> dict[str, Any]:
+    @property
+    def shift_hours(self) -> str | None:
+        """The shift as it was given: ``"06-14"``."""
+        return f"{self.shift[0]:02d}-{self.shift[1]:02d}" if self.shift else None
+
+    def to_json(self) -> dict[str, Any]:
         return {"since": self.since.isoformat() if self.since else None,
                 "until": self.until.isoformat() if self.until else None, "cameras": list(self.cameras),
-                "shift": f"{self.shift[0]:02d}-{self.shift[1]:02d}" if self.shift else None, "timezone": str(self.tz)}
+                "shift": self.shift_hours, "timezone": str(self.tz)}
 
 
 def _chunks(ids: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -72,7 +78,86 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def shift_report(store: ResultsStore, filt: ReportFilter | None = None) -> dict[str, Any]:
+COUNT_COLUMNS = ("units", Verdict.PASS.value, Verdict.REVIEW.value, Verdict.FAIL.value, "open", *DISPOSITIONS,
+                 "awaiting_disposition")
+"""The names of ``YieldCounts.counts``, as its JSON keys and the CLI's columns say them."""
+
+
+@dataclass(frozen=True)
+class YieldCounts:
+    """Units of one order (or of all of them) in the shift report: their verdicts, the open ones, the latest
+    dispositions, flagged units not yet dispositioned, and the yields (``None`` while no unit is judged)."""
+
+    units: int
+    passed: int
+    """Units whose verdict is PASS."""
+    review: int
+    """Units whose verdict is REVIEW."""
+    failed: int
+    """Units whose verdict is FAIL."""
+    open: int
+    release: int
+    """Units whose latest disposition is ``release`` (likewise ``rework`` and ``scrap``)."""
+    rework: int
+    scrap: int
+    awaiting_disposition: int
+    """REVIEW or FAIL units without a disposition yet."""
+    first_pass_yield: float | None
+    """PASS units / judged units, to 4 places."""
+    final_yield: float | None
+    """Shipped units (PASS and not sent to rework or scrap, or released) / judged units, to 4 places."""
+
+    def __post_init__(self) -> None:
+        check_counts("a shift report row", units=self.units, passed=self.passed, review=self.review,
+                     failed=self.failed, open=self.open, release=self.release, rework=self.rework, scrap=self.scrap,
+                     awaiting_disposition=self.awaiting_disposition)
+
+    @classmethod
+    def of(cls, c: Counter[str]) -> YieldCounts:
+        """From the counters ``shift_report`` keeps per order (``judged`` and ``shipped`` give the yields)."""
+        return cls(c["units"], c[Verdict.PASS.value], c[Verdict.REVIEW.value], c[Verdict.FAIL.value], c["open"],
+                   c["release"], c["rework"], c["scrap"], c["awaiting_disposition"],
+                   _ratio(c[Verdict.PASS.value], c["judged"]), _ratio(c["shipped"], c["judged"]))
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """The counts in the order of ``COUNT_COLUMNS``."""
+        return (self.units, self.passed, self.review, self.failed, self.open, self.release, self.rework, self.scrap,
+                self.awaiting_disposition)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dict(zip(COUNT_COLUMNS, self.counts, strict=True)), "first_pass_yield": self.first_pass_yield,
+                "final_yield": self.final_yield}
+
+
+@dataclass(frozen=True)
+class OrderYield:
+    """One order's row of the shift report."""
+
+    order_id: str
+    customer_ref: str
+    counts: YieldCounts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"order_id": self.order_id, "customer_ref": self.customer_ref, **self.counts.to_json()}
+
+
+@dataclass(frozen=True)
+class ShiftReport:
+    """The shift report (``shift_report``): the filter it was built for, a row per order (by id), the total
+    and the findings per defect class (by name)."""
+
+    filter: ReportFilter
+    per_order: tuple[OrderYield, ...]
+    total: YieldCounts
+    per_class: tuple[ClassFindings, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"filter": self.filter.to_json(), "per_order": [r.to_json() for r in self.per_order],
+                "total": self.total.to_json(), "per_class": [r.to_json() for r in self.per_class]}
+
+
+def shift_report(store: ResultsStore, filt: ReportFilter | None = None) -> ShiftReport:
     """``per_order`` rows (units, PASS/REVIEW/FAIL/open, latest dispositions, flagged units not yet
     dispositioned, first-pass and final yield), a ``total`` row, ``per_class`` findings, and the filter.
 
@@ -139,21 +224,13 @@ def shift_report(store: ResultsStore, filt: ReportFilter | None = None) -> dict[
         if shipped:
             c["shipped"] += 1
 
-    def row(c: Counter[str]) -> dict[str, Any]:
-        return {"units": c["units"], "PASS": c[Verdict.PASS.value], "REVIEW": c[Verdict.REVIEW.value],
-                "FAIL": c[Verdict.FAIL.value], "open": c["open"], **{d: c[d] for d in DISPOSITIONS},
-                "awaiting_disposition": c["awaiting_disposition"],
-                "first_pass_yield": _ratio(c[Verdict.PASS.value], c["judged"]),
-                "final_yield": _ratio(c["shipped"], c["judged"])}
-
     order_ids = sorted(counts) if filt.active else sorted(orders)
     total: Counter[str] = Counter()
     for c in counts.values():
         total.update(c)
-    return {
-        "filter": filt.describe(),
-        "per_order": [{"order_id": oid, "customer_ref": orders.get(oid, ""), **row(counts[oid])} for oid in order_ids],
-        "total": row(total),
-        "per_class": [{"class": cls, "counted": r["counted"], "uncertain": r["uncertain"], "frames": len(r["frames"]),
-                       "units": len(r["units"])} for cls, r in sorted(per_class.items())],
-    }
+    return ShiftReport(
+        filter=filt,
+        per_order=tuple(OrderYield(oid, orders.get(oid, ""), YieldCounts.of(counts[oid])) for oid in order_ids),
+        total=YieldCounts.of(total),
+        per_class=tuple(ClassFindings(cls, r["counted"], r["uncertain"], len(r["frames"]), len(r["units"]))
+                        for cls, r in sorted(per_class.items())))

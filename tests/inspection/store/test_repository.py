@@ -215,7 +215,7 @@ def test_report_counts(store: ResultsStore) -> None:
     verdicts = store.commit_group([], close_units=["U1", "U2", "U3", "U5"]).unit_verdicts  # U4 stays open
     assert {u: v.verdict for u, v in verdicts.items()} == {"U1": Verdict.FAIL, "U2": Verdict.REVIEW,
                                                            "U3": Verdict.PASS, "U5": Verdict.PASS}
-    report = store.report()
+    report = store.report().to_json()
     assert report["per_order"] == [
         {"order_id": "ORD-1", "customer_ref": "cust-ORD-1", "units": 4, "PASS": 1, "REVIEW": 1, "FAIL": 1,
          "open": 1},
@@ -231,7 +231,7 @@ def test_report_counts(store: ResultsStore) -> None:
 
 
 def test_report_of_an_empty_store(store: ResultsStore) -> None:
-    assert store.report() == {"per_order": [], "per_class": []}
+    assert store.report().to_json() == {"per_order": [], "per_class": []}
 
 
 def test_source_stats_keep_history_and_show_the_latest(store: ResultsStore) -> None:
