@@ -13,7 +13,7 @@ which engine ran. They differ only in where colour order, layout and scaling hap
 
 ``auto`` picks what measured fastest (see README, "Engines"): OpenVINO whenever it is installed, bf16 when the
 CPU has bf16 units, else fp32 (on an AVX2-only CPU its fp32 forward is level with onnxruntime's, and the whole
-pipeline is as fast, steadier and ~100 MB smaller on it); onnxruntime fp32 without OpenVINO. An int8 (QDQ)
+in-process pipeline measured as fast and steadier on it); onnxruntime fp32 without OpenVINO. An int8 (QDQ)
 package runs on onnxruntime: OpenVINO 2026.4 compiles NNCF's QDQ ONNX but computes wrong boxes (measured).
 """
 
@@ -226,10 +226,12 @@ def choose_engine(engine: str = "auto", precision: str = "auto", *, quantized: b
                                                 "~2-3x onnxruntime fp32 on this model")
     why = "fp32 asked for" if precision == "fp32" else "CPU has no bf16 units"
     # Measured on a 2-core AVX2-only CPU (bench/inference.py, batch 8, three runs each): the fp32 forwards are
-    # level (22-25 frames/s both); the OpenVINO pipeline ran 20.5-21.1 frames/s against 17.0-21.3 for onnxruntime
-    # (its numpy conversion costs CPU the engine then lacks) and peaked at 338-360 MB against 457 MB.
+    # level (21-25 frames/s both); the in-process OpenVINO pipeline ran 20.5-21.1 frames/s against 17.0-21.3 for
+    # onnxruntime (its numpy conversion costs CPU the engine then lacks). Through the HTTP service at 8 cameras
+    # one run each gave 16.0 (OpenVINO) and 17.6 frames/s (onnxruntime): a close call, README "Speed on a CPU
+    # without bf16 units".
     return EngineChoice("openvino", "fp32", f"{why}: OpenVINO fp32 (uint8 input, conversion in the graph) "
-                                            "measured as fast as onnxruntime fp32 and steadier, in ~100 MB less")
+                                            "measured as fast as onnxruntime fp32 in process, and steadier")
 
 
 def open_onnxruntime(model_bytes: bytes, *, threads: int | None, precision: str, source: str) -> OnnxRuntimeEngine:
