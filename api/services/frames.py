@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio.to_thread
 
@@ -114,12 +114,9 @@ class AnsweredDetection:
 
 def answered_detections(detections: Detections) -> tuple[AnsweredDetection, ...]:
     """The model's rows as ``Detections.to_list`` rounds them (confidence to 4 places, the box to 0.1 px)."""
-    rows = []
-    for i in range(len(detections)):
-        x1, y1, x2, y2 = (round(float(v), 1) for v in detections.xyxy[i])
-        rows.append(AnsweredDetection(detections.class_name(i), round(float(detections.confidence[i]), 4),
-                                      (x1, y1, x2, y2)))
-    return tuple(rows)
+    return tuple(AnsweredDetection(str(row["class"]), cast(float, row["confidence"]),
+                                   cast(tuple[float, float, float, float], tuple(cast(list[float], row["box"]))))
+                 for row in detections.to_list())
 
 
 @dataclass(frozen=True)
