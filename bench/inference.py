@@ -25,7 +25,7 @@ is judged and recorded; ``QC_PIPELINE_OVERLAP=1`` on a station) in the same roun
 ``--rounds N`` runs every part N times in alternation and keeps each part's best round (a shared machine's load
 changes from one part to the next); ``load`` is the 1-minute load average before and after the run.
 
-Usage: python bench/inference.py [--images DIR] [--model PKG] [--batch 8] [--limit N] [--threads N]
+Usage: python bench/inference.py [--images DIR] [--model PKG] [--peer-model PKG] [--batch 8] [--limit N] [--threads N]
        [--engine auto|onnxruntime|openvino] [--precision auto|fp32|bf16|int8] [--single-thread] [--rounds N]
        [--depth N] [--compare-overlap]
 """
@@ -246,8 +246,13 @@ PARTS: dict[str, Callable[..., dict[str, Any]]] = {
     "ultralytics_openvino": part_ultralytics_openvino, "startup": part_startup}
 
 
+PEER_PARTS = ("ort", "ultralytics", "ultralytics_openvino")
+"""The parts that measure other software: they run ``--peer-model`` (an int8 package's float source, say)."""
+
+
 def _run(part: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--part", part, "--images", str(args.images), "--model", str(args.model),
+    model = (args.peer_model or args.model) if part in PEER_PARTS else args.model
+    cmd = [sys.executable, __file__, "--part", part, "--images", str(args.images), "--model", str(model),
            "--batch", str(args.batch), "--limit", str(args.limit), "--threads", str(threads),
            "--engine", args.engine, "--precision", args.precision]
     env = {**os.environ, "QC_BENCH_DEPTH": str(args.depth)}
@@ -261,6 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--peer-model", type=Path, default=None,
+                        help="package the peers (onnxruntime fp32, ultralytics) run (default: --model); for an "
+                             "int8 --model, its float source: the peers then run what a user would otherwise run")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     parser.add_argument("--threads", type=int, default=0, help="inference threads (0: the engine's default)")
@@ -329,6 +337,8 @@ def main() -> None:
                  "threads": args.threads or "engine-default",
                  "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
                  "model": str(args.model.name), "results_written": r["pipeline"]["written"]})
+    if args.peer_model:
+        line["peer_model"] = str(args.peer_model.name)
     print(json.dumps(line))
 
 

@@ -5,7 +5,7 @@ No torch here: training uses it for the numbers it writes into a package, the re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from datasets.snapshot import Snapshot, Split
+from datasets.snapshot import Snapshot, SnapshotEntry, Split
 from inspection.detector import OnnxDetector
 from inspection.errors import DatasetError, ModelPackageError
 from models.metrics import DetectionMetrics, ImageEval, evaluate_detections
@@ -50,7 +50,14 @@ def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
     if not entries:
         left = " outside the excluded images" if exclude else ""
         raise DatasetError(f"snapshot {snapshot.id[:12]} has no {split!r} images{left}")
-    model_index = {name: i for i, name in enumerate(evaluation_classes(detector, snapshot))}
+    return predict_entries(detector, entries, evaluation_classes(detector, snapshot), progress=progress,
+                           source=f"snapshot {snapshot.id[:12]}")
+
+
+def predict_entries(detector: OnnxDetector, entries: Sequence[SnapshotEntry], classes: Sequence[str], *,
+                    progress: Callable[[int], None] | None = None, source: str = "the snapshot") -> list[ImageEval]:
+    """``predict_snapshot`` for given entries, class ids in ``classes`` (an accuracy search scores subsets)."""
+    model_index = {name: i for i, name in enumerate(classes)}
     evals: list[ImageEval] = []
     batch = detector.max_batch
     for start in range(0, len(entries), batch):
@@ -59,7 +66,7 @@ def predict_snapshot(detector: OnnxDetector, snapshot: Snapshot, *, split: Split
         for entry in chunk:
             image = cast(npt.NDArray[np.uint8] | None, cv2.imread(str(entry.image.path), cv2.IMREAD_COLOR))
             if image is None:
-                raise DatasetError(f"cannot read {entry.image.path} (snapshot {snapshot.id[:12]})")
+                raise DatasetError(f"cannot read {entry.image.path} ({source})")
             images.append(image)
         for entry, dets in zip(chunk, detector.detect(images, confidence=EVAL_CONFIDENCE), strict=True):
             boxes = entry.image.boxes

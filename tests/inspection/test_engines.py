@@ -24,23 +24,28 @@ needs_openvino = pytest.mark.skipif(not openvino_available(), reason="the openvi
 @pytest.mark.parametrize(
     ("engine", "precision", "quantized", "bf16", "have_ov", "expected"),
     [
-        ("auto", "auto", False, True, True, ("openvino", "bf16")),
-        ("auto", "auto", False, False, True, ("openvino", "fp32")),  # as fast as onnxruntime, in less memory
-        ("auto", "auto", False, True, False, ("onnxruntime", "fp32")),
-        ("auto", "fp32", False, True, True, ("openvino", "fp32")),
-        ("auto", "fp32", False, False, False, ("onnxruntime", "fp32")),
-        ("openvino", "auto", False, True, True, ("openvino", "bf16")),
-        ("openvino", "auto", False, False, True, ("openvino", "fp32")),
-        ("openvino", "fp32", False, True, True, ("openvino", "fp32")),
-        ("auto", "bf16", False, True, True, ("openvino", "bf16")),
-        ("onnxruntime", "auto", False, True, True, ("onnxruntime", "fp32")),
-        ("auto", "auto", True, True, True, ("onnxruntime", "int8")),  # OpenVINO misreads QDQ ONNX (measured)
-        ("auto", "int8", True, False, True, ("onnxruntime", "int8")),
-        ("onnxruntime", "auto", True, True, True, ("onnxruntime", "int8")),
-        ("auto", "fp32", True, True, True, ("onnxruntime", "int8")),  # an int8 package runs int8 whatever is asked
+        ("auto", "auto", None, True, True, ("openvino", "bf16")),
+        ("auto", "auto", None, False, True, ("openvino", "fp32")),  # as fast as onnxruntime, in less memory
+        ("auto", "auto", None, True, False, ("onnxruntime", "fp32")),
+        ("auto", "fp32", None, True, True, ("openvino", "fp32")),
+        ("auto", "fp32", None, False, False, ("onnxruntime", "fp32")),
+        ("openvino", "auto", None, True, True, ("openvino", "bf16")),
+        ("openvino", "auto", None, False, True, ("openvino", "fp32")),
+        ("openvino", "fp32", None, True, True, ("openvino", "fp32")),
+        ("auto", "bf16", None, True, True, ("openvino", "bf16")),
+        ("onnxruntime", "auto", None, True, True, ("onnxruntime", "fp32")),
+        ("auto", "auto", "u8", True, True, ("openvino", "int8")),  # OpenVINO's int8 kernels: fastest measured
+        ("auto", "int8", "u8", False, True, ("openvino", "int8")),
+        ("openvino", "auto", "u8", True, True, ("openvino", "int8")),
+        ("auto", "auto", "u8", True, False, ("onnxruntime", "int8")),
+        ("onnxruntime", "auto", "u8", True, True, ("onnxruntime", "int8")),
+        ("auto", "fp32", "u8", True, True, ("openvino", "int8")),  # an int8 package runs int8 whatever is asked
+        ("auto", "auto", "s8", True, True, ("onnxruntime", "int8")),  # OpenVINO misreads signed activations
+        ("auto", "int8", "s8", False, True, ("onnxruntime", "int8")),
+        ("onnxruntime", "auto", "s8", True, True, ("onnxruntime", "int8")),
     ],
 )
-def test_auto_choice(engine: str, precision: str, quantized: bool, bf16: bool, have_ov: bool,
+def test_auto_choice(engine: str, precision: str, quantized: str | None, bf16: bool, have_ov: bool,
                      expected: tuple[str, str]) -> None:
     choice = choose_engine(engine, precision, quantized=quantized, bf16=bf16, have_openvino=have_ov)
     assert (choice.engine, choice.precision) == expected
@@ -50,15 +55,15 @@ def test_auto_choice(engine: str, precision: str, quantized: bool, bf16: bool, h
 @pytest.mark.parametrize(
     ("engine", "precision", "quantized", "have_ov", "message"),
     [
-        ("tensorrt", "auto", False, True, "engine must be one of"),
-        ("auto", "fp16", False, True, "precision must be one of"),
-        ("onnxruntime", "bf16", False, True, "no bf16"),
-        ("openvino", "auto", False, False, "not installed"),
-        ("auto", "int8", False, True, "needs an int8 package"),
-        ("openvino", "auto", True, True, "misreads int8"),
+        ("tensorrt", "auto", None, True, "engine must be one of"),
+        ("auto", "fp16", None, True, "precision must be one of"),
+        ("onnxruntime", "bf16", None, True, "no bf16"),
+        ("openvino", "auto", None, False, "not installed"),
+        ("auto", "int8", None, True, "needs an int8 package"),
+        ("openvino", "auto", "s8", True, "misreads this int8 package's signed activations"),
     ],
 )
-def test_impossible_choices_say_why(engine: str, precision: str, quantized: bool, have_ov: bool,
+def test_impossible_choices_say_why(engine: str, precision: str, quantized: str | None, have_ov: bool,
                                     message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         choose_engine(engine, precision, quantized=quantized, bf16=True, have_openvino=have_ov)
