@@ -83,6 +83,16 @@ def _joinable(a: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.bo
     return np.asarray((inter > 0) & ((ios >= threshold) | lined_up), bool)
 
 
+def _continues(a: npt.NDArray[np.float32], cut: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """``[i, j]``: box ``i`` is cut at one of its edges (left, top, right, bottom) and box ``j`` reaches past
+    that edge by more than ``BORDER_PX``."""
+    lo, hi = a[:, :2], a[:, 2:]
+    past_lo = lo[None, :, :] < lo[:, None, :] - BORDER_PX  # [i, j, axis]: j starts before i's low edge
+    past_hi = hi[None, :, :] > hi[:, None, :] + BORDER_PX
+    past = np.concatenate([past_lo, past_hi], axis=2)  # [i, j, edge] in cut's edge order
+    return np.asarray((past & cut[:, None, :]).any(axis=2), bool)
+
+
 def merge_tiles(per_tile: Sequence[Detections], grid: TileGrid, class_names: Sequence[str], *, iou: float = 0.45,
                 join_ios: float = 0.5, max_detections: int = 300) -> Detections:
     """Shift each tile's boxes to frame pixels, NMS across tiles, join boxes cut by an inner tile border."""
@@ -94,12 +104,11 @@ def merge_tiles(per_tile: Sequence[Detections], grid: TileGrid, class_names: Seq
     xyxy = np.concatenate([d.xyxy for d in per_tile]).astype(np.float32) + np.tile(offsets, 2)
     scores = np.concatenate([d.confidence for d in per_tile]).astype(np.float32)
     classes = np.concatenate([d.class_id for d in per_tile]).astype(np.int64)
-    # cut: an edge on an inner border of its own tile (not on the frame's edge)
+    # cut edges (left, top, right, bottom): an edge on an inner border of its own tile (not on the frame's edge)
     tile_lo, tile_hi = offsets, offsets + np.array([grid.tile_w, grid.tile_h], np.float32)
     frame_hi = np.array([grid.width, grid.height], np.float32)
-    cut_low = (((xyxy[:, :2] - tile_lo) <= BORDER_PX) & (tile_lo > 0)).any(axis=1)
-    cut_high = (((tile_hi - xyxy[:, 2:]) <= BORDER_PX) & (tile_hi < frame_hi)).any(axis=1)
-    cut: npt.NDArray[np.bool_] = np.asarray(cut_low | cut_high, bool)
+    cut = np.concatenate([((xyxy[:, :2] - tile_lo) <= BORDER_PX) & (tile_lo > 0),
+                          ((tile_hi - xyxy[:, 2:]) <= BORDER_PX) & (tile_hi < frame_hi)], axis=1)
     wh = xyxy[:, 2:] - xyxy[:, :2]
     boxes_xywh: Any = np.concatenate([xyxy[:, :2], wh], axis=1)
     kept = np.asarray(cv2.dnn.NMSBoxesBatched(boxes_xywh, cast(Any, scores), cast(Any, classes.astype(np.int32)),
@@ -107,11 +116,15 @@ def merge_tiles(per_tile: Sequence[Detections], grid: TileGrid, class_names: Seq
     kept = kept[np.argsort(-scores[kept], kind="stable")]
     xyxy, scores, classes, cut = xyxy[kept], scores[kept], classes[kept], cut[kept]
     alive = np.ones(len(kept), bool)
-    joinable = _joinable(xyxy, join_ios)
+    # a box goes on in another when it is cut at an edge the other reaches past (the rest of the defect, seen
+    # from the next tile); two neighbours that merely touch or overlap are two defects (joining every
+    # overlapping pair where one was cut lost recall on NEU-DET panels: 0.649 against 0.672 without joining)
+    continues = _continues(xyxy, cut)
+    joinable = _joinable(xyxy, join_ios) & (continues | continues.T)
     for i in range(len(kept)):  # greedy join, best score first (boxes left after NMS: a handful per panel)
         if not alive[i]:
             continue
-        partners = alive & (classes == classes[i]) & joinable[i] & (cut | cut[i])
+        partners = alive & (classes == classes[i]) & joinable[i]
         partners[i] = False
         if partners.any():
             group = np.flatnonzero(partners)

@@ -73,6 +73,17 @@ def test_merge_keeps_separate_boxes_of_other_classes_and_uncut_neighbours() -> N
     assert len(merged) == 3
 
 
+def test_merge_does_not_join_a_cut_box_with_a_neighbour_that_does_not_go_on_past_the_cut() -> None:
+    """Two defects side by side, one cut by the border: the other lies inside the cut box's extent (it does not
+    reach past the cut edge), so it is not the rest of the cut one; both stay."""
+    grid = tile_grid(800, 416, 416, 416, 0.05)
+    left = _dets([(350, 100, 416, 160, 0.9, 0),    # cut at the left tile's right border (x = 416)
+                  (300, 100, 380, 160, 0.8, 0)])   # lined up with it, overlapping, same class, ends before the cut
+    merged = merge_tiles([left, _dets([])], grid, NAMES)
+    assert len(merged) == 2
+    np.testing.assert_allclose(np.sort(merged.xyxy[:, 0]), [300, 350])
+
+
 def _mosaic() -> tuple[np.ndarray, list[np.ndarray]]:
     paths = sorted(NEU_IMAGES.glob("*.jpg"))[::100][:16] if NEU_IMAGES.is_dir() else []
     if len(paths) < 16:
