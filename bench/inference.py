@@ -263,6 +263,9 @@ def _run(part: str, args: argparse.Namespace, threads: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    from inspection.engines import decline_openvino_telemetry
+
+    decline_openvino_telemetry()  # every part, the peers' OpenVINO included, runs offline
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)

@@ -177,7 +177,29 @@ class EngineChoice:
     reason: str
 
 
+def decline_openvino_telemetry() -> None:
+    """Keep OpenVINO from phoning home: call before ``openvino`` (or NNCF) is first imported in a process.
+
+    ``import openvino`` imports its model converter, whose ``__init__`` sends a usage event to Google
+    Analytics (from a forked child process) and writes a client id under ``~/intel`` unless the user's home
+    holds an opt-out file (measured with OpenVINO 2026.4: ``~/intel/openvino_ga_cid`` and ``stats`` appear
+    after a bare import). A station is offline by construction and may run on a plant network, so this
+    process answers the library's consent check with "declined", the answer its own opt-out file gives;
+    nothing is written and nothing is sent. Other processes and the user's files are left alone.
+    """
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+    except ImportError:  # no telemetry package: nothing to decline
+        return
+
+    def declined(self: object, *args: object, **kwargs: object) -> ConsentCheckResult:
+        return ConsentCheckResult.DECLINED
+
+    OptInChecker.check = declined  # type: ignore[method-assign]
+
+
 def openvino_available() -> bool:
+    decline_openvino_telemetry()  # every OpenVINO path of the station asks this first
     try:
         import openvino  # noqa: F401 -- asks whether it is installed, without loading it for an onnxruntime station
     except ImportError:

@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from datasets.snapshot import Snapshot, SnapshotEntry
 from inspection.detector import OnnxDetector, pre_process
-from inspection.engines import open_engine, to_network_input
+from inspection.engines import decline_openvino_telemetry, open_engine, to_network_input
 from inspection.errors import TrainingError
 from inspection.model_package import ModelMetadata, ModelPackage, write_package
 from models.evaluation import evaluate_package, predict_entries
@@ -199,6 +199,7 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
                      calibration_images: int = CALIBRATION_IMAGES, keep: bool = False) -> ModelPackage:
     """Write the int8 variant of ``package`` to ``out_dir`` (evaluated on the snapshot's val split), if it is
     faster than ``package`` and as accurate (or ``keep``)."""
+    decline_openvino_telemetry()  # NNCF imports OpenVINO (and has telemetry of its own on the same library)
     try:  # the [train] extra; this module is imported by training.run, which CLI commands import without it
         import nncf
         import onnx

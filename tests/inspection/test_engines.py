@@ -69,6 +69,27 @@ def test_impossible_choices_say_why(engine: str, precision: str, quantized: str 
         choose_engine(engine, precision, quantized=quantized, bf16=True, have_openvino=have_ov)
 
 
+@needs_openvino
+def test_openvino_is_imported_without_phoning_home(tmp_path: Path) -> None:
+    """A bare ``import openvino`` writes a client id under ``~/intel`` and sends a usage event; a station
+    process that goes through the engine module does neither (fresh process, its own empty home)."""
+    import subprocess
+    import sys
+
+    code = ("import threading, time\n"
+            "from inspection.engines import openvino_available\n"
+            "assert openvino_available()\n"
+            "import openvino\n"
+            "time.sleep(0.3)\n"
+            "print(sorted(t.name for t in threading.enumerate()))\n")
+    done = subprocess.run([sys.executable, "-c", code], env={"HOME": str(tmp_path), "PYTHONPATH": str(REPO_ROOT),
+                                                             "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == [], "OpenVINO wrote its telemetry files into the home directory"
+    assert done.stdout.strip() == "['MainThread']", done.stdout  # no telemetry sender thread
+
+
 def test_settings_refuse_an_unknown_engine() -> None:
     with pytest.raises(ValueError, match="engine"):
         load_settings(engine="tensorrt")
