@@ -77,9 +77,11 @@ def log(message: str) -> None:
 
 # -- in-process baseline --------------------------------------------------------------------------------
 
-def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int) -> dict[str, float | None]:
+def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int,
+                   model: Path | None = None) -> dict[str, float | None]:
     """The pipeline alone: decode (in the prefetch thread, as ``Inspector.process`` does) -> detect -> judge
-    -> batched SQLite writes, on the bundled model; frames per second including the final flush."""
+    -> batched SQLite writes, on ``model`` (default: the bundled one); frames per second including the final
+    flush."""
     from datetime import UTC, datetime
 
     from inspection.detector import OnnxDetector
@@ -93,7 +95,7 @@ def part_inprocess(files: list[Path], batch: int, threads: int, min_frames: int)
 
     blobs = [p.read_bytes() for p in files]  # the service has the bytes in memory too: no file reads timed
     count = max(len(blobs), min_frames)
-    detector = OnnxDetector.from_package(DEFAULT_MODEL_DIR, threads=threads or None, max_batch=batch)
+    detector = OnnxDetector.from_package(model or DEFAULT_MODEL_DIR, threads=threads or None, max_batch=batch)
     detector.warmup()
     with tempfile.TemporaryDirectory(prefix="qcline-bench-") as tmp:
         store = ResultsStore.open(f"sqlite:///{tmp}/qcline.db", Path(tmp) / "frames")
@@ -184,12 +186,15 @@ class Server:
         return self.process.returncode
 
 
-def start_server(data_dir: Path, batch: int, batch_wait_ms: float | None, threads: int) -> Server:
+def start_server(data_dir: Path, batch: int, batch_wait_ms: float | None, threads: int,
+                 model: Path | None = None) -> Server:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QC_")}  # nothing stray from the shell
     env |= {"QC_DATA_DIR": str(data_dir), "QC_BATCH_SIZE": str(batch), "QC_THREADS": str(threads),
             "QC_METRICS_PUBLIC": "1"}  # its own throw-away server on loopback: the scrape needs no key
     if batch_wait_ms is not None:
         env["QC_BATCH_WAIT_MS"] = str(batch_wait_ms)
+    if model is not None:
+        env["QC_MODEL_PATH"] = str(model)
     _cli(["orders", "import", str(DEMO_ORDERS), "--data-dir", str(data_dir)], env)
     key = json.loads(_cli(["keys", "create", "--role", "camera", "--name", "bench", "--json", "--data-dir",
                            str(data_dir)], env).strip().splitlines()[-1])["key"]
@@ -329,7 +334,7 @@ async def run_level(server: Server, bodies: list[tuple[bytes, bytes]], cameras: 
 def _run_baseline(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--part", "inprocess", "--data", str(args.data), "--images", str(args.images),
            "--batch", str(args.batch), "--threads", str(args.threads), "--min-baseline-frames",
-           str(args.min_baseline_frames)]
+           str(args.min_baseline_frames)] + (["--model", str(args.model)] if args.model else [])
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"in-process baseline failed:\n{done.stderr[-3000:]}")
@@ -358,6 +363,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="onnxruntime intra-op threads, server and baseline (0: onnxruntime's choice)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="NEU-DET folder (with images/)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model package the server and the baseline run (default: the bundled one)")
     parser.add_argument("--min-baseline-frames", type=int, default=400, help=argparse.SUPPRESS)
     parser.add_argument("--skip-baseline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--part", choices=["inprocess"], help=argparse.SUPPRESS)
@@ -373,7 +380,7 @@ def main() -> None:
         parser.error("--cameras needs positive counts")
     files = _images(args.data, args.images)
     if args.part == "inprocess":
-        print(json.dumps(part_inprocess(files, args.batch, args.threads, args.min_baseline_frames)))
+        print(json.dumps(part_inprocess(files, args.batch, args.threads, args.min_baseline_frames, args.model)))
         return
 
     baseline: dict[str, Any] = {"fps": None}
@@ -387,7 +394,7 @@ def main() -> None:
     bodies = [_multipart(p.read_bytes()) for p in files]
     cameras: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="qcline-bench-service-") as tmp:
-        server = start_server(Path(tmp) / "data", args.batch, args.batch_wait_ms, args.threads)
+        server = start_server(Path(tmp) / "data", args.batch, args.batch_wait_ms, args.threads, args.model)
         try:
             state = wait_ready(server)
             log(f"server ready at {server.url} (model {state.get('name')}, {str(state.get('sha256'))[:12]})")
