@@ -42,7 +42,7 @@ from inspection.detector import OnnxDetector, pre_process
 from inspection.engines import decline_openvino_telemetry, open_engine, to_network_input
 from inspection.errors import TrainingError
 from inspection.model_package import ModelMetadata, ModelPackage, write_package
-from models.evaluation import evaluate_package, predict_entries
+from models.evaluation import evaluate_package, evaluation_classes, predict_entries
 from models.metrics import evaluate_detections
 from training.package import record_runtime_metrics
 
@@ -229,8 +229,8 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
                                                            "arithmetic and Sigmoids in float, "
                                                            f"{len(paths)} train images"}})
     validation = nncf.Dataset(val_entries, lambda entry: _network_input(package, entry.image.path, input_name))
-    validator = Validator(meta, int8_meta, tuple(meta.classes) + tuple(c for c in snapshot.classes
-                                                                        if c not in meta.classes))
+    float_detector = OnnxDetector.from_package(package.path)  # the float model on the engine a station runs
+    validator = Validator(meta, int8_meta, evaluation_classes(float_detector, snapshot))
     # NNCF logs every node it leaves alone at INFO (a hundred lines a model); its warnings still show, and the
     # outcome is logged here
     logging.getLogger("nncf").setLevel(max(logging.WARNING, logging.getLogger("nncf").level))
@@ -259,7 +259,6 @@ def quantize_package(package: ModelPackage, snapshot: Snapshot, *, out_dir: Path
     # are measured on the engine a station would run them on (auto), the float one now, not from its record:
     # its recorded figures may come from another engine.
     int8_detector = OnnxDetector.from_package(result.path)
-    float_detector = OnnxDetector.from_package(package.path)
     metrics = evaluate_package(int8_detector, snapshot, split="val")
     float_metrics = evaluate_package(float_detector, snapshot, split="val").to_json()
     sample = [cast(npt.NDArray[np.uint8], cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in paths[:8]]
