@@ -142,6 +142,28 @@ def test_engines_agree_on_real_images(engine: str, precision: str) -> None:
             assert ious.min() >= 0.8 and (ious >= 0.95).mean() >= 0.9, f"IoU {np.sort(ious)[:5]}"
 
 
+INT8_MODEL_DIR = REPO_ROOT / "models" / "neu-det-yolov8n-int8"
+
+
+@needs_openvino
+def test_the_committed_int8_package_runs_on_openvino_int8_and_finds_onnxruntimes_boxes() -> None:
+    """``auto`` puts the u8-activation package on OpenVINO int8; its boxes are those onnxruntime computes from
+    the same QDQ graph (same class, IoU >= 0.9: the int8 kernels round differently), none invented."""
+    auto = OnnxDetector.from_package(INT8_MODEL_DIR)
+    assert (auto.engine_name, auto.precision) == ("openvino", "int8")
+    reference = OnnxDetector.from_package(INT8_MODEL_DIR, engine="onnxruntime")
+    assert (reference.engine_name, reference.precision) == ("onnxruntime", "int8")
+    images = _real_images()
+    found, invented = [], []
+    for r, r_loose, g, g_loose in zip(reference.detect(images), reference.detect(images, confidence=0.20),
+                                      auto.detect(images), auto.detect(images, confidence=0.20), strict=True):
+        found += _best_matches(r, g_loose)
+        invented += _best_matches(g, r_loose)
+    assert len(found) >= 10, "too few confident boxes to prove anything"
+    for ious in (np.array(found), np.array(invented)):
+        assert ious.min() >= 0.8 and (ious >= 0.9).mean() >= 0.9, f"IoU {np.sort(ious)[:5]}"
+
+
 @needs_openvino
 def test_openvino_graph_takes_uint8_and_matches_the_numpy_input() -> None:
     """The PrePostProcessor in front of the compiled model (BGR->RGB, NHWC->NCHW, /255) computes what
