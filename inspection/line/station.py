@@ -376,6 +376,9 @@ class LineStation:
                 with self._cond:
                     self.stats.record_errors += 1
                 log.error("trigger %s answered but NOT recorded: %s", trigger.trigger_id, exc)
+        with self._cond:  # recorded, so no longer pending to a reader: the answer is read back from here on
+            if self._current_trigger is trigger:
+                self._current, self._current_trigger = None, None
         level = logging.INFO if outcome in (TriggerOutcome.JUDGED,) else logging.WARNING
         log.log(level, "trigger %s unit %s: %s%s in %.0f ms%s", trigger.trigger_id, trigger.unit_id, outcome.value,
                 f" {verdict.verdict.value}" if verdict is not None else "", answer.latency_ms,

@@ -249,3 +249,23 @@ def test_each_trigger_is_answered_once_to_the_source_it_came_from(tmp_path: Path
     finally:
         rig.close()
     assert source.closed and len(source.answers) == 2
+
+
+def test_an_answered_trigger_reads_back_as_recorded_the_moment_its_answer_is_out(tmp_path: Path) -> None:
+    """The HTTP trigger route answers when the future resolves and a reader may GET the trigger at once: by then
+    it must be off the pending list and in the log (it once stayed 'current' until the worker looped)."""
+    top = FakeCamera()
+    rig = Rig(tmp_path, config("top", budgets=LONG), fakes={"top": top})
+    seen: list[tuple[object, str]] = []
+    try:
+        wait_until(lambda: top.opens >= 1, "camera opened")
+        t = trigger("U-read")
+        future = rig.station.submit(t)
+        future.add_done_callback(lambda _: seen.append((rig.station.pending(t.trigger_id),
+                                                         rig.log.get(t.trigger_id).outcome)))
+        taken_up(rig, future, t.trigger_id)
+        top.push(0)
+        assert future.result(60).outcome is TriggerOutcome.JUDGED
+        assert seen == [(None, "judged")]
+    finally:
+        rig.close()
