@@ -139,17 +139,20 @@ def append_links(session: Session, station_id: str, unit_ids: Sequence[str], eve
     seq, prev = head.seq, head.entry_hash
     now = utcnow()
     hashes = []
+    links: list[dict[str, Any]] = []
     for unit_id in sorted(records):
         record = records[unit_id]
         text = canonical_json(record)
         record_hash = sha256_bytes(text.encode())
         seq += 1
         link = entry_hash(station_id, seq, unit_id, record["order_id"], event, record_hash, prev)
-        session.add(AuditChainRow(station_id=station_id, seq=seq, unit_id=unit_id, order_id=record["order_id"],
-                                  event=event, record=text, record_hash=record_hash, prev_hash=prev,
-                                  entry_hash=link, created_at=now))
+        links.append({"station_id": station_id, "seq": seq, "unit_id": unit_id, "order_id": record["order_id"],
+                      "event": event, "record": text, "record_hash": record_hash, "prev_hash": prev,
+                      "entry_hash": link, "created_at": now})
         prev = link
         hashes.append(link)
+    # one executemany (the ORM would insert them one statement each, to learn ids nothing here needs)
+    session.execute(AuditChainRow.__table__.insert(), links)  # type: ignore[attr-defined]
     head.seq, head.entry_hash, head.updated_at = seq, prev, now
     return hashes
 

@@ -457,7 +457,6 @@ class ResultsStore(Database):
         if not records and not close_units:
             return GroupCommit((), {})
         now = utcnow()
-        inserted: list[bool] = []
         touched: set[str] = set()
         with self._session(f"recording {len(records)} frame results") as session:
             self._lock_units(session, sorted(set(wanted) | set(close_units)))
@@ -465,45 +464,67 @@ class ResultsStore(Database):
                 self._ensure_units(session, wanted)
                 if self.dialect == "postgresql":  # new units exist now: lock them too, in id order
                     self._lock_units(session, sorted(wanted))
-            stmt = insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
-                                  ["unit_id", "camera_id", "frame_sha256"]).returning(InspectionRow.id)
-            for index, record in enumerate(records):
+            new_ids = self._insert_inspections(session, records, evidence_paths, now)
+            inserted = [i is not None for i in new_ids]
+            conformance: list[dict[str, Any]] = []
+            detections: list[dict[str, Any]] = []
+            for record, new_id in zip(records, new_ids, strict=True):
                 v = record.verdict
-                path = evidence_paths.get(index)
-                new_id = session.execute(stmt, {  # parameters, not .values(): the compiled form is cached
-                    "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
-                    "captured_at": v.captured_at, "frame_sha256": record.key, "verdict": v.verdict.value,
-                    "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
-                    "error": record.error, "source": record.source, "evidence_path": path,
-                    "evidence_sha256": sha_of_path(path) if path else None,
-                    "n_findings": len(v.findings), "created_at": now, "engine": v.engine,
-                    "precision": v.precision}).scalar()
-                inserted.append(new_id is not None)
                 if new_id is None:
                     log.debug("frame %s of unit %s (%s) already recorded: skipped",
                               record.key[:12], v.unit_id, v.camera_id)
                     continue
                 touched.add(v.unit_id)
-                if v.conformance:
-                    session.execute(ConformanceResultRow.__table__.insert(), [  # type: ignore[attr-defined]
-                        {"inspection_id": new_id, "kind": c.kind, "name": c.name, "outcome": c.outcome.value,
-                         "measured": c.measured, "expected": c.expected, "tolerance": c.tolerance,
-                         "deviation": c.deviation, "reason": c.reason,
-                         "values": {k: float(x) for k, x in c.values}}
-                        for c in v.conformance])
-                if v.findings:
-                    session.execute(DetectionRow.__table__.insert(), [  # type: ignore[attr-defined]
-                        {"inspection_id": new_id, "class_name": f.class_name,
-                         "confidence": float(f.confidence),
-                         "x1": float(f.box.x1), "y1": float(f.box.y1), "x2": float(f.box.x2),
-                         "y2": float(f.box.y2), "outcome": f.outcome.value, "rule": f.rule}
-                        for f in v.findings])
+                conformance.extend(
+                    {"inspection_id": new_id, "kind": c.kind, "name": c.name, "outcome": c.outcome.value,
+                     "measured": c.measured, "expected": c.expected, "tolerance": c.tolerance,
+                     "deviation": c.deviation, "reason": c.reason, "values": {k: float(x) for k, x in c.values}}
+                    for c in v.conformance)
+                detections.extend(
+                    {"inspection_id": new_id, "class_name": f.class_name, "confidence": float(f.confidence),
+                     "x1": float(f.box.x1), "y1": float(f.box.y1), "x2": float(f.box.x2), "y2": float(f.box.y2),
+                     "outcome": f.outcome.value, "rule": f.rule}
+                    for f in v.findings)
+            # the group's rows of each table in one executemany, not one statement per frame
+            if conformance:
+                session.execute(ConformanceResultRow.__table__.insert(), conformance)  # type: ignore[attr-defined]
+            if detections:
+                session.execute(DetectionRow.__table__.insert(), detections)  # type: ignore[attr-defined]
             changed: dict[str, UnitVerdict] = {}
             if roll_up_units or close_units:
                 closing = set(close_units)
                 changed = self._roll_up(session, sorted((touched if roll_up_units else set()) | closing),
                                         closing, now)
         return GroupCommit(tuple(inserted), changed)
+
+    def _insert_inspections(self, session: Session, records: Sequence[ResultRecord],
+                            evidence_paths: Mapping[int, str], now: datetime) -> list[int | None]:
+        """Insert the group's inspection rows in ONE statement (``INSERT .. ON CONFLICT DO NOTHING .. RETURNING``,
+        many rows); per record the new row's id, ``None`` where that frame was already recorded (also earlier in
+        the same group: the first one counts). Rows come back keyed by (unit, camera, frame sha256), since
+        neither backend promises RETURNING in parameter order with ON CONFLICT."""
+        if not records:
+            return []
+        params: list[dict[str, Any]] = []
+        for index, record in enumerate(records):
+            v = record.verdict
+            path = evidence_paths.get(index)
+            params.append({
+                "unit_id": v.unit_id, "order_id": v.order_id, "camera_id": v.camera_id,
+                "captured_at": v.captured_at, "frame_sha256": record.key, "verdict": v.verdict.value,
+                "reasons": list(v.reasons), "model_sha256": v.model_sha256, "profile_hash": v.profile_hash,
+                "error": record.error, "source": record.source, "evidence_path": path,
+                "evidence_sha256": sha_of_path(path) if path else None,
+                "n_findings": len(v.findings), "created_at": now, "engine": v.engine, "precision": v.precision})
+        stmt = insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
+                             ["unit_id", "camera_id", "frame_sha256"]).returning(
+            InspectionRow.id, InspectionRow.unit_id, InspectionRow.camera_id, InspectionRow.frame_sha256)
+        rows = session.execute(stmt, params).all() if len(params) > 1 else session.execute(stmt, params[0]).all()
+        new: dict[tuple[str, str, str], int] = {(u, c, k): row_id for row_id, u, c, k in rows}
+        ids: list[int | None] = []
+        for p in params:  # a key twice in the group: the first one is the new row, the rest duplicates
+            ids.append(new.pop((p["unit_id"], p["camera_id"], p["frame_sha256"]), None))
+        return ids
 
     def _lock_units(self, session: Session, unit_ids: Sequence[str]) -> None:
         """Serialise roll-ups of these units across processes until the transaction ends."""
