@@ -147,6 +147,9 @@ class GroupCommit:
 
     inserted: tuple[bool, ...]
     unit_verdicts: Mapping[str, UnitVerdict]
+    released: tuple[str, ...] = ()
+    """With ``release_pass_evidence``: sha256s of evidence files no inspection references any more, detached in
+    the same transaction; the caller deletes them once it has the commit (a file left behind costs disk only)."""
 
 
 @dataclass(frozen=True)
@@ -407,17 +410,23 @@ class ResultsStore(Database):
         if not unit_ids:
             return []
         with self._session("releasing evidence of PASS units") as session:
-            rows = session.execute(
-                select(InspectionRow.id, InspectionRow.evidence_sha256)
-                .where(InspectionRow.unit_id.in_(list(unit_ids)), InspectionRow.verdict == Verdict.PASS.value,
-                       InspectionRow.evidence_sha256.is_not(None))).all()
-            if not rows:
-                return []
-            session.execute(update(InspectionRow).where(InspectionRow.id.in_([r[0] for r in rows]))
-                            .values(evidence_path=None, evidence_sha256=None))
-            shas = sorted({r[1] for r in rows if r[1]})
-            still_used = set(session.scalars(select(InspectionRow.evidence_sha256).distinct()
-                                             .where(InspectionRow.evidence_sha256.in_(shas))))
+            return self._release_pass(session, unit_ids)
+
+    @staticmethod
+    def _release_pass(session: Session, unit_ids: Sequence[str]) -> list[str]:
+        if not unit_ids:
+            return []
+        rows = session.execute(
+            select(InspectionRow.id, InspectionRow.evidence_sha256)
+            .where(InspectionRow.unit_id.in_(list(unit_ids)), InspectionRow.verdict == Verdict.PASS.value,
+                   InspectionRow.evidence_sha256.is_not(None))).all()
+        if not rows:
+            return []
+        session.execute(update(InspectionRow).where(InspectionRow.id.in_([r[0] for r in rows]))
+                        .values(evidence_path=None, evidence_sha256=None))
+        shas = sorted({r[1] for r in rows if r[1]})
+        still_used = set(session.scalars(select(InspectionRow.evidence_sha256).distinct()
+                                         .where(InspectionRow.evidence_sha256.in_(shas))))
         return [sha for sha in shas if sha not in still_used]
 
     # -- frame results ----------------------------------------------------------------------------------
@@ -436,15 +445,18 @@ class ResultsStore(Database):
 
     def commit_group(self, results: Sequence[FrameResult | ResultRecord],
                      evidence_paths: Mapping[int, str] | None = None, *,
-                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit:
+                     close_units: Sequence[str] = (), roll_up_units: bool = True,
+                     release_pass_evidence: bool = False) -> GroupCommit:
         """Record a group of frame results and roll their units up, in ONE transaction (one fsync).
 
         The units touched are locked first (``SELECT .. FOR UPDATE`` on PostgreSQL; on SQLite the first
         statement is a write, which takes the database's write lock), and each unit's verdict is rolled up
         from *every frame the database holds for it*, not from one process's memory: two processes that each
         record one of a unit's two required views produce exactly one complete verdict, whichever commits
-        second. ``close_units`` are closed in the same transaction (views still missing are named). Returns
-        which results were new and the units whose verdict changed.
+        second. ``close_units`` are closed in the same transaction (views still missing are named).
+        ``release_pass_evidence``: units whose verdict came out PASS have their PASS frames' evidence detached
+        in the same transaction too (what ``release_unit_evidence`` does, without a second commit). Returns
+        which results were new, the units whose verdict changed and the evidence files now unreferenced.
         """
         evidence_paths = evidence_paths or {}
         records = [ResultRecord.of(r) for r in results]
@@ -491,11 +503,15 @@ class ResultsStore(Database):
             if detections:
                 session.execute(DetectionRow.__table__.insert(), detections)  # type: ignore[attr-defined]
             changed: dict[str, UnitVerdict] = {}
+            released: list[str] = []
             if roll_up_units or close_units:
                 closing = set(close_units)
                 changed = self._roll_up(session, sorted((touched if roll_up_units else set()) | closing),
                                         closing, now)
-        return GroupCommit(tuple(inserted), changed)
+                if release_pass_evidence:
+                    released = self._release_pass(session, sorted(u for u, uv in changed.items()
+                                                                  if uv.verdict is Verdict.PASS))
+        return GroupCommit(tuple(inserted), changed, tuple(released))
 
     def _insert_inspections(self, session: Session, records: Sequence[ResultRecord],
                             evidence_paths: Mapping[int, str], now: datetime) -> list[int | None]:

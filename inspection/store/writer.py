@@ -41,7 +41,7 @@ from inspection.errors import ConflictError, NotFoundError, StoreError
 from inspection.store.evidence import EvidenceStore
 from inspection.store.outbox import Outbox, OutboxEntry
 from inspection.store.repository import GroupCommit, ResultRecord
-from inspection.types import Committed, Frame, FrameResult, UnitVerdict, Verdict
+from inspection.types import Committed, Frame, FrameResult, UnitVerdict
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,8 @@ class ResultLog(Protocol):
 
     def commit_group(self, results: Sequence[FrameResult | ResultRecord],
                      evidence_paths: Mapping[int, str] | None = None, *,
-                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit: ...
-
-    def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]: ...
+                     close_units: Sequence[str] = (), roll_up_units: bool = True,
+                     release_pass_evidence: bool = False) -> GroupCommit: ...
 
 
 class CommitSink(Protocol):
@@ -358,7 +357,8 @@ class BatchedResultWriter:
             if entry.evidence_path:
                 paths[index] = entry.evidence_path
         closes = [e.close_unit for e in entries if e.close_unit is not None]
-        return self.store.commit_group(records, paths or None, close_units=closes)
+        return self.store.commit_group(records, paths or None, close_units=closes,
+                                       release_pass_evidence=not self.keep_pass_frames)
 
     def _replay_one_by_one(self, entries: Sequence[OutboxEntry]) -> bool:
         assert self.outbox is not None
@@ -389,7 +389,7 @@ class BatchedResultWriter:
             except Exception:
                 self._count("sink_errors")
                 log.exception("after-commit sink %s failed", type(sink).__name__)
-        self._release_pass_evidence(commit.unit_verdicts)
+        self._delete_released(commit.released)
 
     def _one_by_one(self, frames: list[_FrameItem], closes: list[_CloseItem], paths: dict[int, str]) -> None:
         for index, item in enumerate(frames):
@@ -416,7 +416,8 @@ class BatchedResultWriter:
             while True:
                 attempt += 1
                 try:
-                    return self.store.commit_group(results, paths or None, close_units=close_units)
+                    return self.store.commit_group(results, paths or None, close_units=close_units,
+                                                   release_pass_evidence=not self.keep_pass_frames)
                 except (NotFoundError, ConflictError):
                     raise
                 except Exception as e:
@@ -466,7 +467,7 @@ class BatchedResultWriter:
             except Exception:  # a failing sink never undoes or delays a commit
                 self._count("sink_errors")
                 log.exception("after-commit sink %s failed", type(sink).__name__)
-        self._release_pass_evidence(commit.unit_verdicts)
+        self._delete_released(commit.released)
 
     def _fail(self, items: Sequence[_FrameItem | _CloseItem], error: Exception) -> None:
         frames = sum(isinstance(i, _FrameItem) for i in items)
@@ -475,18 +476,15 @@ class BatchedResultWriter:
             if not item.future.done():
                 item.future.set_exception(error)
 
-    def _release_pass_evidence(self, verdicts: Mapping[str, UnitVerdict]) -> None:
-        if self.keep_pass_frames:
-            return
-        passed = [u for u, v in verdicts.items() if v.verdict is Verdict.PASS]
-        if not passed:
-            return
-        try:
-            for sha in self.store.release_unit_evidence(passed):
+    def _delete_released(self, shas: Sequence[str]) -> None:
+        """Delete the PASS evidence the commit detached (no row names it any more): after the commit, so a
+        failed commit never loses a file; a file left behind costs disk, not correctness."""
+        for sha in shas:
+            try:
                 if self.store.evidence.delete(sha):
                     self._count("evidence_released")
-        except Exception as e:  # a file left behind costs disk, not correctness
-            log.error("cannot release evidence of PASS units %s: %s", passed, e)
+            except Exception as e:
+                log.error("cannot delete released evidence %s: %s", sha[:12], e)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._lock:

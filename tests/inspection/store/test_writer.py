@@ -61,11 +61,13 @@ class GatedStore:
         self.groups: list[int] = []
 
     def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
-                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit:
+                     close_units: Sequence[str] = (), roll_up_units: bool = True,
+                     release_pass_evidence: bool = False) -> GroupCommit:
         self.entered.set()
         self.gate.wait()
         self.groups.append(len(results))
-        return self.inner.commit_group(results, evidence_paths, close_units=close_units)
+        return self.inner.commit_group(results, evidence_paths, close_units=close_units,
+                                       release_pass_evidence=release_pass_evidence)
 
     def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
         return self.inner.release_unit_evidence(unit_ids)
@@ -81,11 +83,13 @@ class FlakyStore(GatedStore):
         self.calls = 0
 
     def commit_group(self, results: Sequence[FrameResult], evidence_paths: Mapping[int, str] | None = None, *,
-                     close_units: Sequence[str] = (), roll_up_units: bool = True) -> GroupCommit:
+                     close_units: Sequence[str] = (), roll_up_units: bool = True,
+                     release_pass_evidence: bool = False) -> GroupCommit:
         self.calls += 1
         if self.calls <= self.failures:
             raise StoreError("server closed the connection unexpectedly")
-        return super().commit_group(results, evidence_paths, close_units=close_units)
+        return super().commit_group(results, evidence_paths, close_units=close_units,
+                                    release_pass_evidence=release_pass_evidence)
 
 
 def test_a_result_is_acknowledged_only_once_committed(ready: ResultsStore) -> None:
