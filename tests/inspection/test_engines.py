@@ -52,6 +52,16 @@ def test_auto_choice(engine: str, precision: str, quantized: str | None, bf16: b
     assert choice.reason
 
 
+@pytest.mark.parametrize(("amx", "warned"), [(True, True), (False, False)])
+def test_an_int8_package_on_amx_says_the_float_package_is_faster_there(
+        amx: bool, warned: bool, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="inspection.engines"):
+        choice = choose_engine("auto", "auto", quantized="u8", bf16=True, have_openvino=True, amx=amx)
+    assert (choice.engine, choice.precision) == ("openvino", "int8")  # the package's precision, either way
+    assert ("prefer the float package" in caplog.text) is warned
+    assert ("prefer the float package" in choice.reason) is warned
+
+
 @pytest.mark.parametrize(
     ("engine", "precision", "quantized", "have_ov", "message"),
     [
