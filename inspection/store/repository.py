@@ -404,16 +404,11 @@ class ResultsStore(Database):
         if changes:
             session.execute(update(DetectionRow), changes)
 
-    def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
-        """Detach the evidence of PASS frames of units whose verdict came out PASS; return the sha256s of
-        files no inspection references any more, which the caller may delete. One transaction."""
-        if not unit_ids:
-            return []
-        with self._session("releasing evidence of PASS units") as session:
-            return self._release_pass(session, unit_ids)
-
     @staticmethod
     def _release_pass(session: Session, unit_ids: Sequence[str]) -> list[str]:
+        """Detach the evidence of PASS frames of units whose verdict came out PASS (inside ``session``'s
+        transaction); return the sha256s of files no inspection references any more, for the caller to delete
+        after the commit."""
         if not unit_ids:
             return []
         rows = session.execute(
@@ -455,7 +450,7 @@ class ResultsStore(Database):
         record one of a unit's two required views produce exactly one complete verdict, whichever commits
         second. ``close_units`` are closed in the same transaction (views still missing are named).
         ``release_pass_evidence``: units whose verdict came out PASS have their PASS frames' evidence detached
-        in the same transaction too (what ``release_unit_evidence`` does, without a second commit). Returns
+        in the same transaction too (no second commit). Returns
         which results were new, the units whose verdict changed and the evidence files now unreferenced.
         """
         evidence_paths = evidence_paths or {}

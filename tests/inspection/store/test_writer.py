@@ -69,9 +69,6 @@ class GatedStore:
         return self.inner.commit_group(results, evidence_paths, close_units=close_units,
                                        release_pass_evidence=release_pass_evidence)
 
-    def release_unit_evidence(self, unit_ids: Sequence[str]) -> list[str]:
-        return self.inner.release_unit_evidence(unit_ids)
-
 
 class FlakyStore(GatedStore):
     """The first ``failures`` commits raise like a dropped connection."""
