@@ -266,6 +266,7 @@ def test_an_answered_trigger_reads_back_as_recorded_the_moment_its_answer_is_out
         taken_up(rig, future, t.trigger_id)
         top.push(0)
         assert future.result(60).outcome is TriggerOutcome.JUDGED
+        wait_until(lambda: bool(seen), "the done-callback")  # it runs just after result() may return
         assert seen == [(None, "judged")]
     finally:
         rig.close()
