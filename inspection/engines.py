@@ -228,7 +228,8 @@ def cpu_has_amx() -> bool:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as info:
             for line in info:
                 if line.startswith("flags"):
-                    return "amx_bf16" in line.split() or "amx_int8" in line.split()
+                    flags = line.split()
+                    return "amx_bf16" in flags or "amx_int8" in flags
     except OSError:
         return False
     return False

@@ -530,7 +530,7 @@ class ResultsStore(Database):
         stmt = insert_ignore(self.dialect, InspectionRow.__table__,  # type: ignore[arg-type]
                              ["unit_id", "camera_id", "frame_sha256"]).returning(
             InspectionRow.id, InspectionRow.unit_id, InspectionRow.camera_id, InspectionRow.frame_sha256)
-        rows = session.execute(stmt, params).all() if len(params) > 1 else session.execute(stmt, params[0]).all()
+        rows = session.execute(stmt, params).all()
         new: dict[tuple[str, str, str], int] = {(u, c, k): row_id for row_id, u, c, k in rows}
         ids: list[int | None] = []
         for p in params:  # a key twice in the group: the first one is the new row, the rest duplicates
